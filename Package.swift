@@ -1,0 +1,31 @@
+// swift-tools-version: 6.0
+// Llama Runner: five executables and one shared library. No package dependencies, by the
+// user's decision: Foundation(Essentials), Dispatch, Glibc, Synchronization and the test libraries.
+import PackageDescription
+
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "LlamaRunner",
+    products: [
+        .executable(name: "launcher", targets: ["Launcher"]),
+        .executable(name: "model-registry", targets: ["ModelRegistry"]),
+        .executable(name: "runner-manager", targets: ["RunnerManager"]),
+        .executable(name: "metrics-service", targets: ["MetricsService"]),
+        .executable(name: "gateway", targets: ["Gateway"]),
+        .library(name: "Shared", targets: ["Shared"]),
+    ],
+    targets: [
+        .target(name: "Shared", path: "Sources/Shared", swiftSettings: swift6),
+        .executableTarget(name: "Launcher", dependencies: ["Shared"], path: "Sources/Launcher", swiftSettings: swift6),
+        .executableTarget(name: "ModelRegistry", dependencies: ["Shared"], path: "Sources/ModelRegistry", swiftSettings: swift6),
+        .executableTarget(name: "RunnerManager", dependencies: ["Shared"], path: "Sources/RunnerManager", swiftSettings: swift6),
+        .executableTarget(name: "MetricsService", dependencies: ["Shared"], path: "Sources/MetricsService", swiftSettings: swift6),
+        .executableTarget(name: "Gateway", dependencies: ["Shared"], path: "Sources/Gateway", swiftSettings: swift6),
+        .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests", swiftSettings: swift6),
+        .testTarget(
+            name: "Integration",
+            dependencies: ["Shared", "Launcher", "ModelRegistry", "RunnerManager", "MetricsService", "Gateway"],
+            path: "Tests/Integration", swiftSettings: swift6),
+    ]
+)

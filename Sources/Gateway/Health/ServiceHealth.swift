@@ -1,0 +1,46 @@
+import FoundationEssentials
+import Shared
+
+/// Answers `GET /health` on every public port: every service's `health`, 200 when all are up and
+/// 503 naming the ones that are down.
+struct ServiceHealth: Sendable {
+    let context: ServiceContext
+    let clients: [(ServiceName, RPCClient)]
+
+    struct Report: Encodable {
+        var status: String
+        var down: [String]
+        var services: [String: HealthInfo]
+        var errors: [String: String]
+    }
+
+    func response() async -> HTTPResponse {
+        var report = Report(status: "ok", down: [], services: [:], errors: [:])
+        report.services[ServiceName.gateway.rawValue] = context.healthInfo()
+        await withTaskGroup(of: (ServiceName, Result<HealthInfo, any Error>).self) { group in
+            for (name, client) in clients {
+                group.addTask {
+                    do {
+                        return (name, .success(try await client.call(ServiceRPC.Health.self, Empty(), timeout: 1)))
+                    } catch {
+                        return (name, .failure(error))
+                    }
+                }
+            }
+            for await (name, result) in group {
+                switch result {
+                case .success(let info): report.services[name.rawValue] = info
+                case .failure(let error):
+                    report.down.append(name.rawValue)
+                    report.errors[name.rawValue] = String(describing: error)
+                }
+            }
+        }
+        report.down.sort()
+        if !report.down.isEmpty { report.status = "unavailable: " + report.down.joined(separator: ", ") + " down" }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(report)).map { [UInt8]($0) } ?? []
+        return .json(body, status: report.down.isEmpty ? .ok : .serviceUnavailable)
+    }
+}

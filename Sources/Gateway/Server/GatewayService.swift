@@ -1,0 +1,88 @@
+import Shared
+
+/// The gateway's public ports, bound from `app_config.json` (fetched from the registry), each with
+/// its own router. A port that is taken stops the gateway with a message naming the port and the
+/// config key (exit 78, which the launcher does not retry).
+final class GatewayService: Service {
+    struct Port {
+        let key: String
+        let host: String
+        let port: UInt16
+        let router: Router
+    }
+
+    let context: ServiceContext
+    let servers: [HTTPServer]
+    let clients: [RPCClient]
+
+    private init(context: ServiceContext, servers: [HTTPServer], clients: [RPCClient]) {
+        self.context = context
+        self.servers = servers
+        self.clients = clients
+    }
+
+    var name: String { "public ports" }
+
+    static func make(context: ServiceContext) async throws -> GatewayService {
+        let paths = context.paths
+        let registry = RPCClient(path: paths.socket(.registry), loop: context.loop)
+        let runners = RPCClient(path: paths.socket(.runners), loop: context.loop)
+        let metrics = RPCClient(path: paths.socket(.metrics), loop: context.loop)
+        let clients = [registry, runners, metrics]
+        clients.forEach { $0.start() }
+        let config = try await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 30)
+
+        let health = ServiceHealth(context: context, clients: [(.registry, registry), (.runners, runners), (.metrics, metrics)])
+        func baseRouter() -> Router {
+            var router = Router()
+            router.get("/health") { _, _ in await health.response() }
+            return router
+        }
+        var ports: [Port] = []
+        if config.ollama.enabled {
+            var router = baseRouter()
+            OllamaRoutes.register(on: &router)
+            ports.append(Port(key: "proxies.ollama.port", host: config.ollama.host, port: config.ollama.port, router: router))
+        }
+        if config.lmstudio.enabled {
+            ports.append(Port(key: "proxies.lmstudio.port", host: config.lmstudio.host, port: config.lmstudio.port, router: baseRouter()))
+        }
+        if config.dashboard.enabled {
+            var api = baseRouter()
+            api.get("/api/health") { _, _ in await health.response() }
+            ports.append(Port(key: "dashboard.api_port", host: config.dashboard.host, port: config.dashboard.apiPort, router: api))
+            var web = baseRouter()
+            web.get("/") { _, _ in
+                .text("Llama Runner \(LlamaRunnerVersion.current): the web dashboard is not built yet; the dashboard API is on port \(config.dashboard.apiPort).\n")
+            }
+            ports.append(Port(key: "dashboard.web_port", host: config.dashboard.host, port: config.dashboard.webPort, router: web))
+        }
+
+        var servers: [HTTPServer] = []
+        for port in ports {
+            do {
+                servers.append(try HTTPServer(address: .tcp(host: port.host, port: port.port),
+                                              configuration: config.http.serverConfiguration,
+                                              handler: port.router, loop: context.loop))
+            } catch {
+                let reason: String = if case SocketError.addressInUse = error { "is already in use by another process" } else { "cannot be opened: \(error)" }
+                throw ConfigError(file: "app_config.json", message: "\(port.key): \(port.host):\(port.port) \(reason); stop that process or choose another port")
+            }
+        }
+        return GatewayService(context: context, servers: servers, clients: clients)
+    }
+
+    func start() async throws {
+        for server in servers {
+            server.start()
+            context.logger.info("listening", ("address", server.address))
+        }
+    }
+
+    func stop() async {
+        await withTaskGroup(of: Void.self) { group in
+            for server in servers { group.addTask { await server.stop(grace: 3) } }
+        }
+        for client in clients { await client.close() }
+    }
+}

@@ -1,0 +1,344 @@
+import Glibc
+import Synchronization
+
+/// A request sent by `HTTPClient`.
+public struct HTTPClientRequest: Sendable {
+    public enum Body: Sendable {
+        case none
+        case bytes([UInt8])
+        /// Pulled piece by piece and sent chunked; nil ends it. Not replayable, so never retried.
+        case stream(@Sendable () async throws -> [UInt8]?)
+    }
+
+    public var method: String
+    /// Origin-form target: path and query.
+    public var target: String
+    public var headers: HTTPHeaders
+    public var body: Body
+
+    public init(method: String = "GET", target: String, headers: HTTPHeaders = HTTPHeaders(), body: Body = .none) {
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// An HTTP/1.1 client for one upstream (a runner's TCP port or Unix socket), keeping a pool of
+/// idle keep-alive connections. Response bodies are read incrementally; cancelling the reading task
+/// closes the connection at once (which is how a client disconnect stops generation upstream).
+public final class HTTPClient: Sendable {
+    /// The upstream.
+    public let address: SocketAddress
+    let loop: EventLoop
+    let maxIdle: Int
+    let connectTimeout: Double
+    private let idle = Mutex<[PooledConnection]>([])
+
+    public init(address: SocketAddress, loop: EventLoop = .shared, maxIdleConnections: Int = 32, connectTimeout: Double = 5) {
+        self.address = address
+        self.loop = loop
+        maxIdle = maxIdleConnections
+        self.connectTimeout = connectTimeout
+    }
+
+    /// Idle pooled connections (for tests and metrics).
+    public var idleCount: Int { idle.withLock { $0.count } }
+
+    /// Closes every idle connection.
+    public func closeIdle() {
+        let all = idle.withLock { p -> [PooledConnection] in
+            defer { p.removeAll() }
+            return p
+        }
+        all.forEach { $0.connection.close() }
+    }
+
+    /// Sends a request and returns once the response head has arrived (the body is read from the
+    /// returned response). `timeout` bounds the wait for the head; no total timeout applies to the body.
+    /// A reused keep-alive connection that turns out closed is retried once on a fresh one when the
+    /// body is replayable.
+    public func send(_ request: HTTPClientRequest, timeout: Double = 300) async throws -> HTTPClientResponse {
+        let headDeadline = deadline(after: timeout)
+        if let pooled = idle.withLock({ $0.popLast() }) {
+            do {
+                return try await exchange(request, on: pooled, deadline: headDeadline)
+            } catch HTTPClientError.staleConnection {
+                // fall through to a new connection
+            }
+        }
+        let connection = try await Connection.connect(to: address, loop: loop, deadline: deadline(after: connectTimeout))
+        let fresh = PooledConnection(connection: connection, input: ByteBuffer(capacity: 16 * 1024))
+        do {
+            return try await exchange(request, on: fresh, deadline: headDeadline)
+        } catch HTTPClientError.staleConnection {
+            throw HTTPClientError.closedBeforeResponse
+        }
+    }
+
+    func exchange(_ request: HTTPClientRequest, on pooled: PooledConnection, deadline: UInt64) async throws -> HTTPClientResponse {
+        let connection = pooled.connection
+        let replayable: Bool = if case .stream = request.body { false } else { true }
+        let out = ByteBuffer(capacity: 1024)
+        out.append(request.method)
+        out.append(byte: 32)
+        out.append(request.target)
+        out.append(" HTTP/1.1\r\n" as StaticString)
+        if request.headers["host"] == nil {
+            out.append("Host: " as StaticString)
+            switch address {
+            case .tcp(let host, let port): out.append("\(host):\(port)")
+            case .unix: out.append("localhost" as StaticString)
+            }
+            out.append("\r\n" as StaticString)
+        }
+        for field in request.headers where !HTTPServerConnection.isFramingHeader(field.name) {
+            out.append(field.name)
+            out.append(": " as StaticString)
+            out.append(field.value)
+            out.append("\r\n" as StaticString)
+        }
+        var streamSource: (@Sendable () async throws -> [UInt8]?)?
+        switch request.body {
+        case .none:
+            if request.method == "POST" || request.method == "PUT" || request.method == "PATCH" {
+                out.append("Content-Length: 0\r\n" as StaticString)
+            }
+            out.append("\r\n" as StaticString)
+        case .bytes(let bytes):
+            out.append("Content-Length: " as StaticString)
+            out.append(decimal: bytes.count)
+            out.append("\r\n\r\n" as StaticString)
+            out.append(bytes)
+        case .stream(let source):
+            out.append("Transfer-Encoding: chunked\r\n\r\n" as StaticString)
+            streamSource = source
+        }
+        do {
+            try await connection.write(out)
+            if let source = streamSource {
+                while let piece = try await source() {
+                    if piece.isEmpty { continue }
+                    out.append(hex: piece.count)
+                    out.append("\r\n" as StaticString)
+                    out.append(piece)
+                    out.append("\r\n" as StaticString)
+                    try await connection.write(out)
+                }
+                out.append("0\r\n\r\n" as StaticString)
+                try await connection.write(out)
+            }
+        } catch let error as SystemError where replayable && pooled.reused && (error.errno == EPIPE || error.errno == ECONNRESET) {
+            connection.close()
+            throw HTTPClientError.staleConnection
+        } catch {
+            connection.close()
+            throw error
+        }
+
+        // Read the head, skipping interim 1xx responses.
+        let input = pooled.input
+        var sawBytes = false
+        while true {
+            if input.readableCount > 0 {
+                switch HTTPParser.parseResponseHead(input.readable, requestMethod: request.method) {
+                case .complete(let head, let consumed):
+                    input.consume(consumed)
+                    if (100..<200).contains(head.status.code) && head.status.code != 101 { continue }
+                    return HTTPClientResponse(head: head, pooled: pooled, client: self)
+                case .failure(let error):
+                    connection.close()
+                    throw HTTPClientError.malformedResponse(error.message)
+                case .incomplete:
+                    break
+                }
+            }
+            let n: Int
+            do {
+                n = try await connection.read(into: input, deadline: deadline)
+            } catch {
+                connection.close()
+                if case EventLoopError.timedOut = error { throw HTTPClientError.timedOut }
+                throw error
+            }
+            if n == 0 {
+                connection.close()
+                if !sawBytes && pooled.reused && replayable { throw HTTPClientError.staleConnection }
+                throw HTTPClientError.closedBeforeResponse
+            }
+            sawBytes = true
+        }
+    }
+
+    /// Returns a connection whose response was read completely to the pool.
+    func recycle(_ pooled: PooledConnection) {
+        pooled.reused = true
+        let overflow = idle.withLock { p -> Bool in
+            if p.count >= maxIdle { return true }
+            p.append(pooled)
+            return false
+        }
+        if overflow { pooled.connection.close() }
+    }
+}
+
+/// Errors of the HTTP client.
+public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    case timedOut
+    case closedBeforeResponse
+    case closedMidBody
+    case malformedResponse(String)
+    case bodyTooLarge(Int)
+    case staleConnection
+
+    public var description: String {
+        switch self {
+        case .timedOut: "upstream did not answer in time"
+        case .closedBeforeResponse: "upstream closed the connection before responding"
+        case .closedMidBody: "upstream closed the connection in the middle of the response body"
+        case .malformedResponse(let m): "malformed upstream response: \(m)"
+        case .bodyTooLarge(let n): "upstream response body is larger than \(n) bytes"
+        case .staleConnection: "pooled connection was closed by the upstream"
+        }
+    }
+}
+
+/// A pooled connection and its input buffer (which may hold bytes read ahead).
+final class PooledConnection: @unchecked Sendable {
+    // @unchecked Sendable: handed from one task to the next through the pool's lock; never used by two at once.
+    let connection: Connection
+    let input: ByteBuffer
+    var reused = false
+    init(connection: Connection, input: ByteBuffer) {
+        self.connection = connection
+        self.input = input
+    }
+}
+
+/// A response whose body is read piece by piece. Reading it to the end returns the connection to the
+/// pool; dropping it early, or an error, closes the connection.
+public final class HTTPClientResponse {
+    public let head: HTTPResponseHead
+    private var pooled: PooledConnection?
+    private let client: HTTPClient
+    private var state: State
+    private var decoder = ChunkedDecoder(maxMetadataBytes: 64 * 1024)
+
+    enum State { case length(Int), chunked, untilClose, done }
+
+    init(head: HTTPResponseHead, pooled: PooledConnection, client: HTTPClient) {
+        self.head = head
+        self.pooled = pooled
+        self.client = client
+        switch head.framing {
+        case .none, .length(0): state = .done
+        case .length(let n): state = .length(n)
+        case .chunked: state = .chunked
+        case .untilClose: state = .untilClose
+        }
+        if case .done = state { finish() }
+    }
+
+    deinit { pooled?.connection.close() }
+
+    public var status: HTTPStatus { head.status }
+    public var headers: HTTPHeaders { head.headers }
+
+    /// The next piece of the body as it arrives, or nil at its end. `idleTimeout` bounds the wait for
+    /// each piece (0 = none).
+    public func read(idleTimeout: Double = 0) async throws -> [UInt8]? {
+        guard let pooled else { return nil }
+        let input = pooled.input
+        while true {
+            switch state {
+            case .done:
+                return nil
+            case .length(let remaining):
+                if input.readableCount > 0 {
+                    let take = min(remaining, input.readableCount)
+                    let piece = Array(UnsafeRawBufferPointer(rebasing: input.readable[0..<take]))
+                    input.consume(take)
+                    state = remaining == take ? .done : .length(remaining - take)
+                    if case .done = state { finish() }
+                    return piece
+                }
+            case .chunked:
+                if input.readableCount > 0 {
+                    let event: ChunkedDecoder.Event
+                    do {
+                        event = try decoder.next(input.readable)
+                    } catch {
+                        abandon()
+                        throw HTTPClientError.malformedResponse(error.message)
+                    }
+                    switch event {
+                    case .data(let range, let consumed):
+                        let piece = Array(UnsafeRawBufferPointer(rebasing: input.readable[range]))
+                        input.consume(consumed)
+                        return piece
+                    case .end(let consumed):
+                        input.consume(consumed)
+                        state = .done
+                        finish()
+                        return nil
+                    case .needMore(let consumed):
+                        input.consume(consumed)
+                    }
+                }
+            case .untilClose:
+                if input.readableCount > 0 {
+                    let piece = input.readableArray()
+                    input.clear()
+                    return piece
+                }
+            }
+            let n: Int
+            do {
+                n = try await pooled.connection.read(into: input, deadline: idleTimeout > 0 ? deadline(after: idleTimeout) : 0)
+            } catch {
+                abandon()
+                if case EventLoopError.timedOut = error { throw HTTPClientError.timedOut }
+                throw error
+            }
+            if n == 0 {
+                if case .untilClose = state {
+                    state = .done
+                    abandon()
+                    return nil
+                }
+                abandon()
+                throw HTTPClientError.closedMidBody
+            }
+        }
+    }
+
+    /// Reads the whole body, failing beyond `limit` bytes.
+    public func collect(upTo limit: Int = 64 << 20) async throws -> [UInt8] {
+        var all: [UInt8] = []
+        while let piece = try await read() {
+            if all.count + piece.count > limit {
+                abandon()
+                throw HTTPClientError.bodyTooLarge(limit)
+            }
+            all.append(contentsOf: piece)
+        }
+        return all
+    }
+
+    /// Closes the connection now (client gone, cancellation): the upstream sees the close at once.
+    public func abandon() {
+        pooled?.connection.close()
+        pooled = nil
+        state = .done
+    }
+
+    private func finish() {
+        guard let pooled else { return }
+        self.pooled = nil
+        if head.keepAlive && pooled.input.readableCount == 0 {
+            client.recycle(pooled)
+        } else {
+            pooled.connection.close()
+        }
+    }
+}

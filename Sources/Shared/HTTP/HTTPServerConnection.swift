@@ -1,0 +1,331 @@
+import Glibc
+
+/// One accepted connection of an `HTTPServer`: reads requests in order, runs the handler, writes
+/// responses. Owned by its own task on the server's event loop; nothing here is shared.
+///
+/// Output policy: a fixed response is appended to `output` and flushed when no further request is
+/// already buffered, so pipelined responses leave in one `send`; a streaming response flushes on
+/// every write.
+final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
+    enum BodyState { case done, length(Int), chunked }
+
+    let connection: Connection
+    let core: HTTPServerCore
+    let id: UInt64
+    let input = ByteBuffer(capacity: 16 * 1024)
+    let output = ByteBuffer(capacity: 16 * 1024)
+
+    var bodyState = BodyState.done
+    var chunked = ChunkedDecoder()
+    var bodyReceived = 0
+    var continuePending = false
+    var streamChunked = false
+    var streamRemaining: Int?
+
+    init(connection: Connection, core: HTTPServerCore, id: UInt64) {
+        self.connection = connection
+        self.core = core
+        self.id = id
+    }
+
+    var config: HTTPServer.Configuration { core.configuration }
+
+    func run() async {
+        do {
+            try await serve()
+        } catch {
+            // A peer that vanished, a write timeout or cancellation: nothing more to say to this client.
+        }
+        connection.close()
+    }
+
+    // MARK: Request loop
+
+    func serve() async throws {
+        while true {
+            guard let head = try await readHead() else { return }
+            let receivedAt = monotonicNanos()
+            switch head.framing {
+            case .length(let n):
+                if n > config.limits.maxBodyBytes {
+                    try await sendError(HTTPError(.payloadTooLarge, "request body of \(n) bytes is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true))
+                    return
+                }
+                bodyState = .length(n)
+            case .chunked:
+                chunked = ChunkedDecoder(maxMetadataBytes: config.limits.maxChunkMetadataBytes)
+                bodyState = .chunked
+            case .none, .untilClose:
+                bodyState = .done
+            }
+            bodyReceived = 0
+            continuePending = head.expectsContinue
+            var close = !head.keepAlive || core.isShuttingDown
+
+            let request = HTTPRequest(head: head, body: HTTPRequestBody(source: self), receivedAt: receivedAt)
+            var response: HTTPResponse
+            do {
+                response = try await core.handler.handle(request)
+            } catch let error as HTTPError {
+                response = .text(error.message + "\n", status: error.status)
+                if error.closesConnection { close = true }
+            } catch is CancellationError {
+                return
+            } catch {
+                response = .text("internal server error\n", status: .internalServerError)
+            }
+
+            // A body the handler did not read: the client may still be sending it.
+            if case .done = bodyState {} else {
+                if continuePending {
+                    close = true  // the client waits for 100 Continue and will not send the body
+                } else if case .length(let remaining) = bodyState, remaining > config.maxDrainBytes {
+                    close = true
+                }
+            }
+            if try await writeResponse(response, head: head, close: close) { close = true }
+            if close {
+                try await flush()
+                await lingeringClose()
+                return
+            }
+            if case .done = bodyState {} else {
+                guard (try? await drainBody()) == true else {
+                    try await flush()
+                    return
+                }
+            }
+            if input.readableCount == 0 || output.readableCount >= 16 * 1024 { try await flush() }
+        }
+    }
+
+    /// Reads until a whole head is parsed. Returns nil when the connection should end quietly.
+    func readHead() async throws -> HTTPRequestHead? {
+        var headDeadline: UInt64 = 0
+        while true {
+            if input.readableCount > 0 {
+                switch HTTPParser.parseRequestHead(input.readable, limits: config.limits) {
+                case .complete(let head, let consumed):
+                    input.consume(consumed)
+                    return head
+                case .failure(let error):
+                    try await sendError(error)
+                    return nil
+                case .incomplete:
+                    break
+                }
+                if headDeadline == 0 { headDeadline = deadline(after: config.headerTimeout) }
+                try await flush()
+                let n: Int
+                do {
+                    n = try await connection.read(into: input, deadline: headDeadline)
+                } catch EventLoopError.timedOut {
+                    try await sendError(HTTPError(.requestTimeout, "request header not received within \(config.headerTimeout) s", closesConnection: true))
+                    return nil
+                }
+                if n == 0 { return nil }
+            } else {
+                try await flush()
+                guard core.setIdle(id, true) else { return nil }
+                let n: Int
+                do {
+                    n = try await connection.read(into: input, deadline: deadline(after: config.keepAliveTimeout))
+                } catch EventLoopError.timedOut {
+                    return nil
+                }
+                guard core.setIdle(id, false), n > 0 else { return nil }
+                headDeadline = deadline(after: config.headerTimeout)
+            }
+        }
+    }
+
+    // MARK: Request body (HTTPBodySource)
+
+    func readBodyChunk() async throws -> [UInt8]? {
+        if continuePending {
+            continuePending = false
+            output.append("HTTP/1.1 100 Continue\r\n\r\n" as StaticString)
+            try await flush()
+        }
+        while true {
+            switch bodyState {
+            case .done:
+                return nil
+            case .length(let remaining):
+                if input.readableCount > 0 {
+                    let take = min(remaining, input.readableCount)
+                    let chunk = Array(UnsafeRawBufferPointer(rebasing: input.readable[0..<take]))
+                    input.consume(take)
+                    bodyState = remaining == take ? .done : .length(remaining - take)
+                    bodyReceived += take
+                    return chunk
+                }
+            case .chunked:
+                if input.readableCount > 0 {
+                    switch try chunked.next(input.readable) {
+                    case .data(let range, let consumed):
+                        let chunk = Array(UnsafeRawBufferPointer(rebasing: input.readable[range]))
+                        input.consume(consumed)
+                        bodyReceived += chunk.count
+                        if bodyReceived > config.limits.maxBodyBytes {
+                            throw HTTPError(.payloadTooLarge, "request body is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true)
+                        }
+                        return chunk
+                    case .end(let consumed):
+                        input.consume(consumed)
+                        bodyState = .done
+                        return nil
+                    case .needMore(let consumed):
+                        input.consume(consumed)
+                    }
+                }
+            }
+            let n: Int
+            do {
+                n = try await connection.read(into: input, deadline: deadline(after: config.bodyTimeout))
+            } catch EventLoopError.timedOut {
+                throw HTTPError(.requestTimeout, "no request body bytes for \(config.bodyTimeout) s", closesConnection: true)
+            }
+            if n == 0 { throw HTTPError(.badRequest, "connection closed before the request body was complete", closesConnection: true) }
+        }
+    }
+
+    /// Reads and discards the rest of an unread body, so the next request can be parsed.
+    func drainBody() async throws -> Bool {
+        var drained = 0
+        while let chunk = try await readBodyChunk() {
+            drained += chunk.count
+            if drained > config.maxDrainBytes { return false }
+        }
+        return true
+    }
+
+    // MARK: Response
+
+    /// Writes a response; returns true when the connection must close afterwards.
+    func writeResponse(_ response: HTTPResponse, head: HTTPRequestHead, close: Bool) async throws -> Bool {
+        let isHead = head.method == "HEAD"
+        let noBody = response.status.forbidsBody
+        var mustClose = close
+        var streamProducer: (@Sendable (any HTTPBodyWriter) async throws -> Void)?
+        var fixed: [UInt8] = []
+        var length: Int?
+
+        switch response.body {
+        case .bytes(let bytes):
+            fixed = bytes
+            length = bytes.count
+        case .stream(let contentLength, let producer):
+            streamProducer = producer
+            length = contentLength
+        }
+        if streamProducer != nil && length == nil && head.version == .http1_0 { mustClose = true }
+
+        output.append(HTTPServer.statusLine(response.status))
+        for field in response.headers where !Self.isFramingHeader(field.name) {
+            output.append(field.name)
+            output.append(": " as StaticString)
+            output.append(field.value)
+            output.append("\r\n" as StaticString)
+        }
+        HTTPDate.append(to: output)
+        if mustClose {
+            output.append("Connection: close\r\n" as StaticString)
+        } else if head.version == .http1_0 {
+            output.append("Connection: keep-alive\r\n" as StaticString)
+        }
+        streamChunked = false
+        if !noBody {
+            if let length {
+                output.append("Content-Length: " as StaticString)
+                output.append(decimal: length)
+                output.append("\r\n" as StaticString)
+            } else if head.version == .http1_1 {
+                output.append("Transfer-Encoding: chunked\r\n" as StaticString)
+                streamChunked = true
+            }
+        }
+        output.append("\r\n" as StaticString)
+
+        if isHead || noBody { return mustClose }
+        guard let producer = streamProducer else {
+            output.append(fixed)
+            return mustClose
+        }
+        try await flush()
+        streamRemaining = length
+        try await producer(self)
+        if streamChunked {
+            output.append("0\r\n\r\n" as StaticString)
+        } else if let remaining = streamRemaining, remaining != 0 {
+            throw HTTPError(.internalServerError, "stream ended \(remaining) bytes short of its Content-Length")
+        }
+        streamChunked = false
+        try await flush()
+        return mustClose
+    }
+
+    /// A streamed body piece, framed and flushed at once.
+    func write(_ bytes: [UInt8]) async throws {
+        if bytes.isEmpty { return }
+        if streamChunked {
+            output.append(hex: bytes.count)
+            output.append("\r\n" as StaticString)
+            output.append(bytes)
+            output.append("\r\n" as StaticString)
+        } else {
+            if let remaining = streamRemaining {
+                guard bytes.count <= remaining else {
+                    throw HTTPError(.internalServerError, "stream wrote past its Content-Length")
+                }
+                streamRemaining = remaining - bytes.count
+            }
+            output.append(bytes)
+        }
+        try await flush()
+    }
+
+    static func isFramingHeader(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 4: name.asciiCaseInsensitiveEquals("date")
+        case 10: name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
+        case 14: name.asciiCaseInsensitiveEquals("content-length")
+        case 17: name.asciiCaseInsensitiveEquals("transfer-encoding")
+        default: false
+        }
+    }
+
+    func flush() async throws {
+        if output.readableCount > 0 {
+            try await connection.write(output, deadline: deadline(after: config.writeTimeout))
+        }
+    }
+
+    /// Answers a protocol fault with its status and closes.
+    func sendError(_ error: HTTPError) async throws {
+        output.append(HTTPServer.statusLine(error.status))
+        output.append("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n" as StaticString)
+        HTTPDate.append(to: output)
+        let body = Array((error.message + "\n").utf8)
+        output.append("Content-Length: " as StaticString)
+        output.append(decimal: body.count)
+        output.append("\r\n\r\n" as StaticString)
+        output.append(body)
+        try await flush()
+        await lingeringClose()
+    }
+
+    /// Closes without losing the response: a close with unread input makes the kernel send RST, which
+    /// can discard the response at the client. Send FIN first and discard input briefly (RFC 9112 §9.6).
+    func lingeringClose() async {
+        connection.shutdownWrite()
+        let until = deadline(after: 1)
+        var discarded = 0
+        while discarded < 1 << 20 {
+            input.clear()
+            guard let n = try? await connection.read(into: input, deadline: until), n > 0 else { break }
+            discarded += n
+        }
+        input.clear()
+    }
+}

@@ -1,0 +1,290 @@
+import FoundationEssentials
+import Glibc
+import Synchronization
+
+/// Errors of calling another service.
+public enum RPCError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No reply (or no connection) within the call's timeout.
+    case timedOut(method: String, seconds: Double)
+    /// The connection dropped after the request was sent; whether it ran is unknown.
+    case connectionLost(method: String)
+    /// The service answered with an error.
+    case remote(RPCFault)
+    /// The reply could not be decoded as the method's result type.
+    case badReply(method: String, detail: String)
+    /// The client was closed.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .timedOut(let m, let s): "\(m): no answer within \(s) s (is the service running?)"
+        case .connectionLost(let m): "\(m): connection to the service was lost during the call"
+        case .remote(let f): f.description
+        case .badReply(let m, let d): "\(m): unexpected reply: \(d)"
+        case .closed: "the RPC client is closed"
+        }
+    }
+}
+
+/// A JSON-RPC client for one service's Unix socket. It connects in the background and reconnects
+/// with capped exponential backoff whenever the peer goes away; a call made while disconnected waits
+/// for the reconnect, up to its own timeout. Pipelined calls are matched to replies by id.
+public final class RPCClient: Sendable {
+    private struct Pending {
+        var continuation: CheckedContinuation<Data, any Error>
+        var method: String
+        var timer: UInt64
+    }
+
+    private struct ConnectWaiter {
+        var continuation: CheckedContinuation<MessageWriter, any Error>
+        var timer: UInt64
+    }
+
+    private struct State {
+        var writer: MessageWriter?
+        var nextID = 0
+        var pending: [Int: Pending] = [:]
+        var connectWaiters: [Int: ConnectWaiter] = [:]
+        var subscribed = false
+        var closed = false
+        var notificationHandler: (@Sendable (String, Data) -> Void)?
+        var connectHandler: (@Sendable () -> Void)?
+    }
+
+    /// The socket path of the service.
+    public let path: String
+    let loop: EventLoop
+    /// Default per-call timeout, seconds.
+    public let defaultTimeout: Double
+    /// Backoff between connection attempts: starts here and doubles up to `maxBackoff`.
+    public let minBackoff: Double
+    public let maxBackoff: Double
+    private let state = Mutex(State())
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    public init(path: String, loop: EventLoop = .shared, defaultTimeout: Double = 10, minBackoff: Double = 0.05, maxBackoff: Double = 2) {
+        self.path = path
+        self.loop = loop
+        self.defaultTimeout = defaultTimeout
+        self.minBackoff = minBackoff
+        self.maxBackoff = maxBackoff
+    }
+
+    /// Starts connecting (idempotent).
+    public func start() {
+        task.withLock { t in
+            guard t == nil else { return }
+            t = Task(executorPreference: loop) { [self] in await maintain() }
+        }
+    }
+
+    /// Closes the connection and fails every waiting call with `RPCError.closed`.
+    public func close() async {
+        let (waiters, pendings, writer) = state.withLock { s in
+            s.closed = true
+            defer {
+                s.connectWaiters = [:]
+                s.pending = [:]
+                s.writer = nil
+            }
+            return (Array(s.connectWaiters.values), Array(s.pending.values), s.writer)
+        }
+        waiters.forEach { loop.cancelTimer($0.timer); $0.continuation.resume(throwing: RPCError.closed) }
+        pendings.forEach { loop.cancelTimer($0.timer); $0.continuation.resume(throwing: RPCError.closed) }
+        writer?.shutdown()
+        if let t = task.withLock({ $0 }) {
+            t.cancel()
+            await t.value
+        }
+    }
+
+    /// Whether a connection is up right now.
+    public var isConnected: Bool { state.withLock { $0.writer != nil } }
+
+    /// Receives every notification the service pushes (after `subscribe()`), on the event loop thread.
+    public func onNotification(_ handler: @escaping @Sendable (_ method: String, _ params: Data) -> Void) {
+        state.withLock { $0.notificationHandler = handler }
+    }
+
+    /// Called on the loop thread after each (re)connect, e.g. to refresh a snapshot missed while down.
+    public func onConnect(_ handler: @escaping @Sendable () -> Void) {
+        state.withLock { $0.connectHandler = handler }
+    }
+
+    /// Asks the service for its notifications, now and after every reconnect.
+    public func subscribe() {
+        let writer = state.withLock { s -> MessageWriter? in
+            s.subscribed = true
+            return s.writer
+        }
+        if let writer { sendSubscribe(writer) }
+    }
+
+    /// Decodes a notification's params (for use inside `onNotification`).
+    public static func decode<N: RPCNotification>(_ notification: N.Type, from params: Data) -> N.Params? {
+        try? JSONDecoder().decode(RPCParamsIn<N.Params>.self, from: params).params
+    }
+
+    /// Calls `M` and returns its result. Waits for a connection if there is none, all within `timeout`.
+    public func call<M: RPCMethod>(_ method: M.Type, _ params: M.Params, timeout: Double? = nil) async throws -> M.Result {
+        let seconds = timeout ?? defaultTimeout
+        let until = deadline(after: seconds)
+        let writer = try await connection(until: until, method: M.name, seconds: seconds)
+        let id = state.withLock { s -> Int in
+            s.nextID += 1
+            return s.nextID
+        }
+        let line: [UInt8]
+        do {
+            line = try RPCCoding.encodeLine(RPCRequestOut(id: .number(id), method: M.name, params: params))
+        } catch {
+            throw RPCError.badReply(method: M.name, detail: "params could not be encoded: \(error)")
+        }
+        let data = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
+                let timer = loop.schedule(at: until) { [self] in
+                    fail(id: id, with: RPCError.timedOut(method: M.name, seconds: seconds))
+                }
+                state.withLock { $0.pending[id] = Pending(continuation: continuation, method: M.name, timer: timer) }
+                if Task.isCancelled { fail(id: id, with: CancellationError()) }
+                if !writer.send(line) { fail(id: id, with: RPCError.connectionLost(method: M.name)) }
+            }
+        } onCancel: {
+            fail(id: id, with: CancellationError())
+        }
+        let decoder = JSONDecoder()
+        if let fault = (try? decoder.decode(RPCIncoming.self, from: data))?.error { throw RPCError.remote(fault) }
+        do {
+            return try decoder.decode(RPCResultIn<M.Result>.self, from: data).result
+        } catch {
+            throw RPCError.badReply(method: M.name, detail: describeDecodingError(error))
+        }
+    }
+
+    /// Sends a notification (no reply). Dropped silently when disconnected: used for fire-and-forget
+    /// records that must never delay the caller.
+    @discardableResult
+    public func notify<N: RPCNotification>(_ notification: N.Type, _ params: N.Params) -> Bool {
+        guard let writer = state.withLock({ $0.writer }),
+              let line = try? RPCCoding.encodeLine(RPCRequestOut(id: nil, method: N.name, params: params)) else { return false }
+        return writer.send(line)
+    }
+
+    // MARK: Internals
+
+    private func fail(id: Int, with error: any Error) {
+        guard let p = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return }
+        loop.cancelTimer(p.timer)
+        p.continuation.resume(throwing: error)
+    }
+
+    private func connection(until: UInt64, method: String, seconds: Double) async throws -> MessageWriter {
+        if let w = state.withLock({ $0.writer }) { return w }
+        let key = state.withLock { s -> Int in
+            s.nextID += 1
+            return s.nextID
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<MessageWriter, any Error>) in
+                let timer = loop.schedule(at: until) { [self] in
+                    failWaiter(key, RPCError.timedOut(method: method, seconds: seconds))
+                }
+                enum Now { case wait, ready(MessageWriter), closed }
+                let now = state.withLock { s -> Now in
+                    if s.closed { return .closed }
+                    if let w = s.writer { return .ready(w) }
+                    s.connectWaiters[key] = ConnectWaiter(continuation: continuation, timer: timer)
+                    return .wait
+                }
+                switch now {
+                case .wait:
+                    if Task.isCancelled { failWaiter(key, CancellationError()) }
+                case .ready(let w):
+                    loop.cancelTimer(timer)
+                    continuation.resume(returning: w)
+                case .closed:
+                    loop.cancelTimer(timer)
+                    continuation.resume(throwing: RPCError.closed)
+                }
+            }
+        } onCancel: {
+            failWaiter(key, CancellationError())
+        }
+    }
+
+    private func failWaiter(_ key: Int, _ error: any Error) {
+        guard let w = state.withLock({ $0.connectWaiters.removeValue(forKey: key) }) else { return }
+        loop.cancelTimer(w.timer)
+        w.continuation.resume(throwing: error)
+    }
+
+    private func sendSubscribe(_ writer: MessageWriter) {
+        if let line = try? RPCCoding.encodeLine(RPCRequestOut(id: nil, method: "rpc.subscribe", params: Empty())) {
+            writer.send(line)
+        }
+    }
+
+    private func maintain() async {
+        var backoff = minBackoff
+        while !Task.isCancelled && !state.withLock({ $0.closed }) {
+            let connection: Connection
+            do {
+                connection = try await Connection.connect(to: .unix(path: path), loop: loop, deadline: deadline(after: 2))
+            } catch {
+                try? await loop.sleep(seconds: backoff)
+                backoff = min(backoff * 2, maxBackoff)
+                continue
+            }
+            backoff = minBackoff
+            let writer = MessageWriter(connection: connection, loop: loop)
+            let (waiters, subscribed, onConnect) = state.withLock { s in
+                s.writer = writer
+                defer { s.connectWaiters = [:] }
+                return (Array(s.connectWaiters.values), s.subscribed, s.connectHandler)
+            }
+            if subscribed { sendSubscribe(writer) }
+            for w in waiters {
+                loop.cancelTimer(w.timer)
+                w.continuation.resume(returning: writer)
+            }
+            onConnect?()
+            await read(connection)
+            let lost = state.withLock { s in
+                s.writer = nil
+                defer { s.pending = [:] }
+                return Array(s.pending.values)
+            }
+            for p in lost {
+                loop.cancelTimer(p.timer)
+                p.continuation.resume(throwing: RPCError.connectionLost(method: p.method))
+            }
+            await writer.finish()
+            connection.close()
+        }
+    }
+
+    private func read(_ connection: Connection) async {
+        let reader = LineReader(connection: connection, maxBytes: 64 << 20)
+        let decoder = JSONDecoder()
+        while true {
+            guard let line = try? await reader.next() else { return }
+            switch line {
+            case .end:
+                return
+            case .tooLong:
+                continue
+            case .line(let bytes):
+                let data = Data(bytes)
+                guard let head = try? decoder.decode(RPCIncoming.self, from: data) else { continue }
+                if let method = head.method {
+                    if let handler = state.withLock({ $0.notificationHandler }) { handler(method, data) }
+                } else if case .number(let id)? = head.id,
+                          let p = state.withLock({ $0.pending.removeValue(forKey: id) }) {
+                    loop.cancelTimer(p.timer)
+                    p.continuation.resume(returning: data)
+                }
+            }
+        }
+    }
+}

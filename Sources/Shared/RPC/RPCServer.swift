@@ -1,0 +1,202 @@
+import FoundationEssentials
+import Glibc
+import Synchronization
+
+/// A JSON-RPC 2.0 server on a Unix socket: one JSON object per line, requests on one connection
+/// handled concurrently, replies in completion order (matched by id). Clients that call
+/// `rpc.subscribe` receive every `notify`.
+///
+/// Faults never end a connection: malformed JSON gets -32700, a non-request -32600, an unknown method
+/// -32601, bad params -32602, and a line over `maxMessageBytes` (16 MiB) an error after it is skipped.
+public final class RPCServer: Sendable {
+    typealias RawHandler = @Sendable (Data, RPCID?) async throws -> [UInt8]
+
+    /// The socket file.
+    public let path: String
+    let loop: EventLoop
+    /// The longest accepted message.
+    public let maxMessageBytes: Int
+    private let handlers = Mutex<[String: RawHandler]>([:])
+    private let subscribers = Mutex<[UInt64: MessageWriter]>([:])
+    private let connections = Mutex<(next: UInt64, tasks: [UInt64: Task<Void, Never>])>((0, [:]))
+    private let listener = Mutex<Listener?>(nil)
+    private let acceptTask = Mutex<Task<Void, Never>?>(nil)
+
+    public init(path: String, loop: EventLoop = .shared, maxMessageBytes: Int = 16 << 20) {
+        self.path = path
+        self.loop = loop
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// Implements `M` with `handler`. Throw `RPCFault` to answer with a specific error.
+    public func register<M: RPCMethod>(_ method: M.Type, _ handler: @escaping @Sendable (M.Params) async throws -> M.Result) {
+        let raw: RawHandler = { data, id in
+            let params: M.Params
+            do {
+                if let p = try JSONDecoder().decode(RPCParamsIn<M.Params>.self, from: data).params {
+                    params = p
+                } else if let empty = Empty() as? M.Params {
+                    params = empty
+                } else {
+                    throw RPCFault.invalidParams("\(M.name): params are required")
+                }
+            } catch let fault as RPCFault {
+                throw fault
+            } catch {
+                throw RPCFault.invalidParams("\(M.name): \(describeDecodingError(error))")
+            }
+            let result = try await handler(params)
+            return try RPCCoding.encodeLine(RPCResultOut(id: id ?? .number(0), result: result))
+        }
+        handlers.withLock { $0[M.name] = raw }
+    }
+
+    /// Binds the socket (replacing a stale file) and starts accepting.
+    public func start() throws {
+        let listener = try Listener(.unix(path: path), loop: loop)
+        chmod(path, 0o600)
+        self.listener.withLock { $0 = listener }
+        let task = Task(executorPreference: loop) { [self] in
+            while !Task.isCancelled {
+                let connection: Connection
+                do {
+                    connection = try await listener.accept()
+                } catch {
+                    break
+                }
+                let id = connections.withLock { c -> UInt64 in
+                    c.next += 1
+                    return c.next
+                }
+                let task = Task(executorPreference: loop) { [self] in
+                    await serve(connection, id: id)
+                    _ = connections.withLock { $0.tasks.removeValue(forKey: id) }
+                }
+                connections.withLock { $0.tasks[id] = task }
+            }
+        }
+        acceptTask.withLock { $0 = task }
+    }
+
+    /// Stops accepting, drops every connection and removes the socket file.
+    public func stop() async {
+        if let task = acceptTask.withLock({ $0 }) {
+            task.cancel()
+            await task.value
+        }
+        listener.withLock { $0?.close() }
+        let tasks = connections.withLock { Array($0.tasks.values) }
+        for task in tasks { task.cancel() }
+        for task in tasks { await task.value }
+    }
+
+    /// Pushes a notification to every subscriber. Never blocks; a subscriber that cannot keep up is dropped.
+    public func notify<N: RPCNotification>(_ notification: N.Type, _ params: N.Params) {
+        guard let line = try? RPCCoding.encodeLine(RPCRequestOut(id: nil, method: N.name, params: params)) else { return }
+        let targets = subscribers.withLock { Array($0.values) }
+        for writer in targets { writer.send(line) }
+    }
+
+    /// Connections subscribed to notifications.
+    public var subscriberCount: Int { subscribers.withLock { $0.count } }
+
+    private func serve(_ connection: Connection, id: UInt64) async {
+        let writer = MessageWriter(connection: connection, loop: loop)
+        let reader = LineReader(connection: connection, maxBytes: maxMessageBytes)
+        while true {
+            let line: LineReader.Line
+            do {
+                line = try await reader.next()
+            } catch {
+                break
+            }
+            switch line {
+            case .end:
+                break
+            case .tooLong:
+                writer.send(errorLine(nil, RPCFault(code: RPCFault.invalidRequestCode, message: "message is larger than \(maxMessageBytes) bytes")))
+                continue
+            case .line(let bytes):
+                dispatch(bytes, writer: writer, connectionID: id)
+                continue
+            }
+            break
+        }
+        _ = subscribers.withLock { $0.removeValue(forKey: id) }
+        await writer.finish()
+        connection.close()
+    }
+
+    private func dispatch(_ bytes: [UInt8], writer: MessageWriter, connectionID: UInt64) {
+        let data = Data(bytes)
+        let head: RPCIncoming
+        do {
+            head = try JSONDecoder().decode(RPCIncoming.self, from: data)
+        } catch DecodingError.dataCorrupted {
+            writer.send(errorLine(nil, RPCFault(code: RPCFault.parseErrorCode, message: "parse error: not valid JSON")))
+            return
+        } catch {
+            writer.send(errorLine(nil, RPCFault(code: RPCFault.invalidRequestCode, message: "invalid request: expected a JSON-RPC 2.0 request object")))
+            return
+        }
+        guard let method = head.method, head.jsonrpc == "2.0" else {
+            if head.id != nil || head.method == nil {
+                writer.send(errorLine(head.id, RPCFault(code: RPCFault.invalidRequestCode, message: "invalid request: \"jsonrpc\": \"2.0\" and \"method\" are required")))
+            }
+            return
+        }
+        if method == "rpc.subscribe" {
+            subscribers.withLock { $0[connectionID] = writer }
+            if let id = head.id, let line = try? RPCCoding.encodeLine(RPCResultOut(id: id, result: Empty())) { writer.send(line) }
+            return
+        }
+        guard let handler = handlers.withLock({ $0[method] }) else {
+            if head.id != nil {
+                writer.send(errorLine(head.id, RPCFault(code: RPCFault.methodNotFoundCode, message: "method not found: \(method)")))
+            }
+            return
+        }
+        let id = head.id
+        Task(executorPreference: loop) { [self] in
+            do {
+                let line = try await handler(data, id)
+                if id != nil { writer.send(line) }
+            } catch let fault as RPCFault {
+                if id != nil { writer.send(errorLine(id, fault)) }
+            } catch {
+                if id != nil { writer.send(errorLine(id, RPCFault.internalError(String(describing: error)))) }
+            }
+        }
+    }
+
+    private func errorLine(_ id: RPCID?, _ fault: RPCFault) -> [UInt8] {
+        (try? RPCCoding.encodeLine(RPCErrorOut(id: id, error: fault))) ?? Array("{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,\"message\":\"encoding failed\"}}\n".utf8)
+    }
+}
+
+/// A short, user-facing account of a decoding failure: the JSON path and what was wrong.
+public func describeDecodingError(_ error: any Error) -> String {
+    func path(_ keys: [any CodingKey]) -> String {
+        let p = keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return p.hasPrefix(".") ? String(p.dropFirst()) : (p.isEmpty ? "(root)" : p)
+    }
+    guard let error = error as? DecodingError else { return String(describing: error) }
+    switch error {
+    case .typeMismatch(let type, let ctx): return "\(path(ctx.codingPath)): expected \(typeName(type))"
+    case .valueNotFound(let type, let ctx): return "\(path(ctx.codingPath)): expected \(typeName(type)), got null"
+    case .keyNotFound(let key, let ctx): return "\(path(ctx.codingPath + [key])): required field is missing"
+    case .dataCorrupted(let ctx): return ctx.codingPath.isEmpty ? "not valid JSON" : "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+    @unknown default: return String(describing: error)
+    }
+}
+
+private func typeName(_ type: Any.Type) -> String {
+    switch type {
+    case is String.Type: "a string"
+    case is Int.Type, is Int32.Type, is Int64.Type, is UInt16.Type, is UInt64.Type: "an integer"
+    case is Double.Type, is Float.Type: "a number"
+    case is Bool.Type: "a boolean"
+    default:
+        String(describing: type).hasPrefix("Array") ? "an array" : (String(describing: type).hasPrefix("Dictionary") ? "an object" : "\(type)")
+    }
+}
