@@ -1,1 +1,3 @@
-print("stub")
+import Shared
+
+LauncherCommand.main(Array(CommandLine.arguments.dropFirst()))
