@@ -23,8 +23,10 @@ let package = Package(
         .executableTarget(name: "MetricsService", dependencies: ["Shared"], path: "Sources/MetricsService", swiftSettings: swift6),
         .executableTarget(name: "Gateway", dependencies: ["Shared"], path: "Sources/Gateway", swiftSettings: swift6),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests", swiftSettings: swift6),
+        .testTarget(name: "LauncherTests", dependencies: ["Launcher", "Shared"], path: "Tests/LauncherTests", swiftSettings: swift6),
         .testTarget(
             name: "Integration",
+            // Depends on the executables so `swift test` builds them; the tests spawn them from the build folder.
             dependencies: ["Shared", "Launcher", "ModelRegistry", "RunnerManager", "MetricsService", "Gateway"],
             path: "Tests/Integration", swiftSettings: swift6),
     ]

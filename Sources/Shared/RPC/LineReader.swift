@@ -26,7 +26,7 @@ final class LineReader {
             if readable.count > scanned,
                let found = memchr(readable.baseAddress! + scanned, 10, readable.count - scanned) {
                 let end = readable.baseAddress!.distance(to: UnsafeRawPointer(found))
-                let wasDiscarding = discarding
+                let wasDiscarding = discarding || end > maxBytes
                 let line = wasDiscarding ? [] : Array(UnsafeRawBufferPointer(rebasing: readable[0..<end]))
                 buffer.consume(end + 1)
                 scanned = 0
