@@ -1,0 +1,171 @@
+import Glibc
+import Testing
+@testable import Shared
+
+/// The real executables under the real launcher. Serialized: each test runs a whole mesh, and the
+/// machine has two cores.
+@Suite(.serialized) struct LauncherIntegrationTests {
+    @Test func upStartsEverythingHealthyAndSigintLeavesNothingBehind() async throws {
+        let mesh = try Mesh()
+        do {
+            try await mesh.up()
+            let pids = try await mesh.pids()
+            #expect(pids.count == 4)
+            #expect(mesh.launcherOutput.contains("Ollama API      http://127.0.0.1:\(mesh.ports.ollama)"))
+
+            for port in [mesh.ports.ollama, mesh.ports.lmstudio, mesh.ports.api, mesh.ports.web] {
+                let (code, body) = try await mesh.get(port, "/health")
+                #expect(code == 200, "health on \(port): \(body)")
+                for name in ServiceName.allCases { #expect(body.contains("\"\(name.rawValue)\"")) }
+            }
+            #expect(try await mesh.get(mesh.ports.ollama, "/") == (200, "Ollama is running"))
+            #expect(try await mesh.get(mesh.ports.ollama, "/", method: "HEAD") == (200, ""))
+            #expect(try await mesh.get(mesh.ports.ollama, "/api/version") == (200, "{\"version\":\"\(LlamaRunnerVersion.ollamaCompatible)\"}"))
+
+            // `launcher status` from another process prints the table.
+            let (statusExit, table) = try await mesh.run(["status"])
+            #expect(statusExit == .exited(0))
+            for name in ServiceName.allCases { #expect(table.contains(name.rawValue)) }
+            #expect(table.components(separatedBy: "running").count - 1 == 4)
+
+            let launcherPid = mesh.launcher!.pid
+            #expect(try await mesh.interrupt() == .exited(0))
+            for (name, pid) in pids { #expect(!processExists(pid), "\(name) (pid \(pid)) is still in /proc") }
+            #expect(!processExists(launcherPid))
+            #expect(listDirectory(mesh.paths.runDir).filter { $0.hasSuffix(".sock") } == [])
+        } catch {
+            await mesh.cleanup()
+            throw error
+        }
+        await mesh.cleanup()
+    }
+
+    @Test func eachServiceKilledWithSigkillComesBackHealthy() async throws {
+        let mesh = try Mesh()
+        do {
+            try await mesh.up()
+            for name in ServiceName.startOrder {
+                let before = try await mesh.pids()
+                let victim = before[name.rawValue]!
+                kill(victim, SIGKILL)
+                try await waitUntil("\(name) back after kill -9", timeout: 30) {
+                    guard let report = try? await mesh.status(),
+                          let s = report.services.first(where: { $0.name == name.rawValue }) else { return false }
+                    return s.state == "running" && s.pid != nil && s.pid != victim
+                }
+                let after = try await mesh.pids()
+                for other in ServiceName.startOrder where other != name {
+                    #expect(after[other.rawValue] == before[other.rawValue], "\(other) must not be restarted when \(name) dies")
+                }
+                #expect(processState(victim) == nil, "the killed \(name) must be reaped, not left a zombie")
+                try await waitUntil("gateway health 200 after \(name) restart", timeout: 30) {
+                    (try? await mesh.get(mesh.ports.api, "/health").0) == 200
+                }
+            }
+            let restarts = try await mesh.status().services.map(\.restarts)
+            #expect(restarts == [1, 1, 1, 1])
+            #expect(try await mesh.interrupt() == .exited(0))
+        } catch {
+            await mesh.cleanup()
+            throw error
+        }
+        await mesh.cleanup()
+    }
+
+    @Test func restartingTheGatewayLeavesTheOthersAndDownStopsEverything() async throws {
+        let mesh = try Mesh()
+        do {
+            try await mesh.up()
+            let before = try await mesh.pids()
+            let (exit, output) = try await mesh.run(["restart", "gateway"])
+            #expect(exit == .exited(0), "\(output)")
+            #expect(output.contains("gateway restarted"))
+            let after = try await mesh.pids()
+            #expect(after["gateway"] != before["gateway"])
+            for name in ["model-registry", "metrics-service", "runner-manager"] { #expect(after[name] == before[name]) }
+            #expect(try await mesh.get(mesh.ports.ollama, "/api/version").0 == 200)
+
+            // A name that is not a service is a usage error.
+            let (bad, badOut) = try await mesh.run(["restart", "nonsense"])
+            #expect(bad == .exited(64))
+            #expect(badOut.contains("unknown service nonsense"))
+
+            // `launcher down` from another terminal stops everything.
+            let (downExit, downOut) = try await mesh.run(["down"])
+            #expect(downExit == .exited(0), "\(downOut)")
+            #expect(try await waitExit(mesh.launcher!, timeout: 30) == .exited(0))
+            for (_, pid) in after { #expect(!processExists(pid)) }
+        } catch {
+            await mesh.cleanup()
+            throw error
+        }
+        await mesh.cleanup()
+    }
+
+    @Test func healthNamesTheServiceThatIsDown() async throws {
+        let mesh = try Mesh()
+        do {
+            try await mesh.up()
+            // Stop runner-manager behind the launcher's back with SIGSTOP: alive, but not answering.
+            let pid = try await mesh.pids()["runner-manager"]!
+            kill(pid, SIGSTOP)
+            let (code, body) = try await mesh.get(mesh.ports.api, "/health")
+            kill(pid, SIGCONT)
+            #expect(code == 503)
+            #expect(body.contains("\"down\":[\"runner-manager\"]"))
+            #expect(try await mesh.interrupt() == .exited(0))
+        } catch {
+            await mesh.cleanup()
+            throw error
+        }
+        await mesh.cleanup()
+    }
+
+    @Test func aTakenPortStopsUpWithAMessageNamingThePortAndKey() async throws {
+        let mesh = try Mesh()
+        do {
+            let squatter = try Listener(.tcp(host: "127.0.0.1", port: mesh.ports.lmstudio), loop: .shared)
+            defer { squatter.close() }
+            mesh.launcher = try ChildProcess.spawn(Mesh.binDir + "/launcher", arguments: ["up"] + mesh.arguments,
+                                                   output: .file(mesh.dir + "/launcher.out"))
+            let status = try await waitExit(mesh.launcher!, timeout: 60)
+            #expect(status == .exited(1))
+            let out = mesh.launcherOutput
+            #expect(out.contains("proxies.lmstudio.port: 127.0.0.1:\(mesh.ports.lmstudio) is already in use"), "\(out)")
+            #expect(listDirectory(mesh.paths.runDir).filter { $0.hasSuffix(".sock") } == [])
+        } catch {
+            await mesh.cleanup()
+            throw error
+        }
+        await mesh.cleanup()
+    }
+
+    @Test func everyServiceExitsZeroWithinFiveSecondsOfSigterm() async throws {
+        let mesh = try Mesh()
+        do {
+            try mesh.paths.prepare()
+            var children: [(ServiceName, ChildProcess)] = []
+            for name in ServiceName.startOrder {
+                let child = try ChildProcess.spawn(Mesh.binDir + "/" + name.executable, arguments: mesh.arguments,
+                                                   output: .file(mesh.paths.consoleLog(name.rawValue)))
+                children.append((name, child))
+                let client = RPCClient(path: mesh.paths.socket(name))
+                client.start()
+                let info = try await client.call(ServiceRPC.Health.self, Empty(), timeout: 30)
+                #expect(info.pid == child.pid)
+                #expect(info.service == name.rawValue)
+                await client.close()
+            }
+            for (name, child) in children.reversed() {
+                child.signal(SIGTERM, group: false)
+                let status = try await waitExit(child, timeout: 5)
+                #expect(status == .exited(0), "\(name) \(status)")
+                #expect(access(mesh.paths.socket(name), F_OK) != 0, "\(name) must remove its socket")
+            }
+        } catch {
+            await mesh.cleanup()
+            throw error
+        }
+        await mesh.cleanup()
+    }
+}

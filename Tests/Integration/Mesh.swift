@@ -1,0 +1,158 @@
+import FoundationEssentials
+import Glibc
+@testable import Shared
+
+/// A whole Llama Runner started by the real `launcher up` on free loopback ports and a temporary
+/// state directory, so tests can run beside a live instance.
+final class Mesh {
+    let dir: String
+    let paths: RuntimePaths
+    let ports: (ollama: UInt16, lmstudio: UInt16, api: UInt16, web: UInt16)
+    var launcher: ChildProcess?
+    let control: RPCClient
+
+    static var binDir: String { executableDirectory() }
+
+    init() throws {
+        var template = Array("/tmp/lr-mesh-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp") }
+        dir = String(cString: made)
+        paths = RuntimePaths(stateDir: dir + "/state", configDir: dir + "/config")
+        let free = try Mesh.freePorts(4)
+        ports = (free[0], free[1], free[2], free[3])
+        try makeDirectories(paths.configDir)
+        let config = """
+        {"proxies": {"ollama": {"host": "127.0.0.1", "port": \(ports.ollama)},
+                     "lmstudio": {"host": "127.0.0.1", "port": \(ports.lmstudio)}},
+         "dashboard": {"host": "127.0.0.1", "api_port": \(ports.api), "web_port": \(ports.web)}}
+        """
+        let fd = open(paths.configDir + "/app_config.json", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        _ = config.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+        control = RPCClient(path: paths.launcherSocket, defaultTimeout: 5)
+    }
+
+    /// Ports the kernel reports free right now.
+    static func freePorts(_ n: Int) throws -> [UInt16] {
+        let listeners = try (0..<n).map { _ in try Listener(.tcp(host: "127.0.0.1", port: 0), loop: .shared) }
+        defer { listeners.forEach { $0.close() } }
+        return listeners.map(\.port)
+    }
+
+    var arguments: [String] { ["--state-dir", paths.stateDir, "--config-dir", paths.configDir] }
+
+    /// Runs `launcher <command>` to completion and returns its exit status and output.
+    func run(_ command: [String], timeout: Double = 60) async throws -> (ExitStatus, String) {
+        let out = dir + "/cli-\(monotonicNanos()).out"
+        let child = try ChildProcess.spawn(Mesh.binDir + "/launcher", arguments: command + arguments, output: .file(out))
+        let status = try await waitExit(child, timeout: timeout)
+        return (status, readFile(out) ?? "")
+    }
+
+    /// Starts `launcher up` and waits until every service is running.
+    func up() async throws {
+        launcher = try ChildProcess.spawn(Mesh.binDir + "/launcher", arguments: ["up"] + arguments, output: .file(dir + "/launcher.out"))
+        control.start()
+        try await waitUntil("all services running", timeout: 60) {
+            guard let report = try? await self.status() else { return false }
+            return report.services.allSatisfy { $0.state == "running" }
+        }
+    }
+
+    func status() async throws -> LauncherRPC.StatusReport {
+        try await control.call(LauncherRPC.Status.self, Empty(), timeout: 2)
+    }
+
+    func pids() async throws -> [String: Int32] {
+        var result: [String: Int32] = [:]
+        for s in try await status().services { result[s.name] = s.pid }
+        return result
+    }
+
+    /// GET on one of the mesh's ports.
+    func get(_ port: UInt16, _ target: String, method: String = "GET") async throws -> (Int, String) {
+        let client = HTTPClient(address: .tcp(host: "127.0.0.1", port: port))
+        let r = try await client.send(HTTPClientRequest(method: method, target: target), timeout: 10)
+        let body = try await r.collect()
+        client.closeIdle()
+        return (r.status.code, String(decoding: body, as: UTF8.self))
+    }
+
+    /// Sends SIGINT to the launcher and waits for it to exit.
+    func interrupt() async throws -> ExitStatus {
+        guard let launcher else { throw SystemError("no launcher") }
+        launcher.signal(SIGINT, group: false)
+        let status = try await waitExit(launcher, timeout: 60)
+        await control.close()
+        return status
+    }
+
+    /// Kills anything still running and removes the directory (safety net for failed tests).
+    func cleanup() async {
+        await control.close()
+        if let launcher, launcher.isRunning {
+            launcher.signal(SIGINT, group: false)
+            _ = try? await waitExit(launcher, timeout: 30)
+            if launcher.isRunning { launcher.signal(SIGKILL) }
+        }
+        removeTree(dir)
+    }
+
+    var launcherOutput: String { readFile(dir + "/launcher.out") ?? "" }
+}
+
+struct Timeout: Error, CustomStringConvertible {
+    let what: String
+    var description: String { "timed out waiting for \(what)" }
+}
+
+func waitExit(_ child: ChildProcess, timeout: Double) async throws -> ExitStatus {
+    let until = deadline(after: timeout)
+    while child.isRunning {
+        if monotonicNanos() > until { throw Timeout(what: "\(child.executable) (pid \(child.pid)) to exit") }
+        try await EventLoop.shared.sleep(seconds: 0.02)
+    }
+    return await child.wait()
+}
+
+func waitUntil(_ what: String, timeout: Double, _ condition: () async throws -> Bool) async throws {
+    let until = deadline(after: timeout)
+    while try await !condition() {
+        if monotonicNanos() > until { throw Timeout(what: what) }
+        try await EventLoop.shared.sleep(seconds: 0.02)
+    }
+}
+
+/// Whether a pid is alive (a zombie counts as a leftover too).
+func processExists(_ pid: Int32) -> Bool {
+    access("/proc/\(pid)", F_OK) == 0
+}
+
+/// The state letter of a live process (`Z` for a zombie), from /proc.
+func processState(_ pid: Int32) -> Character? {
+    guard let stat = readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+    return stat[stat.index(close, offsetBy: 2)]
+}
+
+/// Files in a directory.
+func listDirectory(_ path: String) -> [String] {
+    guard let d = opendir(path) else { return [] }
+    defer { closedir(d) }
+    var names: [String] = []
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}
+
+func removeTree(_ path: String) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if (st.st_mode & S_IFMT) == S_IFDIR {
+        for name in listDirectory(path) { removeTree(path + "/" + name) }
+        rmdir(path)
+    } else {
+        unlink(path)
+    }
+}
