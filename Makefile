@@ -1,0 +1,14 @@
+# The two commands of the README, plus benchmarks.
+.PHONY: up test bench-http
+
+# Install what is missing and run Llama Runner on the default config.
+up:
+	scripts/up.sh
+
+# Run every test (what .ci/run runs).
+test:
+	scripts/test.sh
+
+# Gateway throughput against nginx, with wrk (issue 3's benchmark).
+bench-http:
+	python3 scripts/bench_http.py

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Gateway throughput benchmark (issue 3).
+
+Runs the whole mesh (`launcher up`, release build) on free loopback ports and, in the same run, nginx
+with one worker answering the same constant body, then drives both with wrk (keep-alive) on
+GET /api/version at 1, 16 and 64 connections. Prints requests/s and p50/p99 latency for each and the
+ratio to nginx. Figures, not assertions: the machine is shared and noisy.
+
+Usage: python3 scripts/bench_http.py [--duration 10] [--connections 1,16,64]
+"""
+import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BODY = '{"version":"0.12.6"}'
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def ensure_tools():
+    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx-light")) if not shutil.which(tool) and not os.path.exists("/usr/sbin/" + tool)]
+    if missing:
+        print(f"installing {' '.join(missing)} (Debian packages)…", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq"] + missing, check=True)
+
+
+def wait_http(url, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def run_wrk(url, connections, duration):
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99,
+            "errors": (int(errors.group(1)) if errors else 0), "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", default="1,16,64")
+    args = ap.parse_args()
+    conns = [int(c) for c in args.connections.split(",")]
+
+    ensure_tools()
+    print("building release executables…", flush=True)
+    subprocess.run(["swift", "build", "-c", "release"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+
+    work = tempfile.mkdtemp(prefix="lr-bench-")
+    ollama, lmstudio, api, web, nginx_port = free_ports(5)
+    os.makedirs(f"{work}/config")
+    with open(f"{work}/config/app_config.json", "w") as f:
+        json.dump({"proxies": {"ollama": {"port": ollama}, "lmstudio": {"port": lmstudio}},
+                   "dashboard": {"api_port": api, "web_port": web}}, f)
+    with open(f"{work}/nginx.conf", "w") as f:
+        f.write(f"""worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 60s;
+    server {{
+        listen 127.0.0.1:{nginx_port};
+        location / {{ default_type application/json; return 200 '{BODY}'; }}
+    }}
+}}
+""")
+    launcher = subprocess.Popen([f"{bindir}/launcher", "up", "--state-dir", f"{work}/state", "--config-dir", f"{work}/config"],
+                                stdout=subprocess.DEVNULL, stderr=open(f"{work}/launcher.err", "w"))
+    nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", f"{work}/nginx.conf", "-p", work],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = []
+    try:
+        ours = f"http://127.0.0.1:{ollama}/api/version"
+        ref = f"http://127.0.0.1:{nginx_port}/api/version"
+        wait_http(ours)
+        wait_http(ref)
+        with urllib.request.urlopen(ours) as r:
+            assert r.read().decode() == BODY, "gateway body differs from the nginx body"
+        for c in conns:
+            run_wrk(ours, c, 2)  # warm-up
+            run_wrk(ref, c, 2)
+            n = run_wrk(ref, c, args.duration)
+            g = run_wrk(ours, c, args.duration)
+            results.append((c, g, n))
+            print(f"  {c:>3} connections: gateway {g['rps']:,.0f} req/s, nginx {n['rps']:,.0f} req/s", flush=True)
+        gateway_pid = None
+        try:
+            status = subprocess.run([f"{bindir}/launcher", "status", "--state-dir", f"{work}/state"], capture_output=True, text=True).stdout
+            gateway_pid = int(re.search(r"^gateway\s+(\d+)", status, re.M).group(1))
+            rss_kb = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{gateway_pid}/status").read()).group(1))
+        except Exception:
+            rss_kb = None
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        nginx.send_signal(signal.SIGQUIT)
+        launcher.wait(timeout=60)
+        nginx.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print()
+    print(f"GET /api/version, keep-alive, wrk {args.duration} s per run, {os.cpu_count()} cores ({cpu}), wrk on the same cores")
+    print()
+    print("| connections | gateway req/s | gateway p50 | gateway p99 | nginx req/s | nginx p50 | nginx p99 | gateway / nginx |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c, g, n in results:
+        print(f"| {c} | {g['rps']:,.0f} | {g['p50_ms']:.3f} ms | {g['p99_ms']:.3f} ms | {n['rps']:,.0f} | {n['p50_ms']:.3f} ms | {n['p99_ms']:.3f} ms | {g['rps'] / n['rps']:.2f}× |")
+    for c, g, n in results:
+        if g["errors"] or g["socket_errors"]:
+            print(f"gateway at {c} connections: {g['errors']} non-2xx, socket errors: {g['socket_errors']}")
+    if rss_kb:
+        print(f"\ngateway RSS after the runs: {rss_kb / 1024:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

