@@ -6,8 +6,7 @@ import Testing
 /// machine has two cores.
 @Suite(.serialized) struct LauncherIntegrationTests {
     @Test func upStartsEverythingHealthyAndSigintLeavesNothingBehind() async throws {
-        let mesh = try Mesh()
-        do {
+        try await Mesh.with { mesh in
             try await mesh.up()
             let pids = try await mesh.pids()
             #expect(pids.count == 4)
@@ -33,16 +32,11 @@ import Testing
             for (name, pid) in pids { #expect(!processExists(pid), "\(name) (pid \(pid)) is still in /proc") }
             #expect(!processExists(launcherPid))
             #expect(listDirectory(mesh.paths.runDir).filter { $0.hasSuffix(".sock") } == [])
-        } catch {
-            await mesh.cleanup()
-            throw error
         }
-        await mesh.cleanup()
     }
 
     @Test func eachServiceKilledWithSigkillComesBackHealthy() async throws {
-        let mesh = try Mesh()
-        do {
+        try await Mesh.with { mesh in
             try await mesh.up()
             for name in ServiceName.startOrder {
                 let before = try await mesh.pids()
@@ -65,16 +59,11 @@ import Testing
             let restarts = try await mesh.status().services.map(\.restarts)
             #expect(restarts == [1, 1, 1, 1])
             #expect(try await mesh.interrupt() == .exited(0))
-        } catch {
-            await mesh.cleanup()
-            throw error
         }
-        await mesh.cleanup()
     }
 
     @Test func restartingTheGatewayLeavesTheOthersAndDownStopsEverything() async throws {
-        let mesh = try Mesh()
-        do {
+        try await Mesh.with { mesh in
             try await mesh.up()
             let before = try await mesh.pids()
             let (exit, output) = try await mesh.run(["restart", "gateway"])
@@ -95,16 +84,11 @@ import Testing
             #expect(downExit == .exited(0), "\(downOut)")
             #expect(try await waitExit(mesh.launcher!, timeout: 30) == .exited(0))
             for (_, pid) in after { #expect(!processExists(pid)) }
-        } catch {
-            await mesh.cleanup()
-            throw error
         }
-        await mesh.cleanup()
     }
 
     @Test func healthNamesTheServiceThatIsDown() async throws {
-        let mesh = try Mesh()
-        do {
+        try await Mesh.with { mesh in
             try await mesh.up()
             // Stop runner-manager behind the launcher's back with SIGSTOP: alive, but not answering.
             let pid = try await mesh.pids()["runner-manager"]!
@@ -114,16 +98,11 @@ import Testing
             #expect(code == 503)
             #expect(body.contains("\"down\":[\"runner-manager\"]"))
             #expect(try await mesh.interrupt() == .exited(0))
-        } catch {
-            await mesh.cleanup()
-            throw error
         }
-        await mesh.cleanup()
     }
 
     @Test func aTakenPortStopsUpWithAMessageNamingThePortAndKey() async throws {
-        let mesh = try Mesh()
-        do {
+        try await Mesh.with { mesh in
             let squatter = try Listener(.tcp(host: "127.0.0.1", port: mesh.ports.lmstudio), loop: .shared)
             defer { squatter.close() }
             mesh.launcher = try ChildProcess.spawn(Mesh.binDir + "/launcher", arguments: ["up"] + mesh.arguments,
@@ -133,16 +112,11 @@ import Testing
             let out = mesh.launcherOutput
             #expect(out.contains("proxies.lmstudio.port: 127.0.0.1:\(mesh.ports.lmstudio) is already in use"), "\(out)")
             #expect(listDirectory(mesh.paths.runDir).filter { $0.hasSuffix(".sock") } == [])
-        } catch {
-            await mesh.cleanup()
-            throw error
         }
-        await mesh.cleanup()
     }
 
     @Test func everyServiceExitsZeroWithinFiveSecondsOfSigterm() async throws {
-        let mesh = try Mesh()
-        do {
+        try await Mesh.with { mesh in
             try mesh.paths.prepare()
             var children: [(ServiceName, ChildProcess)] = []
             for name in ServiceName.startOrder {
@@ -162,10 +136,6 @@ import Testing
                 #expect(status == .exited(0), "\(name) \(status)")
                 #expect(access(mesh.paths.socket(name), F_OK) != 0, "\(name) must remove its socket")
             }
-        } catch {
-            await mesh.cleanup()
-            throw error
         }
-        await mesh.cleanup()
     }
 }

@@ -87,6 +87,18 @@ final class Mesh {
         return status
     }
 
+    /// Runs `body` with a fresh mesh and always cleans it up, whether `body` passes or throws.
+    static func with(_ body: (Mesh) async throws -> Void) async throws {
+        let mesh = try Mesh()
+        do {
+            try await body(mesh)
+        } catch {
+            await mesh.cleanup()
+            throw error
+        }
+        await mesh.cleanup()
+    }
+
     /// Kills anything still running and removes the directory (safety net for failed tests).
     func cleanup() async {
         await control.close()

@@ -221,22 +221,14 @@ public final class HTTPClientResponse {
     public let head: HTTPResponseHead
     private var pooled: PooledConnection?
     private let client: HTTPClient
-    private var state: State
-    private var decoder = ChunkedDecoder(maxMetadataBytes: 64 * 1024)
-
-    enum State { case length(Int), chunked, untilClose, done }
+    private var body: HTTPBodyDecoder
 
     init(head: HTTPResponseHead, pooled: PooledConnection, client: HTTPClient) {
         self.head = head
         self.pooled = pooled
         self.client = client
-        switch head.framing {
-        case .none, .length(0): state = .done
-        case .length(let n): state = .length(n)
-        case .chunked: state = .chunked
-        case .untilClose: state = .untilClose
-        }
-        if case .done = state { finish() }
+        body = HTTPBodyDecoder(framing: head.framing, maxChunkMetadataBytes: 64 * 1024)
+        if body.isDone { finish() }
     }
 
     deinit { pooled?.connection.close() }
@@ -250,47 +242,22 @@ public final class HTTPClientResponse {
         guard let pooled else { return nil }
         let input = pooled.input
         while true {
-            switch state {
-            case .done:
+            let step: HTTPBodyDecoder.Step
+            do {
+                step = try body.next(input)
+            } catch {
+                abandon()
+                throw HTTPClientError.malformedResponse(error.message)
+            }
+            switch step {
+            case .data(let piece):
+                if body.isDone { finish() }
+                return piece
+            case .end:
+                finish()
                 return nil
-            case .length(let remaining):
-                if input.readableCount > 0 {
-                    let take = min(remaining, input.readableCount)
-                    let piece = Array(UnsafeRawBufferPointer(rebasing: input.readable[0..<take]))
-                    input.consume(take)
-                    state = remaining == take ? .done : .length(remaining - take)
-                    if case .done = state { finish() }
-                    return piece
-                }
-            case .chunked:
-                if input.readableCount > 0 {
-                    let event: ChunkedDecoder.Event
-                    do {
-                        event = try decoder.next(input.readable)
-                    } catch {
-                        abandon()
-                        throw HTTPClientError.malformedResponse(error.message)
-                    }
-                    switch event {
-                    case .data(let range, let consumed):
-                        let piece = Array(UnsafeRawBufferPointer(rebasing: input.readable[range]))
-                        input.consume(consumed)
-                        return piece
-                    case .end(let consumed):
-                        input.consume(consumed)
-                        state = .done
-                        finish()
-                        return nil
-                    case .needMore(let consumed):
-                        input.consume(consumed)
-                    }
-                }
-            case .untilClose:
-                if input.readableCount > 0 {
-                    let piece = input.readableArray()
-                    input.clear()
-                    return piece
-                }
+            case .needMore:
+                break
             }
             let n: Int
             do {
@@ -301,12 +268,9 @@ public final class HTTPClientResponse {
                 throw error
             }
             if n == 0 {
-                if case .untilClose = state {
-                    state = .done
-                    abandon()
-                    return nil
-                }
+                let complete = body.endOfStream()
                 abandon()
+                if complete { return nil }
                 throw HTTPClientError.closedMidBody
             }
         }
@@ -329,7 +293,6 @@ public final class HTTPClientResponse {
     public func abandon() {
         pooled?.connection.close()
         pooled = nil
-        state = .done
     }
 
     private func finish() {

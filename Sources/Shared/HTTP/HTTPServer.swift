@@ -36,28 +36,13 @@ public final class HTTPServer: Sendable {
     /// The address asked for.
     public var address: SocketAddress { listener.address }
     /// Open connections right now.
-    public var connectionCount: Int { core.count }
+    public var connectionCount: Int { core.connections.count }
 
     /// Starts accepting connections.
     public func start() {
-        let listener = self.listener
         let core = self.core
-        let task = Task(executorPreference: listener.loop) {
-            while !Task.isCancelled {
-                let connection: Connection
-                do {
-                    connection = try await listener.accept()
-                } catch {
-                    break
-                }
-                let id = core.register()
-                let task = Task(executorPreference: listener.loop) {
-                    let served = HTTPServerConnection(connection: connection, core: core, id: id)
-                    await served.run()
-                    core.unregister(id)
-                }
-                core.attach(task, to: id)
-            }
+        let task = listener.acceptLoop(into: core.connections) { connection, id in
+            await HTTPServerConnection(connection: connection, core: core, id: id).run()
         }
         acceptTask.withLock { $0 = task }
     }
@@ -65,20 +50,15 @@ public final class HTTPServer: Sendable {
     /// Graceful shutdown: stop accepting, close idle connections, let in-flight responses finish for up
     /// to `grace` seconds, then cancel what is left.
     public func stop(grace: Double = 5) async {
-        let idle = core.beginShutdown()
-        acceptTask.withLock { $0?.cancel() }
-        if let task = acceptTask.withLock({ $0 }) { await task.value }
+        core.connections.beginShutdown()
+        if let task = acceptTask.withLock({ $0 }) {
+            task.cancel()
+            await task.value
+        }
         listener.close()
-        idle.forEach { $0.cancel() }
-        let until = deadline(after: grace)
-        while core.count > 0 && monotonicNanos() < until {
-            try? await listener.loop.sleep(seconds: 0.01)
-        }
-        core.cancelAll()
-        let hard = deadline(after: 1)
-        while core.count > 0 && monotonicNanos() < hard {
-            try? await listener.loop.sleep(seconds: 0.01)
-        }
+        await core.connections.drain(until: deadline(after: grace), loop: listener.loop)
+        core.connections.cancelAll()
+        await core.connections.drain(until: deadline(after: 1), loop: listener.loop)
     }
 
     private static let statusLines: [[UInt8]] = (0..<600).map { Array("HTTP/1.1 \(HTTPStatus($0))\r\n".utf8) }
@@ -90,72 +70,16 @@ public final class HTTPServer: Sendable {
 }
 
 /// The shared part of a server that its connections see: configuration, handler and the table of
-/// open connections (for graceful shutdown).
+/// open connections.
 final class HTTPServerCore: Sendable {
-    struct Entry {
-        var task: Task<Void, Never>?
-        var idle = false
-    }
-
-    struct State {
-        var nextID: UInt64 = 0
-        var entries: [UInt64: Entry] = [:]
-        var shuttingDown = false
-    }
-
     let configuration: HTTPServer.Configuration
     let handler: any HTTPHandler
-    private let state = Mutex(State())
-    private let shuttingDown = Atomic<Bool>(false)
+    let connections = ConnectionTable()
 
     init(configuration: HTTPServer.Configuration, handler: any HTTPHandler) {
         self.configuration = configuration
         self.handler = handler
     }
 
-    var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
-    var count: Int { state.withLock { $0.entries.count } }
-
-    func register() -> UInt64 {
-        state.withLock { s in
-            s.nextID += 1
-            s.entries[s.nextID] = Entry()
-            return s.nextID
-        }
-    }
-
-    func attach(_ task: Task<Void, Never>, to id: UInt64) {
-        let orphan = state.withLock { s -> Bool in
-            guard s.entries[id] != nil else { return false }
-            s.entries[id]!.task = task
-            return s.shuttingDown
-        }
-        if orphan { task.cancel() }
-    }
-
-    func unregister(_ id: UInt64) {
-        _ = state.withLock { $0.entries.removeValue(forKey: id) }
-    }
-
-    /// Marks a connection idle (waiting for a request) or busy. Returns false once shutdown began,
-    /// telling an idle connection to close instead of waiting.
-    func setIdle(_ id: UInt64, _ idle: Bool) -> Bool {
-        state.withLock { s in
-            s.entries[id]?.idle = idle
-            return !s.shuttingDown
-        }
-    }
-
-    /// Flags shutdown and returns the tasks of idle connections, to be cancelled.
-    func beginShutdown() -> [Task<Void, Never>] {
-        shuttingDown.store(true, ordering: .relaxed)
-        return state.withLock { s in
-            s.shuttingDown = true
-            return s.entries.values.compactMap { $0.idle ? $0.task : nil }
-        }
-    }
-
-    func cancelAll() {
-        state.withLock { $0.entries.values.compactMap(\.task) }.forEach { $0.cancel() }
-    }
+    var isShuttingDown: Bool { connections.isShuttingDown }
 }

@@ -7,16 +7,13 @@ import Glibc
 /// already buffered, so pipelined responses leave in one `send`; a streaming response flushes on
 /// every write.
 final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
-    enum BodyState { case done, length(Int), chunked }
-
     let connection: Connection
     let core: HTTPServerCore
     let id: UInt64
     let input = ByteBuffer(capacity: 16 * 1024)
     let output = ByteBuffer(capacity: 16 * 1024)
 
-    var bodyState = BodyState.done
-    var chunked = ChunkedDecoder()
+    var body = HTTPBodyDecoder(framing: .none)
     var bodyReceived = 0
     var continuePending = false
     var streamChunked = false
@@ -45,19 +42,11 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
         while true {
             guard let head = try await readHead() else { return }
             let receivedAt = monotonicNanos()
-            switch head.framing {
-            case .length(let n):
-                if n > config.limits.maxBodyBytes {
-                    try await sendError(HTTPError(.payloadTooLarge, "request body of \(n) bytes is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true))
-                    return
-                }
-                bodyState = .length(n)
-            case .chunked:
-                chunked = ChunkedDecoder(maxMetadataBytes: config.limits.maxChunkMetadataBytes)
-                bodyState = .chunked
-            case .none, .untilClose:
-                bodyState = .done
+            if case .length(let n) = head.framing, n > config.limits.maxBodyBytes {
+                try await sendError(HTTPError(.payloadTooLarge, "request body of \(n) bytes is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true))
+                return
             }
+            body = HTTPBodyDecoder(framing: head.framing, maxChunkMetadataBytes: config.limits.maxChunkMetadataBytes)
             bodyReceived = 0
             continuePending = head.expectsContinue
             var close = !head.keepAlive || core.isShuttingDown
@@ -76,10 +65,10 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
             }
 
             // A body the handler did not read: the client may still be sending it.
-            if case .done = bodyState {} else {
+            if !body.isDone {
                 if continuePending {
                     close = true  // the client waits for 100 Continue and will not send the body
-                } else if case .length(let remaining) = bodyState, remaining > config.maxDrainBytes {
+                } else if case .length(let length) = head.framing, length - bodyReceived > config.maxDrainBytes {
                     close = true
                 }
             }
@@ -89,7 +78,7 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
                 await lingeringClose()
                 return
             }
-            if case .done = bodyState {} else {
+            if !body.isDone {
                 guard (try? await drainBody()) == true else {
                     try await flush()
                     return
@@ -126,14 +115,14 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
                 if n == 0 { return nil }
             } else {
                 try await flush()
-                guard core.setIdle(id, true) else { return nil }
+                guard core.connections.setIdle(id, true) else { return nil }
                 let n: Int
                 do {
                     n = try await connection.read(into: input, deadline: deadline(after: config.keepAliveTimeout))
                 } catch EventLoopError.timedOut {
                     return nil
                 }
-                guard core.setIdle(id, false), n > 0 else { return nil }
+                guard core.connections.setIdle(id, false), n > 0 else { return nil }
                 headDeadline = deadline(after: config.headerTimeout)
             }
         }
@@ -148,37 +137,17 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
             try await flush()
         }
         while true {
-            switch bodyState {
-            case .done:
+            switch try body.next(input) {
+            case .data(let piece):
+                bodyReceived += piece.count
+                if bodyReceived > config.limits.maxBodyBytes {
+                    throw HTTPError(.payloadTooLarge, "request body is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true)
+                }
+                return piece
+            case .end:
                 return nil
-            case .length(let remaining):
-                if input.readableCount > 0 {
-                    let take = min(remaining, input.readableCount)
-                    let chunk = Array(UnsafeRawBufferPointer(rebasing: input.readable[0..<take]))
-                    input.consume(take)
-                    bodyState = remaining == take ? .done : .length(remaining - take)
-                    bodyReceived += take
-                    return chunk
-                }
-            case .chunked:
-                if input.readableCount > 0 {
-                    switch try chunked.next(input.readable) {
-                    case .data(let range, let consumed):
-                        let chunk = Array(UnsafeRawBufferPointer(rebasing: input.readable[range]))
-                        input.consume(consumed)
-                        bodyReceived += chunk.count
-                        if bodyReceived > config.limits.maxBodyBytes {
-                            throw HTTPError(.payloadTooLarge, "request body is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true)
-                        }
-                        return chunk
-                    case .end(let consumed):
-                        input.consume(consumed)
-                        bodyState = .done
-                        return nil
-                    case .needMore(let consumed):
-                        input.consume(consumed)
-                    }
-                }
+            case .needMore:
+                break
             }
             let n: Int
             do {

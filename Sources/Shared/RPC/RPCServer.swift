@@ -18,7 +18,7 @@ public final class RPCServer: Sendable {
     public let maxMessageBytes: Int
     private let handlers = Mutex<[String: RawHandler]>([:])
     private let subscribers = Mutex<[UInt64: MessageWriter]>([:])
-    private let connections = Mutex<(next: UInt64, tasks: [UInt64: Task<Void, Never>])>((0, [:]))
+    private let connections = ConnectionTable()
     private let listener = Mutex<Listener?>(nil)
     private let acceptTask = Mutex<Task<Void, Never>?>(nil)
 
@@ -56,24 +56,8 @@ public final class RPCServer: Sendable {
         let listener = try Listener(.unix(path: path), loop: loop)
         chmod(path, 0o600)
         self.listener.withLock { $0 = listener }
-        let task = Task(executorPreference: loop) { [self] in
-            while !Task.isCancelled {
-                let connection: Connection
-                do {
-                    connection = try await listener.accept()
-                } catch {
-                    break
-                }
-                let id = connections.withLock { c -> UInt64 in
-                    c.next += 1
-                    return c.next
-                }
-                let task = Task(executorPreference: loop) { [self] in
-                    await serve(connection, id: id)
-                    _ = connections.withLock { $0.tasks.removeValue(forKey: id) }
-                }
-                connections.withLock { $0.tasks[id] = task }
-            }
+        let task = listener.acceptLoop(into: connections) { [self] connection, id in
+            await serve(connection, id: id)
         }
         acceptTask.withLock { $0 = task }
     }
@@ -85,9 +69,9 @@ public final class RPCServer: Sendable {
             await task.value
         }
         listener.withLock { $0?.close() }
-        let tasks = connections.withLock { Array($0.tasks.values) }
-        for task in tasks { task.cancel() }
-        for task in tasks { await task.value }
+        connections.beginShutdown()
+        connections.cancelAll()
+        await connections.drain(until: deadline(after: 2), loop: loop)
     }
 
     /// Pushes a notification to every subscriber. Never blocks; a subscriber that cannot keep up is dropped.
