@@ -58,14 +58,26 @@ public final class Connection {
         if fd >= 0 { shutdown(fd, Int32(SHUT_WR)) }
     }
 
+    /// Whether the last optimistic read found no data (`EAGAIN`): callers use it to decide whether
+    /// the next read should wait for readiness first.
+    public private(set) var lastReadWouldBlock = false
+
     /// Reads up to `count` bytes into `pointer`. Returns 0 at end of stream. Waits until `deadline`.
-    public func read(into pointer: UnsafeMutableRawPointer, count: Int, deadline: UInt64 = 0) async throws -> Int {
+    /// `waitFirst` skips the optimistic read when data is unlikely to be there yet: one `EAGAIN`
+    /// system call saved per request on a lightly loaded keep-alive connection.
+    public func read(into pointer: UnsafeMutableRawPointer, count: Int, deadline: UInt64 = 0, waitFirst: Bool = false) async throws -> Int {
+        if waitFirst && fd >= 0 {
+            try await loop.wait(fd, for: .read, deadline: deadline)
+        } else {
+            lastReadWouldBlock = false
+        }
         while true {
             guard fd >= 0 else { throw SocketError.closed }
             let n = Glibc.read(fd, pointer, count)
             if n >= 0 { return n }
             let e = errno
             if e == EAGAIN || e == EWOULDBLOCK {
+                lastReadWouldBlock = true
                 try await loop.wait(fd, for: .read, deadline: deadline)
             } else if e != EINTR {
                 if e == ECONNRESET { return 0 }
@@ -75,11 +87,11 @@ public final class Connection {
     }
 
     /// Reads whatever is available (at least one byte, or 0 at end of stream) into `buffer`.
-    public func read(into buffer: ByteBuffer, deadline: UInt64 = 0) async throws -> Int {
+    public func read(into buffer: ByteBuffer, deadline: UInt64 = 0, waitFirst: Bool = false) async throws -> Int {
         buffer.reserveWritable(4096)
         let space = buffer.writableCount
         let target = buffer.writePointer
-        let n = try await read(into: target, count: space, deadline: deadline)
+        let n = try await read(into: target, count: space, deadline: deadline, waitFirst: waitFirst)
         buffer.commitWrite(n)
         return n
     }
