@@ -138,4 +138,41 @@ import Testing
             }
         }
     }
+
+    @Test func aConfigErrorIsShownAndNeverRetried() async throws {
+        try await Mesh.with { mesh in
+            // At start: `up` fails with the registry's message instead of looping.
+            let good = readFile(mesh.paths.configDir + "/app_config.json")!
+            try writeText(mesh.paths.configDir + "/app_config.json", "{\"proxies\": {\"ollama\": {\"port\": \"eleven\"}}}")
+            let (exit, _) = try await mesh.run(["up"])
+            #expect(exit == .exited(1))
+            let log = readFile(mesh.paths.log("launcher")) ?? ""
+            #expect(log.contains("proxies.ollama.port: expected an integer"), "\(log)")
+
+            // While running: a registry that restarts into a broken config is marked failed, with the
+            // reason and its last log lines, and left alone.
+            try writeText(mesh.paths.configDir + "/app_config.json", good)
+            try await mesh.up()
+            try writeText(mesh.paths.configDir + "/app_config.json", "{ not json")
+            let victim = try await mesh.pids()["model-registry"]!
+            kill(victim, SIGKILL)
+            try await waitUntil("registry marked failed", timeout: 30) {
+                (try? await mesh.status())?.services.first { $0.name == "model-registry" }?.state == "failed"
+            }
+            let registry = try await mesh.status().services.first { $0.name == "model-registry" }!
+            #expect(registry.message?.contains("configuration error") == true, "\(registry)")
+            #expect(mesh.launcherOutput.contains("not restarting"))
+            #expect(mesh.launcherOutput.contains("app_config.json"), "the log tail names the file")
+            try await EventLoop.shared.sleep(seconds: 0.5)
+            #expect(try await mesh.status().services.first { $0.name == "model-registry" }?.restarts == 1, "no retry loop")
+            #expect(try await mesh.interrupt() == .exited(0))
+        }
+    }
+}
+
+func writeText(_ path: String, _ text: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw SystemError("open") }
+    defer { close(fd) }
+    _ = text.withCString { write(fd, $0, strlen($0)) }
 }
