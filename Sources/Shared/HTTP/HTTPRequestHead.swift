@@ -80,8 +80,11 @@ public struct HTTPResponseHead: Sendable {
 }
 
 extension StringProtocol {
-    /// Decodes `%XX` escapes and `+` as space (query strings); nil on a malformed escape or bad UTF-8.
-    public var removingPercentEncoding: String? {
+    /// Decodes `%XX` escapes and `+` as a space (query strings); nil on a malformed escape or bad UTF-8.
+    public var removingPercentEncoding: String? { percentDecoded(plusIsSpace: true) }
+
+    /// Decodes `%XX` escapes; `+` is a space only in query strings (`plusIsSpace`), not in paths.
+    public func percentDecoded(plusIsSpace: Bool) -> String? {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(utf8.count)
         var it = utf8.makeIterator()
@@ -89,7 +92,7 @@ extension StringProtocol {
             if b == UInt8(ascii: "%") {
                 guard let h = it.next(), let l = it.next(), let hv = hexValue(h), let lv = hexValue(l) else { return nil }
                 bytes.append(hv << 4 | lv)
-            } else if b == UInt8(ascii: "+") {
+            } else if b == UInt8(ascii: "+") && plusIsSpace {
                 bytes.append(UInt8(ascii: " "))
             } else {
                 bytes.append(b)

@@ -60,21 +60,20 @@ public struct Router: HTTPHandler {
     private func match(_ pattern: [Substring], _ path: [Substring]) -> RouteParameters? {
         var params = RouteParameters()
         var i = 0
-        for (index, p) in pattern.enumerated() {
+        for p in pattern {
             if p.hasPrefix("{") && p.hasSuffix("...}") {
                 guard i < path.count else { return nil }
-                params.values[String(p.dropFirst().dropLast(4))] = path[i...].joined(separator: "/").removingPercentEncoding ?? ""
+                params.values[String(p.dropFirst().dropLast(4))] = path[i...].joined(separator: "/").percentDecoded(plusIsSpace: false) ?? ""
                 return params
             }
             guard i < path.count else { return nil }
             if p.hasPrefix("{") && p.hasSuffix("}") {
-                guard let value = path[i].removingPercentEncoding else { return nil }
+                guard let value = path[i].percentDecoded(plusIsSpace: false) else { return nil }
                 params.values[String(p.dropFirst().dropLast())] = value
             } else if p != path[i] {
                 return nil
             }
             i += 1
-            _ = index
         }
         return i == path.count ? params : nil
     }
