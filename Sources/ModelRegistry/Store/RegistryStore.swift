@@ -1,0 +1,404 @@
+import Glibc
+import Shared
+
+/// The registry's state: the last good `app_config.json` and `models_config.json`, the revision,
+/// the metadata cache and the resolved snapshot. An actor, so edits, hand-edit reloads and discovery
+/// apply one at a time: every write is validated whole, checked against the caller's revision,
+/// backed up and replaced atomically, and a file that is invalid on disk never replaces a good one.
+actor RegistryStore {
+    struct FileState {
+        var stamp: FileStamp?
+        var usingDefault = false
+        var errors: [String] = []
+        var warnings: [String] = []
+    }
+
+    struct CachedMetadata {
+        let stamp: FileStamp
+        let result: Result<GGUFMetadata, GGUFError>
+    }
+
+    let files: ConfigFiles
+    let logger: Logger
+    private let onChange: @Sendable (String) -> Void
+    private(set) var app: JSONValue
+    private(set) var models: JSONValue
+    private(set) var appConfig: AppConfig
+    private(set) var revision: String
+    private var appState: FileState
+    private var modelsState: FileState
+    private var metadataCache: [String: CachedMetadata] = [:]
+    private var cachedSnapshot: RegistrySnapshot?
+    private(set) var lastDiscovery: DiscoveryReport?
+
+    var configDir: String { files.configDir }
+
+    /// Loads both files. An invalid file (or a pair that contradicts itself) is a `ConfigError`
+    /// listing every fault, so the service refuses to start with a message the user can act on.
+    init(configDir: String, logger: Logger, onChange: @escaping @Sendable (String) -> Void) throws(ConfigError) {
+        let files = ConfigFiles(configDir: configDir)
+        AtomicFile.removeStaleTemporaries(in: configDir, for: ConfigFiles.appName)
+        AtomicFile.removeStaleTemporaries(in: configDir, for: ConfigFiles.modelsName)
+        var appState = FileState()
+        var modelsState = FileState()
+        var faults: [String] = []
+        func load(_ name: String, _ fallback: JSONValue, _ state: inout FileState) -> JSONValue {
+            state.stamp = FileStamp.of(files.path(name))
+            switch files.read(name) {
+            case .success(nil):
+                state.usingDefault = true
+                return fallback
+            case .success(let (doc, warnings)?):
+                state.warnings = warnings.map { "\(name): \($0)" }
+                return doc
+            case .failure(let issue):
+                faults.append(issue.description)
+                return fallback
+            }
+        }
+        let app = load(ConfigFiles.appName, BuiltInConfig.app, &appState)
+        let models = load(ConfigFiles.modelsName, BuiltInConfig.models, &modelsState)
+        let issues = ConfigValidator.validate(app: app, models: models)
+        faults += issues.filter { $0.severity == .error }.map(\.description)
+        guard faults.isEmpty else { throw ConfigError(file: "", message: faults.joined(separator: "\n")) }
+        for issue in issues where issue.severity == .warning {
+            if issue.file == ConfigFiles.appName { appState.warnings.append(issue.description) } else { modelsState.warnings.append(issue.description) }
+        }
+        let typed: AppConfig
+        do {
+            typed = try AppConfig.from(app)
+        } catch {
+            throw ConfigError(file: ConfigFiles.appName, message: describeDecodingError(error))
+        }
+        for w in appState.warnings + modelsState.warnings { logger.warning(w) }
+        self.revision = Self.revision(app, models)
+        self.appState = appState
+        self.modelsState = modelsState
+        self.files = files
+        self.logger = logger
+        self.onChange = onChange
+        self.appConfig = typed
+        self.app = app
+        self.models = models
+    }
+
+    /// A content hash of both documents: the same content always has the same revision, across restarts.
+    static func revision(_ app: JSONValue, _ models: JSONValue) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in (JSONWriter.write(app, pretty: false) + "\u{0}" + JSONWriter.write(models, pretty: false)).utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    // MARK: Reading
+
+    func snapshot() -> RegistrySnapshot {
+        if let cachedSnapshot { return cachedSnapshot }
+        let built = buildSnapshot()
+        cachedSnapshot = built
+        return built
+    }
+
+    func status() -> RegistryStatus {
+        func describe(_ name: String, _ s: FileState) -> ConfigFileStatus {
+            ConfigFileStatus(name: name, path: files.path(name), state: !s.errors.isEmpty ? "invalid" : s.usingDefault ? "default" : "ok",
+                             errors: s.errors, warnings: s.warnings)
+        }
+        return RegistryStatus(revision: revision,
+                              files: [describe(ConfigFiles.appName, appState), describe(ConfigFiles.modelsName, modelsState)],
+                              lastDiscovery: lastDiscovery, modelCount: models["models"]?.objectValue?.count ?? 0)
+    }
+
+    /// Problems a health check should report (an invalid hand edit being ignored).
+    func problems() -> [String] { appState.errors + modelsState.errors }
+
+    func backups() -> [BackupInfo] { files.backups() }
+
+    /// Both documents with their revision, read together.
+    func documents() -> RegistryRPC.Documents.Result {
+        RegistryRPC.Documents.Result(revision: revision, app: app, models: models)
+    }
+
+    func modelInfo(_ name: String) throws(RPCFault) -> JSONValue {
+        guard let model = resolve(name) else { throw RPCFault.notFound("model \"\(name)\" is not defined") }
+        switch metadata(model.path) {
+        case .success(let meta)?:
+            return .object(JSONObject([("gguf_version", .int(meta.version)), ("tensor_count", .int(meta.tensorCount)),
+                                       ("parameter_count", .int(meta.parameterCount)), ("metadata", .object(meta.entries))]))
+        case .failure(let error)?:
+            throw RPCFault(code: RPCFault.unavailableCode, message: error.description)
+        case nil:
+            throw RPCFault(code: RPCFault.unavailableCode, message: "model file \(model.path) is missing")
+        }
+    }
+
+    /// A model by id, alias or display name.
+    func resolve(_ name: String) -> ResolvedModel? {
+        let all = snapshot().models
+        return all.first { $0.id == name } ?? all.first { $0.aliases.contains(name) } ?? all.first { $0.displayName == name }
+    }
+
+    // MARK: Edits
+
+    private func checkRevision(_ expected: String?) throws(RPCFault) {
+        if let expected, expected != revision {
+            throw RPCFault(code: RPCFault.conflictCode,
+                           message: "the configuration changed since revision \(expected); the current revision is \(revision): reload and retry",
+                           data: ["current": revision])
+        }
+    }
+
+    func updateModel(_ edit: ModelEdit) throws(RPCFault) -> Revision {
+        try checkRevision(edit.revision)
+        guard let entry = edit.entry else { throw RPCFault.invalidParams("registry.updateModel: entry is required") }
+        var doc = models
+        var list = doc["models"]?.objectValue ?? JSONObject()
+        list[edit.id] = entry
+        doc["models"] = .object(list)
+        return try commit(models: doc)
+    }
+
+    func removeModel(_ edit: ModelEdit) throws(RPCFault) -> Revision {
+        try checkRevision(edit.revision)
+        var doc = models
+        var list = doc["models"]?.objectValue ?? JSONObject()
+        guard list[edit.id] != nil else { throw RPCFault.notFound("model \"\(edit.id)\" is not defined") }
+        list[edit.id] = nil
+        doc["models"] = .object(list)
+        return try commit(models: doc)
+    }
+
+    func setDefaultModel(_ edit: DocumentEdit) throws(RPCFault) -> Revision {
+        try checkRevision(edit.revision)
+        var doc = models
+        doc["default_model"] = edit.value
+        return try commit(models: doc)
+    }
+
+    func updateDefaultParameters(_ edit: DocumentEdit) throws(RPCFault) -> Revision {
+        try checkRevision(edit.revision)
+        var doc = models
+        doc["default_parameters"] = edit.value
+        return try commit(models: doc)
+    }
+
+    func updateApp(_ edit: DocumentEdit) throws(RPCFault) -> Revision {
+        try checkRevision(edit.revision)
+        return try commit(app: edit.value)
+    }
+
+    func restore(_ request: RestoreRequest) throws(RPCFault) -> Revision {
+        try checkRevision(request.revision)
+        guard let info = ConfigFiles.parseBackupName(request.name),
+              let bytes = readFileBytes("\(files.backupsDir)/\(request.name)") else {
+            throw RPCFault.notFound("no backup named \"\(request.name)\" (see registry.backups)")
+        }
+        let doc: JSONValue
+        do {
+            doc = try JSONParser.parse(bytes, lenientEscapes: true).0
+        } catch {
+            throw RPCFault(code: RPCFault.validationCode, message: "\(request.name): invalid JSON: \(error)")
+        }
+        return info.file == ConfigFiles.appName ? try commit(app: doc) : try commit(models: doc)
+    }
+
+    /// Validates the candidate pair, writes what changed (backup first), and publishes the revision.
+    @discardableResult
+    private func commit(app newApp: JSONValue? = nil, models newModels: JSONValue? = nil) throws(RPCFault) -> Revision {
+        let candidateApp = newApp ?? app
+        let candidateModels = newModels ?? models
+        let errors = ConfigValidator.validate(app: candidateApp, models: candidateModels).filter { $0.severity == .error }
+        if let first = errors.first {
+            throw RPCFault(code: RPCFault.validationCode, message: first.description,
+                           data: ["errors": errors.map(\.description).joined(separator: "\n")])
+        }
+        let typed: AppConfig
+        do {
+            typed = try AppConfig.from(candidateApp)
+        } catch {
+            throw RPCFault(code: RPCFault.validationCode, message: "app_config.json: \(describeDecodingError(error))")
+        }
+        do {
+            if let newApp, newApp != app || appState.usingDefault {
+                try files.write(ConfigFiles.appName, newApp)
+                appState = FileState(stamp: FileStamp.of(files.path(ConfigFiles.appName)))
+            }
+            if let newModels, newModels != models || modelsState.usingDefault {
+                try files.write(ConfigFiles.modelsName, newModels)
+                modelsState = FileState(stamp: FileStamp.of(files.path(ConfigFiles.modelsName)))
+            }
+        } catch {
+            throw RPCFault(code: RPCFault.internalErrorCode, message: "cannot write the configuration: \(error)")
+        }
+        apply(app: candidateApp, models: candidateModels, typed: typed)
+        return Revision(revision: revision)
+    }
+
+    private func apply(app newApp: JSONValue, models newModels: JSONValue, typed: AppConfig) {
+        app = newApp
+        models = newModels
+        appConfig = typed
+        cachedSnapshot = nil
+        let newRevision = Self.revision(newApp, newModels)
+        if newRevision != revision {
+            revision = newRevision
+            onChange(newRevision)
+        }
+    }
+
+    // MARK: Hand edits
+
+    /// Picks up files edited (or removed) by hand. An invalid edit keeps the last good config and is
+    /// reported in `status` and health until the file is fixed.
+    func checkForHandEdits() {
+        var candidateApp = app
+        var candidateModels = models
+        var changed = false
+        for name in [ConfigFiles.appName, ConfigFiles.modelsName] {
+            let isApp = name == ConfigFiles.appName
+            let stamp = FileStamp.of(files.path(name))
+            guard stamp != (isApp ? appState.stamp : modelsState.stamp) else { continue }
+            if isApp { appState.stamp = stamp } else { modelsState.stamp = stamp }
+            changed = true
+            switch files.read(name) {
+            case .success(nil):
+                if isApp { candidateApp = BuiltInConfig.app } else { candidateModels = BuiltInConfig.models }
+            case .success(let (doc, _)?):
+                if isApp { candidateApp = doc } else { candidateModels = doc }
+            case .failure(let issue):
+                setErrors(name, [issue.description])
+                logger.warning("ignoring the hand edit of \(name): \(issue.description); the last good configuration stays in force")
+                if isApp { candidateApp = app } else { candidateModels = models }
+            }
+        }
+        guard changed else { return }
+        let issues = ConfigValidator.validate(app: candidateApp, models: candidateModels)
+        let errors = issues.filter { $0.severity == .error }
+        guard errors.isEmpty, let typed = try? AppConfig.from(candidateApp) else {
+            for name in [ConfigFiles.appName, ConfigFiles.modelsName] {
+                let mine = errors.filter { $0.file == name }.map(\.description)
+                if !mine.isEmpty {
+                    setErrors(name, mine)
+                    logger.warning("ignoring the hand edit of \(name): \(mine.joined(separator: "; ")); the last good configuration stays in force")
+                }
+            }
+            return
+        }
+        if candidateApp != app || (appState.errors.isEmpty == false) { appState.errors = [] }
+        if candidateModels != models || (modelsState.errors.isEmpty == false) { modelsState.errors = [] }
+        appState.usingDefault = access(files.path(ConfigFiles.appName), F_OK) != 0
+        modelsState.usingDefault = access(files.path(ConfigFiles.modelsName), F_OK) != 0
+        appState.warnings = issues.filter { $0.severity == .warning && $0.file == ConfigFiles.appName }.map(\.description)
+        modelsState.warnings = issues.filter { $0.severity == .warning && $0.file == ConfigFiles.modelsName }.map(\.description)
+        if candidateApp != app || candidateModels != models {
+            logger.info("picked up a hand edit of the configuration")
+            apply(app: candidateApp, models: candidateModels, typed: typed)
+        }
+    }
+
+    private func setErrors(_ name: String, _ errors: [String]) {
+        if name == ConfigFiles.appName { appState.errors = errors } else { modelsState.errors = errors }
+    }
+
+    // MARK: Discovery
+
+    /// Scans the models folders and merges new files into `models_config.json` (saved with a backup).
+    func discover() -> DiscoveryReport {
+        let folders = appConfig.modelsDirs.map { resolvePath($0, configDir: configDir) }
+        let (found, problems) = ModelScanner.scan(folders)
+        var unreadable: [String] = []
+        let runtime = appConfig.runtimes.filter { $0.value.kind == "llama-server" }.keys.sorted().first ?? "llama-server"
+        let merge = DiscoveryMerge(configDir: configDir, runtime: runtime)
+        let outcome = merge.merge(models, found: found, metadata: { path in
+            switch metadata(path) {
+            case .success(let meta)?: return meta.summary
+            case .failure(let error)?:
+                unreadable.append(error.description)
+                return nil
+            case nil: return nil
+            }
+        }, exists: { access($0, F_OK) == 0 })
+        if outcome.document != models {
+            do {
+                try commit(models: outcome.document)
+                logger.info("discovery updated models_config.json", ("added", outcome.added.joined(separator: ",")),
+                            ("updated", outcome.updated.joined(separator: ",")))
+            } catch {
+                logger.error("discovery could not save models_config.json: \(error)")
+            }
+        }
+        for problem in unreadable + problems { logger.warning("discovery: \(problem)") }
+        // Metadata or file states may have changed even when the document did not.
+        cachedSnapshot = nil
+        let report = DiscoveryReport(revision: revision, added: outcome.added, updated: outcome.updated, missing: outcome.missing,
+                                     unreadable: unreadable + problems, scannedFiles: found.count)
+        lastDiscovery = report
+        return report
+    }
+
+    // MARK: Metadata and snapshot
+
+    /// The file's metadata, cached by path, size and modification time; nil when there is no file.
+    func metadata(_ path: String) -> Result<GGUFMetadata, GGUFError>? {
+        guard let stamp = FileStamp.of(path) else {
+            metadataCache[path] = nil
+            return nil
+        }
+        if let cached = metadataCache[path], cached.stamp == stamp { return cached.result }
+        let result: Result<GGUFMetadata, GGUFError>
+        do {
+            result = .success(try GGUFReader.read(path: path))
+        } catch {
+            result = .failure(error)
+        }
+        metadataCache[path] = CachedMetadata(stamp: stamp, result: result)
+        return result
+    }
+
+    private func buildSnapshot() -> RegistrySnapshot {
+        let defaults = models["default_parameters"]?.objectValue ?? JSONObject()
+        var resolved: [ResolvedModel] = []
+        for (id, entry) in (models["models"]?.objectValue ?? JSONObject()).entries {
+            let path = resolvePath(entry["model_path"]?.stringValue ?? "", configDir: configDir)
+            let runtimeName = entry["llama_cpp_runtime"]?.stringValue ?? "llama-server"
+            let runtime = appConfig.runtimes[runtimeName] ?? AppConfig.Runtime(kind: "llama-server", path: runtimeName)
+            let runtimePath = runtime.path.contains("/") ? resolvePath(runtime.path, configDir: configDir) : runtime.path
+            var parameters = defaults
+            for (k, v) in entry["parameters"]?.objectValue?.entries ?? [] { parameters[k] = v }
+            var state = "available"
+            var error: String?
+            var meta: ModelMetadata?
+            if runtime.kind == "whisper-server" {
+                if access(path, R_OK) != 0 { state = "missing" }
+            } else {
+                switch metadata(path) {
+                case .success(let m)?: meta = m.summary
+                case .failure(let e)?:
+                    state = "unreadable"
+                    error = e.message
+                case nil:
+                    state = "missing"
+                    error = "no file at \(path)"
+                }
+            }
+            let kind = entry["kind"]?.stringValue
+                ?? (runtime.kind == "whisper-server" ? "audio" : meta?.isEmbeddingModel == true ? "embedding" : "chat")
+            resolved.append(ResolvedModel(
+                id: id, aliases: (entry["aliases"]?.arrayValue ?? []).compactMap(\.stringValue),
+                displayName: entry["display_name"]?.stringValue, path: path, runtime: runtimeName, runtimeKind: runtime.kind,
+                runtimePath: runtimePath, parameters: .object(parameters), kind: kind, ttlSeconds: entry["ttl_seconds"]?.intValue,
+                unlisted: entry["unlisted"]?.boolValue ?? false,
+                mmproj: entry["mmproj"]?.stringValue.map { resolvePath($0, configDir: configDir) },
+                autoDiscovered: entry["auto_discovered"]?.boolValue ?? false, autoUpdateModel: entry["auto_update_model"]?.boolValue ?? false,
+                state: state, error: error, metadata: meta))
+        }
+        var defaultModel = models["default_model"]?.stringValue
+        if let name = defaultModel, !resolved.contains(where: { $0.id == name }) {
+            defaultModel = resolved.first { $0.aliases.contains(name) }?.id
+        }
+        return RegistrySnapshot(revision: revision, defaultModel: defaultModel, models: resolved)
+    }
+}

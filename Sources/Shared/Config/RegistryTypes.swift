@@ -1,0 +1,175 @@
+/// The summary of a model file's GGUF metadata that the registry shares with the other services.
+public struct ModelMetadata: Codable, Sendable, Equatable {
+    public var architecture: String?
+    public var name: String?
+    public var sizeLabel: String?
+    /// Summed from the tensor shapes.
+    public var parameterCount: Int
+    /// `general.file_type`, and its llama.cpp name (Q4_K_M, Q8_0, …).
+    public var fileType: Int?
+    public var quantization: String?
+    public var contextLength: Int?
+    public var embeddingLength: Int?
+    public var blockCount: Int?
+    public var headCount: Int?
+    public var headCountKV: Int?
+    public var keyLength: Int?
+    public var valueLength: Int?
+    public var hasChatTemplate: Bool
+    public var tokenizerModel: String?
+    /// An encoder or a model with a pooling type: served with `--embeddings`.
+    public var isEmbeddingModel: Bool
+    public var fileSize: Int
+    public var ggufVersion: Int
+
+    public init(architecture: String?, name: String?, sizeLabel: String?, parameterCount: Int, fileType: Int?, quantization: String?,
+                contextLength: Int?, embeddingLength: Int?, blockCount: Int?, headCount: Int?, headCountKV: Int?, keyLength: Int?,
+                valueLength: Int?, hasChatTemplate: Bool, tokenizerModel: String?, isEmbeddingModel: Bool, fileSize: Int, ggufVersion: Int) {
+        self.architecture = architecture
+        self.name = name
+        self.sizeLabel = sizeLabel
+        self.parameterCount = parameterCount
+        self.fileType = fileType
+        self.quantization = quantization
+        self.contextLength = contextLength
+        self.embeddingLength = embeddingLength
+        self.blockCount = blockCount
+        self.headCount = headCount
+        self.headCountKV = headCountKV
+        self.keyLength = keyLength
+        self.valueLength = valueLength
+        self.hasChatTemplate = hasChatTemplate
+        self.tokenizerModel = tokenizerModel
+        self.isEmbeddingModel = isEmbeddingModel
+        self.fileSize = fileSize
+        self.ggufVersion = ggufVersion
+    }
+}
+
+/// One model as the rest of the system sees it: config merged with defaults, paths resolved, runtime
+/// looked up, and the file's state and metadata.
+public struct ResolvedModel: Codable, Sendable, Equatable {
+    public var id: String
+    public var aliases: [String]
+    public var displayName: String?
+    /// Absolute path of the model file (the first shard of a split model).
+    public var path: String
+    public var runtime: String
+    /// `llama-server` or `whisper-server`.
+    public var runtimeKind: String
+    public var runtimePath: String
+    /// `default_parameters` overlaid with the model's own `parameters` (the model's values win).
+    public var parameters: JSONValue
+    /// `chat`, `embedding` or `audio`.
+    public var kind: String
+    public var ttlSeconds: Int?
+    public var unlisted: Bool
+    public var mmproj: String?
+    public var autoDiscovered: Bool
+    public var autoUpdateModel: Bool
+    /// `available`, `missing` (no file at the path) or `unreadable` (the file's metadata could not be read).
+    public var state: String
+    public var error: String?
+    public var metadata: ModelMetadata?
+
+    public init(id: String, aliases: [String], displayName: String?, path: String, runtime: String, runtimeKind: String, runtimePath: String,
+                parameters: JSONValue, kind: String, ttlSeconds: Int?, unlisted: Bool, mmproj: String?, autoDiscovered: Bool,
+                autoUpdateModel: Bool, state: String, error: String?, metadata: ModelMetadata?) {
+        self.id = id
+        self.aliases = aliases
+        self.displayName = displayName
+        self.path = path
+        self.runtime = runtime
+        self.runtimeKind = runtimeKind
+        self.runtimePath = runtimePath
+        self.parameters = parameters
+        self.kind = kind
+        self.ttlSeconds = ttlSeconds
+        self.unlisted = unlisted
+        self.mmproj = mmproj
+        self.autoDiscovered = autoDiscovered
+        self.autoUpdateModel = autoUpdateModel
+        self.state = state
+        self.error = error
+        self.metadata = metadata
+    }
+}
+
+/// The whole resolved model table, with the revision it belongs to.
+public struct RegistrySnapshot: Codable, Sendable, Equatable {
+    public var revision: String
+    public var defaultModel: String?
+    public var models: [ResolvedModel]
+    public init(revision: String, defaultModel: String?, models: [ResolvedModel]) {
+        self.revision = revision
+        self.defaultModel = defaultModel
+        self.models = models
+    }
+}
+
+/// One config file's state in `registry.status`.
+public struct ConfigFileStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var path: String
+    /// `ok`, `default` (file absent: built-in defaults in force) or `invalid` (the file on disk has
+    /// errors; the last good version is still served).
+    public var state: String
+    public var errors: [String]
+    public var warnings: [String]
+    public init(name: String, path: String, state: String, errors: [String], warnings: [String]) {
+        self.name = name
+        self.path = path
+        self.state = state
+        self.errors = errors
+        self.warnings = warnings
+    }
+}
+
+/// What the last discovery did.
+public struct DiscoveryReport: Codable, Sendable, Equatable {
+    public var revision: String
+    public var added: [String]
+    public var updated: [String]
+    public var missing: [String]
+    /// Files that could not be read, with the reason.
+    public var unreadable: [String]
+    public var scannedFiles: Int
+    public init(revision: String, added: [String], updated: [String], missing: [String], unreadable: [String], scannedFiles: Int) {
+        self.revision = revision
+        self.added = added
+        self.updated = updated
+        self.missing = missing
+        self.unreadable = unreadable
+        self.scannedFiles = scannedFiles
+    }
+}
+
+/// `registry.status`.
+public struct RegistryStatus: Codable, Sendable, Equatable {
+    public var revision: String
+    public var files: [ConfigFileStatus]
+    public var lastDiscovery: DiscoveryReport?
+    public var modelCount: Int
+    public init(revision: String, files: [ConfigFileStatus], lastDiscovery: DiscoveryReport?, modelCount: Int) {
+        self.revision = revision
+        self.files = files
+        self.lastDiscovery = lastDiscovery
+        self.modelCount = modelCount
+    }
+}
+
+/// A config backup in `config/backups/`.
+public struct BackupInfo: Codable, Sendable, Equatable {
+    /// File name inside `backups/`, e.g. `models_config-20261125T021432.123Z.json`.
+    public var name: String
+    /// The config file it backs up (`app_config.json` or `models_config.json`).
+    public var file: String
+    public var createdAt: String
+    public var bytes: Int
+    public init(name: String, file: String, createdAt: String, bytes: Int) {
+        self.name = name
+        self.file = file
+        self.createdAt = createdAt
+        self.bytes = bytes
+    }
+}
