@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, HTTP conformance, RPC, and the real executables under the launcher.
+# Runs every test: the Swift suites (unit, HTTP conformance, RPC, registry, the real executables under
+# the launcher) and the Python suites (schema cross-checks; the official API clients from issue 6 on).
 # Tests use free ports and temporary state directories, so they can run beside a live instance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh debug
-echo "==> running the test suite"
+
+echo "==> Python test environment (.venv)"
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q --disable-pip-version-check -r Tests/Python/requirements.txt
+
+echo "==> building the tests"
 set +e
 swift build --build-tests -j 2 2>&1 | grep -E "error:|Build complete"
 status=${PIPESTATUS[0]}
@@ -12,6 +18,17 @@ if [ "$status" -ne 0 ]; then
   echo "building the tests failed (exit $status)" >&2
   exit 1
 fi
+
+echo "==> Swift tests"
 # Swift Testing prints a start line per test and argument; keep results, failures and the summary.
 swift test --skip-build 2>&1 | grep -vE "^(◇|↳|✔ Test case)"
-exit "${PIPESTATUS[0]}"
+swift_status=${PIPESTATUS[0]}
+
+echo "==> Python tests"
+.venv/bin/python -m pytest -q Tests/Python
+python_status=$?
+
+if [ "$swift_status" -ne 0 ] || [ "$python_status" -ne 0 ]; then
+  echo "tests failed (swift exit $swift_status, pytest exit $python_status)" >&2
+  exit 1
+fi
