@@ -190,8 +190,9 @@ actor Supervisor {
             entries[name]!.generation += 1
             guard let child = entries[name]!.child else { continue }
             entries[name]!.state = "stopping"
+            let wasRunning = child.isRunning
             let status = await child.terminate(grace: stopGrace, loop: loop)
-            if status != .exited(0) { logger.warning("\(name) \(status) while stopping") }
+            if wasRunning && status != .exited(0) { logger.warning("\(name) \(status) while stopping") }
             entries[name]!.child = nil
             entries[name]!.state = "stopped"
             unlink(options.paths.socket(name))

@@ -55,10 +55,21 @@ public struct ServiceOptions: Sendable {
             }
             i += 1
         }
-        let paths = RuntimePaths(stateDir: stateDir ?? "state", configDir: configDir ?? "config")
+        let config = absolutePath(configDir ?? "config")
+        if stateDir == nil, let configured = configuredStateDir(configDir: config) {
+            stateDir = configured.hasPrefix("/") ? configured : config + "/" + configured
+        }
+        let paths = RuntimePaths(stateDir: stateDir ?? "state", configDir: config)
         return ServiceOptions(paths: paths, logLevel: level ?? .info,
                               logToStderr: environment["LLAMA_RUNNER_LOG_STDERR"] != "0",
                               arguments: rest, wantsHelp: help)
+    }
+
+    /// `paths.state_dir` from `app_config.json`, the fallback after `--state-dir` and the environment.
+    static func configuredStateDir(configDir: String) -> String? {
+        guard let bytes = readFileBytes(configDir + "/app_config.json"),
+              let doc = try? JSONParser.parse(bytes, lenientEscapes: true).0 else { return nil }
+        return doc["paths"]?["state_dir"]?.stringValue
     }
 
     /// The flags that pass these directories on to a child service.
@@ -68,7 +79,8 @@ public struct ServiceOptions: Sendable {
 
     /// Help text for the shared options.
     public static let helpText = """
-      --state-dir DIR    state directory: logs/ and run/ (env LLAMA_RUNNER_STATE_DIR; default ./state)
+      --state-dir DIR    state directory: logs/ and run/ (env LLAMA_RUNNER_STATE_DIR; else paths.state_dir
+                         in app_config.json; default ./state)
       --config-dir DIR   config directory with app_config.json, models_config.json
                          (env LLAMA_RUNNER_CONFIG_DIR; default ./config)
       --log-level LEVEL  trace, debug, info, warning or error (env LLAMA_RUNNER_LOG_LEVEL; default info)
