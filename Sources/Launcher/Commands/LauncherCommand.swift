@@ -28,7 +28,7 @@ enum LauncherCommand {
         pthread_sigmask(SIG_UNBLOCK, &all, nil)
         let options: ServiceOptions
         do {
-            options = try ServiceOptions.parse(arguments)
+            options = try ServiceOptions.parse(arguments, service: "launcher")
         } catch {
             printError("launcher: \(error)\n\n\(help)")
             exit(ExitCode.usage)

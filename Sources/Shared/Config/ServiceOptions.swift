@@ -4,6 +4,9 @@
 public struct ServiceOptions: Sendable {
     public var paths: RuntimePaths
     public var logLevel: LogLevel
+    /// Whether the level came from `--log-level` or the environment (and so is passed on to children);
+    /// otherwise each service takes its own from `log_levels` in `app_config.json`.
+    public var logLevelExplicit: Bool
     /// Whether log lines also go to stderr (`LLAMA_RUNNER_LOG_STDERR=0` turns it off; the launcher
     /// sets that for its children, whose lines are in their log files already).
     public var logToStderr: Bool
@@ -19,7 +22,8 @@ public struct ServiceOptions: Sendable {
     }
 
     /// Parses `arguments` (without argv[0]) with the environment as fallback.
-    public static func parse(_ arguments: [String], environment: [String: String] = ProcessEnvironment.all()) throws -> ServiceOptions {
+    public static func parse(_ arguments: [String], environment: [String: String] = ProcessEnvironment.all(),
+                             service: String? = nil) throws -> ServiceOptions {
         var stateDir = environment["LLAMA_RUNNER_STATE_DIR"]
         var configDir = environment["LLAMA_RUNNER_CONFIG_DIR"]
         var level = environment["LLAMA_RUNNER_LOG_LEVEL"].flatMap(LogLevel.init(name:))
@@ -56,25 +60,23 @@ public struct ServiceOptions: Sendable {
             i += 1
         }
         let config = absolutePath(configDir ?? "config")
-        if stateDir == nil, let configured = configuredStateDir(configDir: config) {
+        let appDocument = readFileBytes(config + "/app_config.json").flatMap { try? JSONParser.parse($0, lenientEscapes: true).0 }
+        if stateDir == nil, let configured = appDocument?["paths"]?["state_dir"]?.stringValue {
             stateDir = configured.hasPrefix("/") ? configured : config + "/" + configured
         }
+        let explicit = level != nil
+        if level == nil, let levels = appDocument?["log_levels"] {
+            level = (service.flatMap { levels[$0]?.stringValue } ?? levels["default"]?.stringValue).flatMap(LogLevel.init(name:))
+        }
         let paths = RuntimePaths(stateDir: stateDir ?? "state", configDir: config)
-        return ServiceOptions(paths: paths, logLevel: level ?? .info,
+        return ServiceOptions(paths: paths, logLevel: level ?? .info, logLevelExplicit: explicit,
                               logToStderr: environment["LLAMA_RUNNER_LOG_STDERR"] != "0",
                               arguments: rest, wantsHelp: help)
     }
 
-    /// `paths.state_dir` from `app_config.json`, the fallback after `--state-dir` and the environment.
-    static func configuredStateDir(configDir: String) -> String? {
-        guard let bytes = readFileBytes(configDir + "/app_config.json"),
-              let doc = try? JSONParser.parse(bytes, lenientEscapes: true).0 else { return nil }
-        return doc["paths"]?["state_dir"]?.stringValue
-    }
-
     /// The flags that pass these directories on to a child service.
     public var childArguments: [String] {
-        ["--state-dir", paths.stateDir, "--config-dir", paths.configDir, "--log-level", logLevel.name]
+        ["--state-dir", paths.stateDir, "--config-dir", paths.configDir] + (logLevelExplicit ? ["--log-level", logLevel.name] : [])
     }
 
     /// Help text for the shared options.
@@ -83,7 +85,8 @@ public struct ServiceOptions: Sendable {
                          in app_config.json; default ./state)
       --config-dir DIR   config directory with app_config.json, models_config.json
                          (env LLAMA_RUNNER_CONFIG_DIR; default ./config)
-      --log-level LEVEL  trace, debug, info, warning or error (env LLAMA_RUNNER_LOG_LEVEL; default info)
+      --log-level LEVEL  trace, debug, info, warning or error (env LLAMA_RUNNER_LOG_LEVEL; else log_levels
+                         in app_config.json, by service name or "default"; default info)
       -h, --help         show this help
     """
 }

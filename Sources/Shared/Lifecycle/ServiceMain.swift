@@ -68,7 +68,7 @@ public enum ServiceMain {
 
         let options: ServiceOptions
         do {
-            options = try ServiceOptions.parse(Array(CommandLine.arguments.dropFirst()))
+            options = try ServiceOptions.parse(Array(CommandLine.arguments.dropFirst()), service: name.rawValue)
         } catch {
             printError("\(name): \(error)\n\nusage: \(name) [options]\n\(ServiceOptions.helpText)")
             exit(ExitCode.usage)
