@@ -51,6 +51,8 @@ public struct RPCFault: Error, Codable, Sendable, Equatable, CustomStringConvert
     public static let validationCode = -32022
     public static let busyCode = -32029
     public static let unavailableCode = -32003
+    /// The caller cancelled the request (`rpc.cancel`, or its connection closed).
+    public static let cancelledCode = -32800
 
     public static func invalidParams(_ m: String) -> RPCFault { RPCFault(code: invalidParamsCode, message: m) }
     public static func notFound(_ m: String) -> RPCFault { RPCFault(code: notFoundCode, message: m) }

@@ -145,6 +145,7 @@ public final class RPCClient: Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
                 let timer = loop.schedule(at: until) { [self] in
                     fail(id: id, with: RPCError.timedOut(method: M.name, seconds: seconds))
+                    sendCancel(id, on: writer)
                 }
                 state.withLock { $0.pending[id] = Pending(continuation: continuation, method: M.name, timer: timer) }
                 if Task.isCancelled { fail(id: id, with: CancellationError()) }
@@ -152,6 +153,7 @@ public final class RPCClient: Sendable {
             }
         } onCancel: {
             fail(id: id, with: CancellationError())
+            sendCancel(id, on: writer)
         }
         let decoder = JSONDecoder()
         if let fault = (try? decoder.decode(RPCIncoming.self, from: data))?.error { throw RPCError.remote(fault) }
@@ -217,6 +219,14 @@ public final class RPCClient: Sendable {
         guard let w = state.withLock({ $0.connectWaiters.removeValue(forKey: key) }) else { return }
         loop.cancelTimer(w.timer)
         w.continuation.resume(throwing: error)
+    }
+
+    /// Tells the server the caller gave up on request `id` (timeout or cancellation), so work queued
+    /// for it stops there too.
+    private func sendCancel(_ id: Int, on writer: MessageWriter) {
+        if let line = try? RPCCoding.encodeLine(RPCRequestOut(id: nil, method: "rpc.cancel", params: CancelParams(id: .number(id)))) {
+            writer.send(line)
+        }
     }
 
     private func sendSubscribe(_ writer: MessageWriter) {

@@ -18,6 +18,8 @@ public final class RPCServer: Sendable {
     public let maxMessageBytes: Int
     private let handlers = Mutex<[String: RawHandler]>([:])
     private let subscribers = Mutex<[UInt64: MessageWriter]>([:])
+    /// Handler tasks by connection and request id, so `rpc.cancel` and a dropped connection cancel them.
+    private let running = Mutex<[UInt64: [RPCID: Task<Void, Never>]]>([:])
     private let connections = ConnectionTable()
     private let listener = Mutex<Listener?>(nil)
     private let acceptTask = Mutex<Task<Void, Never>?>(nil)
@@ -107,6 +109,8 @@ public final class RPCServer: Sendable {
             break
         }
         _ = subscribers.withLock { $0.removeValue(forKey: id) }
+        // The caller is gone: its pending handlers are cancelled (a queued acquire leaves its queue).
+        running.withLock { $0.removeValue(forKey: id) }?.values.forEach { $0.cancel() }
         await writer.finish()
         connection.close()
     }
@@ -129,6 +133,13 @@ public final class RPCServer: Sendable {
             }
             return
         }
+        if method == "rpc.cancel" {
+            if let target = try? JSONDecoder().decode(RPCParamsIn<CancelParams>.self, from: data).params?.id,
+               let task = running.withLock({ $0[connectionID]?.removeValue(forKey: target) }) {
+                task.cancel()
+            }
+            return
+        }
         if method == "rpc.subscribe" {
             subscribers.withLock { $0[connectionID] = writer }
             if let id = head.id, let line = try? RPCCoding.encodeLine(RPCResultOut(id: id, result: Empty())) { writer.send(line) }
@@ -141,21 +152,32 @@ public final class RPCServer: Sendable {
             return
         }
         let id = head.id
-        Task(executorPreference: loop) { [self] in
+        let task = Task(executorPreference: loop) { [self] in
             do {
                 let line = try await handler(data, id)
                 if id != nil { writer.send(line) }
             } catch let fault as RPCFault {
                 if id != nil { writer.send(errorLine(id, fault)) }
+            } catch is CancellationError {
+                if id != nil { writer.send(errorLine(id, RPCFault(code: RPCFault.cancelledCode, message: "\(method): cancelled by the caller"))) }
             } catch {
                 if id != nil { writer.send(errorLine(id, RPCFault.internalError(String(describing: error)))) }
             }
+            if let id { running.withLock { _ = $0[connectionID]?.removeValue(forKey: id) } }
+        }
+        if let id {
+            running.withLock { $0[connectionID, default: [:]][id] = task }
         }
     }
 
     private func errorLine(_ id: RPCID?, _ fault: RPCFault) -> [UInt8] {
         (try? RPCCoding.encodeLine(RPCErrorOut(id: id, error: fault))) ?? Array("{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,\"message\":\"encoding failed\"}}\n".utf8)
     }
+}
+
+/// `rpc.cancel` params: the id of the request to cancel.
+struct CancelParams: Codable, Sendable {
+    let id: RPCID
 }
 
 /// A short, user-facing account of a decoding failure: the JSON path and what was wrong.

@@ -159,6 +159,41 @@ enum TickNotification: RPCNotification {
         }
     }
 
+    @Test func aCallerThatGivesUpCancelsTheServersHandler() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir + "/s.sock"
+            let outcomes = Mutex<[String]>([])
+            let server = RPCServer(path: path)
+            server.register(SlowMethod.self) { p in
+                do {
+                    try await EventLoop.shared.sleep(seconds: Double(p.ms) / 1000)
+                    outcomes.withLock { $0.append("finished \(p.ms)") }
+                } catch {
+                    outcomes.withLock { $0.append("cancelled \(p.ms)") }
+                    throw error
+                }
+                return Empty()
+            }
+            try server.start()
+            // A timeout on the client cancels the handler (rpc.cancel).
+            let client = RPCClient(path: path)
+            client.start()
+            await #expect(throws: RPCError.self) { try await client.call(SlowMethod.self, Delay(ms: 5000), timeout: 0.2) }
+            // So does a dropped connection.
+            let other = RPCClient(path: path)
+            other.start()
+            let pending = Task { try await other.call(SlowMethod.self, Delay(ms: 6000)) }
+            try await EventLoop.shared.sleep(seconds: 0.2)
+            await other.close()
+            _ = await pending.result
+            let until = deadline(after: 3)
+            while outcomes.withLock({ $0.count }) < 2 && monotonicNanos() < until { try await EventLoop.shared.sleep(seconds: 0.01) }
+            #expect(Set(outcomes.withLock { $0 }) == ["cancelled 5000", "cancelled 6000"])
+            await client.close()
+            await server.stop()
+        }
+    }
+
     @Test func aCallWithNoServerTimesOut() async throws {
         try await withTemporaryDirectory { dir in
             let client = RPCClient(path: dir + "/none.sock")
