@@ -24,6 +24,7 @@ let package = Package(
         .executableTarget(name: "Gateway", dependencies: ["Shared"], path: "Sources/Gateway", swiftSettings: swift6),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests", swiftSettings: swift6),
         .testTarget(name: "ModelRegistryTests", dependencies: ["ModelRegistry", "Shared"], path: "Tests/ModelRegistryTests", swiftSettings: swift6),
+        .testTarget(name: "RunnerManagerTests", dependencies: ["RunnerManager", "Shared"], path: "Tests/RunnerManagerTests", swiftSettings: swift6),
         .testTarget(name: "LauncherTests", dependencies: ["Launcher", "Shared"], path: "Tests/LauncherTests", swiftSettings: swift6),
         .testTarget(
             name: "Integration",
