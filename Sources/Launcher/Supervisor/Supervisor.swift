@@ -174,6 +174,10 @@ actor Supervisor {
         entries[name]!.policy.reset()
         if let child = entries[name]!.child {
             logger.info("restarting \(name) on request", ("pid", child.pid))
+            if name == .runners {
+                // Keep the model servers: the new runner-manager adopts them instead of reloading.
+                _ = try? await health[.runners]!.call(RunnersRPC.Detach.self, Empty(), timeout: 2)
+            }
             await child.terminate(grace: stopGrace, loop: loop)
         }
         entries[name]!.child = nil
@@ -198,6 +202,21 @@ actor Supervisor {
             unlink(options.paths.socket(name))
         }
         for client in health.values { await client.close() }
+        await stopStrayRunners()
+    }
+
+    /// A runner-manager that died (or was killed) leaves its runners running for adoption; when
+    /// everything stops, none may stay. Each recorded runner that is still the same process (pid and
+    /// start time) is stopped.
+    private func stopStrayRunners() async {
+        let strays = RunnerRecord.load(options.paths).filter { $0.process.isAlive }
+        for record in strays {
+            logger.warning("stopping a runner left behind", ("model", record.model), ("pid", record.process.pid))
+            await record.process.terminate(grace: stopGrace, loop: loop)
+        }
+        if !strays.isEmpty || access(RunnerRecord.path(options.paths), F_OK) == 0 {
+            try? RunnerRecord.save([], options.paths)
+        }
     }
 
     func status(of name: ServiceName) -> ServiceStatus {

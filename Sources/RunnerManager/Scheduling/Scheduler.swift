@@ -188,6 +188,11 @@ struct Scheduler: Sendable {
         return schedule(now: now)
     }
 
+    /// A runner that is already running and ready (adopted after a restart).
+    mutating func adopt(_ spec: ModelSpec, now: Double) {
+        runners[spec.id] = Runner(spec: spec, phase: .ready, lastUsed: now, idleSince: now, keepAlive: nil)
+    }
+
     /// The clock moved: idle runners past their TTL go.
     mutating func tick(now: Double) -> [SchedulerAction] { schedule(now: now) }
 

@@ -257,3 +257,175 @@ extension RegistryRPC {
         public static let name = "registry.changed"
     }
 }
+
+/// `runners.acquire` params.
+public struct AcquireRequest: Codable, Sendable {
+    /// Id, alias or display name.
+    public var model: String
+    /// Ollama's keep_alive in seconds: 0 = unload when idle, negative = never; nil = the model's TTL.
+    public var keepAlive: Double?
+    public init(model: String, keepAlive: Double? = nil) {
+        self.model = model
+        self.keepAlive = keepAlive
+    }
+}
+
+/// A granted runner.
+public struct AcquireResult: Codable, Sendable, Equatable {
+    /// The resolved model id.
+    public var model: String
+    /// e.g. `http://127.0.0.1:41234`.
+    public var endpoint: String
+    public var lease: UInt64
+    /// Time spent waiting for a load this request caused or joined; 0 when the runner was ready.
+    public var loadDurationMs: Int
+    public init(model: String, endpoint: String, lease: UInt64, loadDurationMs: Int) {
+        self.model = model
+        self.endpoint = endpoint
+        self.lease = lease
+        self.loadDurationMs = loadDurationMs
+    }
+}
+
+/// Token counts reported when a lease ends.
+public struct Usage: Codable, Sendable, Equatable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public init(promptTokens: Int = 0, completionTokens: Int = 0) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+    }
+}
+
+/// `runners.release` params.
+public struct ReleaseRequest: Codable, Sendable {
+    public var lease: UInt64
+    public var usage: Usage?
+    public init(lease: UInt64, usage: Usage? = nil) {
+        self.lease = lease
+        self.usage = usage
+    }
+}
+
+/// One runner in `runners.list`.
+public struct RunnerInfo: Codable, Sendable, Equatable {
+    public var model: String
+    /// starting, loading, ready, stopping, stopped, failed.
+    public var state: String
+    public var pid: Int32?
+    public var endpoint: String?
+    public var memoryEstimateBytes: Int
+    public var rssBytes: Int?
+    public var activeLeases: Int
+    public var queued: Int
+    /// Seconds since the last lease ended (nil while busy or never used).
+    public var idleSeconds: Double?
+    /// Seconds until an idle unload (nil: busy, never, not ready).
+    public var expiresInSeconds: Double?
+    public var loadDurationMs: Int?
+    /// While loading: the last log line; when failed: the reason.
+    public var detail: String?
+    public var adopted: Bool
+    public init(model: String, state: String, pid: Int32?, endpoint: String?, memoryEstimateBytes: Int, rssBytes: Int?, activeLeases: Int,
+                queued: Int, idleSeconds: Double?, expiresInSeconds: Double?, loadDurationMs: Int?, detail: String?, adopted: Bool) {
+        self.model = model
+        self.state = state
+        self.pid = pid
+        self.endpoint = endpoint
+        self.memoryEstimateBytes = memoryEstimateBytes
+        self.rssBytes = rssBytes
+        self.activeLeases = activeLeases
+        self.queued = queued
+        self.idleSeconds = idleSeconds
+        self.expiresInSeconds = expiresInSeconds
+        self.loadDurationMs = loadDurationMs
+        self.detail = detail
+        self.adopted = adopted
+    }
+}
+
+/// `runners.logs` params.
+public struct LogsRequest: Codable, Sendable {
+    public var model: String
+    public var tail: Int?
+    public init(model: String, tail: Int? = nil) {
+        self.model = model
+        self.tail = tail
+    }
+}
+
+/// A runner state transition (`runners.state`).
+public struct RunnerState: Codable, Sendable, Equatable {
+    public var model: String
+    public var state: String
+    public var pid: Int32?
+    public var detail: String?
+    public init(model: String, state: String, pid: Int32? = nil, detail: String? = nil) {
+        self.model = model
+        self.state = state
+        self.pid = pid
+        self.detail = detail
+    }
+}
+
+/// Methods of `runners.sock`.
+public enum RunnersRPC {
+    /// Waits until the model's runner is ready and grants a lease on it.
+    public enum Acquire: RPCMethod {
+        public typealias Params = AcquireRequest
+        public typealias Result = AcquireResult
+        public static let name = "runners.acquire"
+    }
+
+    public enum Release: RPCMethod {
+        public typealias Params = ReleaseRequest
+        public typealias Result = Empty
+        public static let name = "runners.release"
+    }
+
+    public enum List: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = [RunnerInfo]
+        public static let name = "runners.list"
+    }
+
+    /// Loads a model (and returns once ready) without keeping a lease.
+    public enum Load: RPCMethod {
+        public typealias Params = AcquireRequest
+        public typealias Result = RunnerInfo
+        public static let name = "runners.load"
+    }
+
+    /// Unloads a model now if idle, otherwise when its leases end.
+    public enum Unload: RPCMethod {
+        public typealias Params = ModelRef
+        public typealias Result = Empty
+        public static let name = "runners.unload"
+    }
+
+    public enum UnloadAll: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = Empty
+        public static let name = "runners.unloadAll"
+    }
+
+    /// The last lines of a runner's log (default 100, at most 500).
+    public enum Logs: RPCMethod {
+        public typealias Params = LogsRequest
+        public typealias Result = [String]
+        public static let name = "runners.logs"
+    }
+
+    /// Called by the launcher before restarting runner-manager: keep the runners alive on exit so the
+    /// next runner-manager adopts them.
+    public enum Detach: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = Empty
+        public static let name = "runners.detach"
+    }
+
+    public enum StateChanged: RPCNotification {
+        public typealias Params = RunnerState
+        public static let name = "runners.state"
+    }
+}

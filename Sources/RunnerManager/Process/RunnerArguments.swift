@@ -1,0 +1,78 @@
+import Shared
+
+/// The command line of a runner, built from the model's merged parameters: each becomes
+/// `--key-with-dashes value` (true → a bare flag, false/null → omitted, arrays comma-joined), then
+/// `--mmproj`, then the host and port runner-manager chose. A user's own `host`/`port` never reach
+/// argv (the manager owns the endpoint), and nothing goes through a shell.
+enum RunnerArguments {
+    /// Parameters the manager sets itself, or that mean nothing to the runner.
+    static let reserved: Set<String> = ["host", "port", "model", "m", "mmproj", "alias", "api_key", "api-key"]
+
+    static func build(_ model: ResolvedModel, host: String, port: UInt16) -> [String] {
+        loadArguments(model) + ["--host", host, "--port", String(port)]
+    }
+
+    /// Everything but the endpoint: what decides whether a running instance fits a request.
+    static func loadArguments(_ model: ResolvedModel) -> [String] {
+        var argv = ["--model", model.path]
+        for (key, value) in model.parameters.objectValue?.entries ?? [] {
+            let name = key.lowercased()
+            guard !reserved.contains(name) else { continue }
+            let flag = "--" + name.replacingOccurrences(of: "_", with: "-")
+            switch value {
+            case .bool(true): argv.append(flag)
+            case .bool(false), .null: continue
+            case .array(let items): argv += [flag, items.map(render).joined(separator: ",")]
+            default: argv += [flag, render(value)]
+            }
+        }
+        if let mmproj = model.mmproj { argv += ["--mmproj", mmproj] }
+        return argv
+    }
+
+    static func render(_ v: JSONValue) -> String {
+        switch v {
+        case .string(let s): s
+        case .int(let i): String(i)
+        case .double(let d): d.rounded() == d && abs(d) < 1e15 ? String(Int(d)) : "\(d)"
+        case .bool(let b): b ? "true" : "false"
+        default: JSONWriter.write(v, pretty: false)
+        }
+    }
+
+    /// A stable hash of the runtime and its load arguments.
+    static func fingerprint(_ model: ResolvedModel) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in ([model.runtimePath] + loadArguments(model)).joined(separator: "\u{0}").utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return String(hash, radix: 16)
+    }
+
+    /// How many requests a runner serves at once: its `--parallel`, or 4.
+    static func concurrency(_ model: ResolvedModel) -> Int {
+        let p = model.parameters["parallel"]?.intValue ?? model.parameters["np"]?.intValue ?? 4
+        return max(1, p)
+    }
+
+    /// Memory a runner will take: the file, plus its KV cache (layers × context × KV heads × head size
+    /// × 2 for K and V × 2 bytes for f16), plus a fixed overhead for compute buffers and the process.
+    static func memoryEstimate(_ model: ResolvedModel) -> Int {
+        let overhead = 128 << 20
+        guard let meta = model.metadata else { return overhead }
+        let requested = model.parameters["ctx_size"]?.intValue ?? model.parameters["c"]?.intValue ?? 0
+        let context = requested > 0 ? requested : (meta.contextLength ?? 4096)
+        let layers = meta.blockCount ?? 0
+        let kvHeads = meta.headCountKV ?? meta.headCount ?? 0
+        let headSize = meta.keyLength ?? ((meta.embeddingLength ?? 0) / max(1, meta.headCount ?? 1))
+        let kv = layers * context * kvHeads * headSize * 2 * 2
+        return meta.fileSize + kv + overhead
+    }
+}
+
+extension String {
+    func replacingOccurrences(of a: String, with b: String) -> String {
+        split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b)
+    }
+}

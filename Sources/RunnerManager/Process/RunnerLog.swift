@@ -1,0 +1,77 @@
+import Glibc
+import Shared
+
+/// A runner's log: the child writes its stdout and stderr straight into
+/// `<state>/logs/runners/<model>.log` (so it keeps logging after an adoption, when no pipe to the
+/// old manager would exist); the manager tails that file into a ring buffer of the last lines, uses
+/// its growth as load progress, and rotates it by copy-and-truncate (the child's O_APPEND descriptor
+/// stays valid).
+final class RunnerLog: @unchecked Sendable {
+    // @unchecked Sendable: every field is used only from the runner manager's actor.
+    let path: String
+    let capacity: Int
+    let maxBytes: Int
+    let keep: Int
+    private(set) var lines: [String] = []
+    private var offset = 0
+    private var partial: [UInt8] = []
+    /// Total bytes seen: grows while the runner loads (progress).
+    private(set) var bytesSeen = 0
+
+    init(path: String, capacity: Int = 500, maxBytes: Int = 10 << 20, keep: Int = 5, startAtEnd: Bool = false) {
+        self.path = path
+        self.capacity = capacity
+        self.maxBytes = maxBytes
+        self.keep = keep
+        if startAtEnd, let stamp = FileStamp.of(path) { offset = stamp.size }
+    }
+
+    /// Reads what was appended since the last call. Returns the new complete lines.
+    @discardableResult
+    func poll() -> [String] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var st = stat()
+        fstat(fd, &st)
+        let size = Int(st.st_size)
+        if size < offset { offset = 0 }  // truncated (rotated)
+        guard size > offset else { return [] }
+        var chunk = [UInt8](repeating: 0, count: min(size - offset, 1 << 20))
+        let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+        guard n > 0 else { return [] }
+        offset += n
+        bytesSeen += n
+        var fresh: [String] = []
+        partial += chunk[0..<n]
+        while let nl = partial.firstIndex(of: 10) {
+            var line = Array(partial[0..<nl])
+            if line.last == 13 { line.removeLast() }
+            fresh.append(String(decoding: line, as: UTF8.self))
+            partial.removeFirst(nl + 1)
+        }
+        if partial.count > 64 * 1024 {  // a runaway line without newline
+            fresh.append(String(decoding: partial, as: UTF8.self))
+            partial.removeAll()
+        }
+        lines += fresh
+        if lines.count > capacity { lines.removeFirst(lines.count - capacity) }
+        if size > maxBytes { rotate() }
+        return fresh
+    }
+
+    /// The last `count` lines.
+    func tail(_ count: Int) -> [String] { Array(lines.suffix(count)) }
+
+    /// Copy-and-truncate rotation: `x.log.N` … `x.log.1` shift, the current content is copied to
+    /// `x.log.1`, then the file is truncated in place.
+    private func rotate() {
+        unlink("\(path).\(keep)")
+        for i in stride(from: keep - 1, through: 1, by: -1) { rename("\(path).\(i)", "\(path).\(i + 1)") }
+        if let bytes = readFileBytes(path, maxBytes: maxBytes * 2) {
+            try? AtomicFile.write(bytes, to: "\(path).1")
+        }
+        truncate(path, 0)
+        offset = 0
+    }
+}

@@ -1,0 +1,195 @@
+import Glibc
+import Shared
+
+/// Errors of starting a runner, with the log lines a user needs.
+enum RunnerError: Error, CustomStringConvertible {
+    case spawnFailed(String)
+    case exitedDuringLoad(ExitStatus, [String])
+    case stalled(Double, [String])
+    case runtimeMissing(String)
+
+    var description: String {
+        switch self {
+        case .spawnFailed(let m): m
+        case .exitedDuringLoad(let status, let tail): "the runner \(status) while loading" + Self.format(tail)
+        case .stalled(let s, let tail): "no loading progress for \(Int(s)) s" + Self.format(tail)
+        case .runtimeMissing(let m): m
+        }
+    }
+
+    static func format(_ tail: [String]) -> String {
+        tail.isEmpty ? "" : "; last log lines: " + tail.suffix(8).joined(separator: " | ")
+    }
+}
+
+/// One runner process: spawned by this manager (a `ChildProcess`, reaped by it) or adopted from a
+/// previous manager (known by its /proc identity, watched by polling).
+final class RunnerProcess: @unchecked Sendable {
+    // @unchecked Sendable: the mutable fields are used only from the RunnerManager actor.
+    let model: String
+    let identity: ProcessIdentity
+    let port: UInt16
+    let argv: [String]
+    let fingerprint: String
+    let log: RunnerLog
+    let child: ChildProcess?
+    let kind: String
+    let spawnedAt = monotonicNanos()
+    let health: HTTPClient
+    /// True while the load is watched by `waitReady`; its exit is then that method's to report.
+    var loading = true
+    /// The latest meaningful log line while loading (shown as progress).
+    var progressLine: String?
+
+    var pid: Int32 { identity.pid }
+    var endpoint: String { "http://127.0.0.1:\(port)" }
+    var adopted: Bool { child == nil }
+
+    private init(model: String, identity: ProcessIdentity, port: UInt16, argv: [String], fingerprint: String,
+                 log: RunnerLog, child: ChildProcess?, kind: String, loop: EventLoop) {
+        self.model = model
+        self.identity = identity
+        self.port = port
+        self.argv = argv
+        self.fingerprint = fingerprint
+        self.log = log
+        self.child = child
+        self.kind = kind
+        health = HTTPClient(address: .tcp(host: "127.0.0.1", port: port), loop: loop, maxIdleConnections: 1, connectTimeout: 1)
+    }
+
+    /// Finds the runtime binary: a path as configured; else `LLAMA_RUNNER_LLAMA_SERVER`; else on PATH;
+    /// else the project's install (`.venv-llama/bin/`, made by scripts/bootstrap.sh).
+    static func locate(_ runtime: String) -> String? {
+        if runtime.contains("/") { return access(runtime, X_OK) == 0 ? runtime : nil }
+        if runtime == "llama-server", let installed = ProcessEnvironment.get("LLAMA_RUNNER_LLAMA_SERVER"), access(installed, X_OK) == 0 {
+            return installed
+        }
+        for dir in (ProcessEnvironment.get("PATH") ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(runtime)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        // The project's own install: <repo>/.venv-llama/bin/<runtime>, found from the executable's
+        // folder (<repo>/.build/<config>/ or <repo>/.build/<triple>/<config>/).
+        var dir = executableDirectory()
+        for _ in 0..<5 {
+            let candidate = "\(dir)/.venv-llama/bin/\(runtime)"
+            if access(candidate, X_OK) == 0 { return candidate }
+            guard let slash = dir.lastIndex(of: "/"), slash != dir.startIndex else { break }
+            dir = String(dir[..<slash])
+        }
+        return nil
+    }
+
+    /// Spawns the runner on a free loopback port; stdout and stderr append to its log file.
+    static func spawn(_ model: ResolvedModel, logsDir: String, loop: EventLoop) throws -> RunnerProcess {
+        guard let binary = locate(model.runtimePath) else {
+            throw RunnerError.runtimeMissing("runtime \(model.runtime) (\(model.runtimePath)) not found: run scripts/bootstrap.sh, or set its path in app_config.json runtimes")
+        }
+        guard access(model.path, R_OK) == 0 else {
+            throw RunnerError.spawnFailed("model file \(model.path) is missing: run scripts/bootstrap.sh for the demo model, or fix model_path")
+        }
+        let port = try freePort()
+        let arguments = RunnerArguments.build(model, host: "127.0.0.1", port: port)
+        try makeDirectories(logsDir)
+        let logPath = "\(logsDir)/\(safeName(model.id)).log"
+        let log = RunnerLog(path: logPath, startAtEnd: true)
+        let header = "=== \(Logger.timestamp()) starting \(binary) \(arguments.joined(separator: " "))\n"
+        LogFile(path: logPath, maxBytes: Int.max).append(Array(header.utf8))
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(binary, arguments: arguments, output: .file(logPath))
+        } catch {
+            throw RunnerError.spawnFailed("\(error)")
+        }
+        let identity = ProcessIdentity.of(child.pid) ?? ProcessIdentity(pid: child.pid, startTime: 0)
+        return RunnerProcess(model: model.id, identity: identity, port: port, argv: [binary] + arguments,
+                             fingerprint: RunnerArguments.fingerprint(model), log: log, child: child, kind: model.runtimeKind, loop: loop)
+    }
+
+    /// Takes over a runner a previous manager started.
+    static func adopt(_ record: RunnerRecord, kind: String, loop: EventLoop) -> RunnerProcess {
+        let log = RunnerLog(path: record.logPath, startAtEnd: true)
+        let p = RunnerProcess(model: record.model, identity: record.process, port: record.port, argv: record.argv,
+                              fingerprint: record.fingerprint, log: log, child: nil, kind: kind, loop: loop)
+        p.loading = false
+        return p
+    }
+
+    var record: RunnerRecord {
+        RunnerRecord(model: model, process: identity, port: port, fingerprint: fingerprint, argv: argv, logPath: log.path)
+    }
+
+    var isAlive: Bool { child.map(\.isRunning) ?? identity.isAlive }
+
+    /// Answers `GET /health` with 200 (llama-server: loaded; whisper-server: `GET /` once listening).
+    func isHealthy(timeout: Double = 0.5) async -> Bool {
+        let target = kind == "whisper-server" ? "/" : "/health"
+        guard let r = try? await health.send(HTTPClientRequest(target: target), timeout: timeout) else { return false }
+        _ = try? await r.collect(upTo: 1 << 20)
+        return r.status.code == 200
+    }
+
+    /// Polls health every 50 ms until ready. Fails at once if the process exits (with its last log
+    /// lines), or after `stallTimeout` seconds without progress (new log output counts as progress).
+    func waitReady(stallTimeout: Double, loop: EventLoop) async throws {
+        var lastProgress = monotonicNanos()
+        var seen = log.bytesSeen
+        while true {
+            let fresh = log.poll()
+            if log.bytesSeen != seen {
+                seen = log.bytesSeen
+                lastProgress = monotonicNanos()
+                if let line = fresh.last(where: { !$0.trimmingCharacters(in: " .").isEmpty }) { progressLine = line }
+            }
+            if let status = child?.exitStatus {
+                log.poll()
+                throw RunnerError.exitedDuringLoad(status, log.tail(12))
+            }
+            if child == nil && !identity.isAlive { throw RunnerError.exitedDuringLoad(.exited(-1), log.tail(12)) }
+            if await isHealthy(timeout: 1) { return }
+            if Double(monotonicNanos() - lastProgress) / 1e9 > stallTimeout {
+                throw RunnerError.stalled(stallTimeout, log.tail(12))
+            }
+            try await loop.sleep(seconds: 0.05)
+        }
+    }
+
+    /// Waits for the process to end; nil status for an adopted one (not our child, so not reapable).
+    func waitExit(loop: EventLoop) async -> ExitStatus? {
+        if let child { return await child.wait() }
+        while identity.isAlive { try? await loop.sleep(seconds: 0.25) }
+        return nil
+    }
+
+    /// SIGTERM to its process group, SIGKILL after `grace`, and reaped (or gone, if adopted).
+    func stop(grace: Double, loop: EventLoop) async {
+        health.closeIdle()
+        if let child {
+            await child.terminate(grace: grace, loop: loop)
+        } else {
+            await identity.terminate(grace: grace, loop: loop)
+        }
+    }
+
+    var rssBytes: Int? { ProcessIdentity.residentBytes(pid) }
+
+    static func freePort() throws -> UInt16 {
+        let l = try Listener(.tcp(host: "127.0.0.1", port: 0), loop: .shared)
+        defer { l.close() }
+        return l.port
+    }
+
+    static func safeName(_ id: String) -> String {
+        String(id.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." || $0 == "_" ? $0 : "_" })
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

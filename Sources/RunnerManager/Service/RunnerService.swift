@@ -1,0 +1,55 @@
+import Shared
+
+/// runner-manager as a service: follows the registry's model table (refetched on `registry.changed`
+/// and on reconnect), adopts the runners a previous instance recorded, serves `runners.*`, and ticks
+/// every second for idle unloads. On stop it stops every runner, unless `runners.detach` asked it to
+/// leave them for the next instance.
+final class RunnerService: Service {
+    let context: ServiceContext
+    let registry: RPCClient
+    let manager: RunnerManager
+
+    init(context: ServiceContext) {
+        self.context = context
+        registry = RPCClient(path: context.paths.socket(.registry), loop: context.loop, defaultTimeout: 10)
+        manager = RunnerManager(context: context, registry: registry)
+    }
+
+    var name: String { "runners" }
+
+    func start() async throws {
+        let manager = self.manager
+        let loop = context.loop
+        registry.onNotification { method, _ in
+            if method == RegistryRPC.Changed.name { Task(executorPreference: loop) { await manager.refresh() } }
+        }
+        registry.onConnect { Task(executorPreference: loop) { await manager.refresh() } }
+        registry.subscribe()
+        registry.start()
+        await manager.refresh()
+        await manager.adopt()
+
+        let rpc = context.rpc
+        rpc.register(RunnersRPC.Acquire.self) { try await manager.acquire($0) }
+        rpc.register(RunnersRPC.Release.self) { await manager.release($0); return Empty() }
+        rpc.register(RunnersRPC.List.self) { _ in await manager.list() }
+        rpc.register(RunnersRPC.Load.self) { try await manager.load($0) }
+        rpc.register(RunnersRPC.Unload.self) { try await manager.unload($0.model); return Empty() }
+        rpc.register(RunnersRPC.UnloadAll.self) { _ in await manager.unloadAll(); return Empty() }
+        rpc.register(RunnersRPC.Logs.self) { try await manager.logs($0) }
+        rpc.register(RunnersRPC.Detach.self) { _ in await manager.detach(); return Empty() }
+
+        @Sendable func tick() {
+            Task(executorPreference: loop) {
+                await manager.tick()
+                loop.schedule(at: deadline(after: 1)) { tick() }
+            }
+        }
+        loop.schedule(at: deadline(after: 1)) { tick() }
+    }
+
+    func stop() async {
+        await manager.shutdown()
+        await registry.close()
+    }
+}
