@@ -8,7 +8,6 @@ actor RunnerManager {
     struct Pending {
         let model: String
         let startedAt: UInt64
-        var joinedLoad = false
         let continuation: CheckedContinuation<AcquireResult, any Error>
     }
 
@@ -30,6 +29,9 @@ actor RunnerManager {
     private var leases: [LeaseID: String] = [:]
     private var status: [String: Status] = [:]
     private var nextRequest: RequestID = 0
+    /// When each model's current runner became ready (monotonic ns): a request that arrived before
+    /// it waited for that load, and reports the wait as `loadDurationMs`.
+    private var readyAt: [String: UInt64] = [:]
     private var detached = false
     /// Seconds without load progress before a load is abandoned.
     let stallTimeout: Double
@@ -171,7 +173,6 @@ actor RunnerManager {
             switch action {
             case .start(let spec):
                 setState(spec.id, "starting", memory: spec.memoryBytes)
-                for (id, p) in pending where p.model == spec.id { pending[id]!.joinedLoad = true }
                 Task(executorPreference: loop) { await self.start(spec) }
             case .stop(let model, let reason):
                 setState(model, "stopping", detail: reason.rawValue)
@@ -182,7 +183,10 @@ actor RunnerManager {
                     continue
                 }
                 leases[lease] = model
-                let waited = p.joinedLoad ? Int((monotonicNanos() - p.startedAt) / 1_000_000) : 0
+                // The part of the wait that was the load: arrival until the runner became ready
+                // (queueing behind busy leases afterwards is not load time).
+                let ready = readyAt[model] ?? 0
+                let waited = p.startedAt < ready ? Int((ready - p.startedAt) / 1_000_000) : 0
                 p.continuation.resume(returning: AcquireResult(model: model, endpoint: process.endpoint, lease: lease, loadDurationMs: waited))
             case .reject(let request, let error):
                 guard let p = pending.removeValue(forKey: request) else { continue }
@@ -243,6 +247,7 @@ actor RunnerManager {
             return
         }
         process.loading = false
+        readyAt[spec.id] = monotonicNanos()
         let ms = Int((monotonicNanos() - startedAt) / 1_000_000)
         status[spec.id]?.loadDurationMs = ms
         setState(spec.id, "ready")
