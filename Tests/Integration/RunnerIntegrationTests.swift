@@ -243,6 +243,22 @@ func complete(_ endpoint: String, _ prompt: String, tokens: Int = 8) async throw
         }
     }
 
+    @Test func differentLoadParametersRestartTheRunnerOnlyWhenIdle() async throws {
+        try await RunnerRig.with { rig in
+            let base = try await rig.acquire("smol-a")
+            let bigger = Task { try await rig.runners.call(RunnersRPC.Acquire.self, AcquireRequest(model: "smol-a", parameters: .object(JSONObject([("ctx_size", .int(768))])))) }
+            try await EventLoop.shared.sleep(seconds: 1)
+            #expect(llamaServers(ctx: 768).isEmpty, "the busy runner is not replaced")
+            #expect(llamaServers(ctx: 512).count == 1)
+            try await rig.release(base.lease)
+            let granted = try await bigger.value
+            #expect(granted.loadDurationMs > 0)
+            #expect(llamaServers(ctx: 768).count == 1)
+            #expect(llamaServers(ctx: 512).isEmpty)
+            try await rig.release(granted.lease)
+        }
+    }
+
     @Test func loadFailuresAndUnknownModelsGiveClearErrors() async throws {
         try await RunnerRig.with { rig in
             await #expect(throws: RPCError.self) { _ = try await rig.acquire("nobody") }

@@ -32,6 +32,8 @@ actor RunnerManager {
     /// When each model's current runner became ready (monotonic ns): a request that arrived before
     /// it waited for that load, and reports the wait as `loadDurationMs`.
     private var readyAt: [String: UInt64] = [:]
+    /// The effective model (with a request's parameter overrides) behind each fingerprint.
+    private var effective: [String: ResolvedModel] = [:]
     private var detached = false
     /// Seconds without load progress before a load is abandoned.
     let stallTimeout: Double
@@ -93,13 +95,19 @@ actor RunnerManager {
     // MARK: Requests
 
     func acquire(_ request: AcquireRequest) async throws -> AcquireResult {
-        let model = try resolve(request.model)
+        var model = try resolve(request.model)
         if model.state == "missing" {
             throw RPCFault(code: RPCFault.unavailableCode, message: "model \(model.id): \(model.error ?? "its file is missing"): run scripts/bootstrap.sh, or fix model_path in models_config.json")
+        }
+        if let overrides = request.parameters?.objectValue, !overrides.isEmpty {
+            var merged = model.parameters.objectValue ?? JSONObject()
+            for (k, v) in overrides.entries { merged[k] = v }
+            model.parameters = .object(merged)
         }
         nextRequest += 1
         let id = nextRequest
         let spec = spec(for: model)
+        effective[spec.fingerprint] = model
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AcquireResult, any Error>) in
                 pending[id] = Pending(model: model.id, startedAt: monotonicNanos(), continuation: continuation)
@@ -215,7 +223,7 @@ actor RunnerManager {
     }
 
     private func start(_ spec: ModelSpec) async {
-        guard let model = try? resolve(spec.id) else {
+        guard let model = effective[spec.fingerprint] ?? (try? resolve(spec.id)) else {
             apply(scheduler.startFailed(spec.id, reason: "model is no longer defined", now: Self.now()))
             return
         }

@@ -264,9 +264,13 @@ public struct AcquireRequest: Codable, Sendable {
     public var model: String
     /// Ollama's keep_alive in seconds: 0 = unload when idle, negative = never; nil = the model's TTL.
     public var keepAlive: Double?
-    public init(model: String, keepAlive: Double? = nil) {
+    /// Load-time parameters for this request (e.g. Ollama's `num_ctx` as `ctx_size`), over the model's
+    /// own. Different ones need a different runner, which replaces the running one only when idle.
+    public var parameters: JSONValue?
+    public init(model: String, keepAlive: Double? = nil, parameters: JSONValue? = nil) {
         self.model = model
         self.keepAlive = keepAlive
+        self.parameters = parameters
     }
 }
 
