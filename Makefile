@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test bench-http
+.PHONY: up test bench-http bench-runners
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -12,3 +12,7 @@ test:
 # Gateway throughput against nginx, with wrk (issue 3's benchmark).
 bench-http:
 	python3 scripts/bench_http.py
+
+# Runner readiness overhead against llama-server's own start, and the swap cycle (issue 5's benchmark).
+bench-runners:
+	python3 scripts/bench_runners.py

@@ -130,28 +130,40 @@ final class RunnerProcess: @unchecked Sendable {
         return r.status.code == 200
     }
 
-    /// Polls health every 50 ms until ready. Fails at once if the process exits (with its last log
-    /// lines), or after `stallTimeout` seconds without progress (new log output counts as progress).
+    /// Lines llama-server (and whisper-server) print the moment they can serve: seeing one triggers an
+    /// immediate health check instead of waiting for the next poll.
+    static let readyMarkers = ["listening on", "model loaded", "server is listening", "HTTP server listening"]
+
+    /// Polls health every 50 ms until ready, tailing the log every 10 ms: a line that says the server
+    /// is up triggers a health check at once, so readiness is seen within ~10 ms, not up to 50. Fails at
+    /// once if the process exits (with its last log lines), or after `stallTimeout` seconds without
+    /// progress (new log output counts as progress).
     func waitReady(stallTimeout: Double, loop: EventLoop) async throws {
         var lastProgress = monotonicNanos()
+        var lastCheck: UInt64 = 0
         var seen = log.bytesSeen
         while true {
             let fresh = log.poll()
+            var checkNow = false
             if log.bytesSeen != seen {
                 seen = log.bytesSeen
                 lastProgress = monotonicNanos()
                 if let line = fresh.last(where: { !$0.trimmingCharacters(in: " .").isEmpty }) { progressLine = line }
+                checkNow = fresh.contains { line in Self.readyMarkers.contains { line.contains($0) } }
             }
             if let status = child?.exitStatus {
                 log.poll()
                 throw RunnerError.exitedDuringLoad(status, log.tail(12))
             }
             if child == nil && !identity.isAlive { throw RunnerError.exitedDuringLoad(.exited(-1), log.tail(12)) }
-            if await isHealthy(timeout: 1) { return }
+            if checkNow || monotonicNanos() - lastCheck >= 50_000_000 {
+                lastCheck = monotonicNanos()
+                if await isHealthy(timeout: 1) { return }
+            }
             if Double(monotonicNanos() - lastProgress) / 1e9 > stallTimeout {
                 throw RunnerError.stalled(stallTimeout, log.tail(12))
             }
-            try await loop.sleep(seconds: 0.05)
+            try await loop.sleep(seconds: 0.01)
         }
     }
 

@@ -124,7 +124,11 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
                     // that fails with EAGAIN. Under heavy load it usually is; every 8th request probes.
                     requestsServed &+= 1
                     let waitFirst = connection.lastReadWouldBlock && requestsServed & 7 != 0
-                    n = try await connection.read(into: input, deadline: deadline(after: config.keepAliveTimeout), waitFirst: waitFirst)
+                    // The first request of a connection gets the header timeout (a client that connects
+                    // and says nothing is dropped after 10 s); the keep-alive timeout is the idle time
+                    // allowed *between* requests, as nginx does.
+                    let idle = requestsServed == 1 ? config.headerTimeout : config.keepAliveTimeout
+                    n = try await connection.read(into: input, deadline: deadline(after: idle), waitFirst: waitFirst)
                 } catch EventLoopError.timedOut {
                     return nil
                 }

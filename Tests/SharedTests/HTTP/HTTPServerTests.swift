@@ -199,6 +199,10 @@ import Testing
             try await idle.send("GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
             #expect(try await idle.readResponse().status == 200)
             #expect(await idle.closedByServer(within: 3))
+
+            // A client that connects and never sends a byte is dropped after the header timeout.
+            let silent = try await RawClient.connect(port: server.port)
+            #expect(await silent.closedByServer(within: 3))
         }
     }
 
