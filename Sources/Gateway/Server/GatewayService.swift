@@ -33,6 +33,10 @@ final class GatewayService: Service {
         let config = try await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 30)
 
         let health = ServiceHealth(context: context, clients: [(.registry, registry), (.runners, runners), (.metrics, metrics)])
+        let catalog = ModelCatalog(registry: registry, loop: context.loop)
+        await catalog.start()
+        let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog)
+        let openAI = OpenAIRoutes(catalog: catalog, relay: relay, bodies: JSONBodyReader(limit: config.limits.requestBodyBytes))
         func baseRouter() -> Router {
             var router = Router()
             router.get("/health") { _, _ in await health.response() }
@@ -42,10 +46,13 @@ final class GatewayService: Service {
         if config.ollama.enabled {
             var router = baseRouter()
             OllamaRoutes.register(on: &router)
+            openAI.register(on: &router)
             ports.append(Port(key: "proxies.ollama.port", host: config.ollama.host, port: config.ollama.port, router: router))
         }
         if config.lmstudio.enabled {
-            ports.append(Port(key: "proxies.lmstudio.port", host: config.lmstudio.host, port: config.lmstudio.port, router: baseRouter()))
+            var router = baseRouter()
+            openAI.register(on: &router)
+            ports.append(Port(key: "proxies.lmstudio.port", host: config.lmstudio.host, port: config.lmstudio.port, router: router))
         }
         if config.dashboard.enabled {
             var api = baseRouter()

@@ -27,6 +27,8 @@ enum RunnerArguments {
             }
         }
         if let mmproj = model.mmproj { argv += ["--mmproj", mmproj] }
+        // Responses then name the model as clients know it, not by its file path.
+        if model.runtimeKind == "llama-server" { argv += ["--alias", model.id] }
         return argv
     }
 

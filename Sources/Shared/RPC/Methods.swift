@@ -433,3 +433,42 @@ public enum RunnersRPC {
         public static let name = "runners.state"
     }
 }
+
+/// One finished request, sent by the gateway as a `metrics.record` notification (fire and forget:
+/// metrics being down never fails or slows a request).
+public struct RequestRecord: Codable, Sendable, Equatable {
+    public var model: String
+    /// `openai`, `ollama`, `lmstudio`, `anthropic`, `llama`.
+    public var api: String
+    /// The route template, never the raw path (e.g. `/v1/chat/completions`).
+    public var route: String
+    public var status: Int
+    public var timeToFirstByteMs: Double
+    public var durationMs: Double
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var loadMs: Int
+    public var overheadMs: Double
+    public var clientDisconnected: Bool
+    public init(model: String, api: String, route: String, status: Int, timeToFirstByteMs: Double, durationMs: Double,
+                promptTokens: Int, completionTokens: Int, loadMs: Int, overheadMs: Double, clientDisconnected: Bool) {
+        self.model = model
+        self.api = api
+        self.route = route
+        self.status = status
+        self.timeToFirstByteMs = timeToFirstByteMs
+        self.durationMs = durationMs
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.loadMs = loadMs
+        self.overheadMs = overheadMs
+        self.clientDisconnected = clientDisconnected
+    }
+}
+
+public enum MetricsRPC {
+    public enum Record: RPCNotification {
+        public typealias Params = RequestRecord
+        public static let name = "metrics.record"
+    }
+}

@@ -1,0 +1,54 @@
+import Shared
+import Synchronization
+
+/// The gateway's copy of the registry's model table, refreshed on `registry.changed` (and on
+/// reconnect), so routing a request costs no RPC. When the registry is down, the last snapshot keeps
+/// serving.
+final class ModelCatalog: Sendable {
+    private let snapshot = Mutex(RegistrySnapshot(revision: "", defaultModel: nil, models: []))
+    let registry: RPCClient
+    let loop: EventLoop
+
+    init(registry: RPCClient, loop: EventLoop) {
+        self.registry = registry
+        self.loop = loop
+    }
+
+    /// Subscribes to changes and loads the first snapshot.
+    func start() async {
+        registry.onNotification { [self] method, _ in
+            if method == RegistryRPC.Changed.name { Task(executorPreference: loop) { await self.refresh() } }
+        }
+        registry.onConnect { [self] in Task(executorPreference: loop) { await self.refresh() } }
+        registry.subscribe()
+        await refresh()
+    }
+
+    func refresh() async {
+        if let fresh = try? await registry.call(RegistryRPC.Snapshot.self, Empty(), timeout: 10) {
+            snapshot.withLock { $0 = fresh }
+        }
+    }
+
+    var current: RegistrySnapshot { snapshot.withLock { $0 } }
+
+    /// Resolves a requested name: id, alias, display name, or an Ollama-style `name:tag` (`:latest`
+    /// accepted); an empty name means the default model.
+    func resolve(_ requested: String?) -> ResolvedModel? {
+        let snap = current
+        guard let name = requested?.trimmingSpaces(), !name.isEmpty else {
+            return snap.defaultModel.flatMap { d in snap.models.first { $0.id == d } }
+        }
+        let candidates = [String(name), name.hasSuffix(":latest") ? String(name.dropLast(7)) : nil].compactMap { $0 }
+        for n in candidates {
+            if let m = snap.models.first(where: { $0.id == n }) ?? snap.models.first(where: { $0.aliases.contains(n) })
+                ?? snap.models.first(where: { $0.displayName == n }) ?? snap.models.first(where: { $0.id.lowercased() == n.lowercased() }) {
+                return m
+            }
+        }
+        return nil
+    }
+
+    /// Ids a user can ask for (listed models only), for "not found" messages.
+    var availableNames: [String] { current.models.filter { !$0.unlisted }.map(\.id) }
+}

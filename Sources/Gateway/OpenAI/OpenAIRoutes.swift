@@ -1,0 +1,116 @@
+import FoundationEssentials
+import Shared
+
+/// Reads a request's JSON body, with errors in the caller's shape: 413 over the limit, 400 for an
+/// empty body, invalid JSON (with line and column) or anything but an object.
+struct JSONBodyReader: Sendable {
+    let limit: Int
+
+    func read(_ request: HTTPRequest, shape: ErrorShape) async -> Result<(JSONValue, [UInt8]), HTTPResponseBox> {
+        let bytes: [UInt8]
+        do {
+            bytes = try await request.body.collect(upTo: limit)
+        } catch let error as HTTPError {
+            return .failure(HTTPResponseBox(shape.response(error.status, error.message)))
+        } catch {
+            return .failure(HTTPResponseBox(shape.response(.badRequest, "cannot read the request body: \(error)")))
+        }
+        if bytes.isEmpty { return .failure(HTTPResponseBox(shape.response(.badRequest, "missing request body"))) }
+        let doc: JSONValue
+        do {
+            doc = try JSONParser.parse(bytes).0
+        } catch {
+            return .failure(HTTPResponseBox(shape.response(.badRequest, "invalid JSON in the request body: \(error)")))
+        }
+        guard doc.objectValue != nil else {
+            return .failure(HTTPResponseBox(shape.response(.badRequest, "the request body must be a JSON object")))
+        }
+        return .success((doc, bytes))
+    }
+}
+
+/// The OpenAI API (`/v1/*`, on the Ollama and LM Studio ports) and the other APIs llama-server
+/// implements itself (OpenAI Responses, Anthropic Messages, rerank, infill, tokenize…): resolved by
+/// `model`, relayed to the runner as they are.
+struct OpenAIRoutes: Sendable {
+    let catalog: ModelCatalog
+    let relay: RunnerRelay
+    let bodies: JSONBodyReader
+
+    /// Routes relayed to the runner: (public path, api label).
+    static let relayed: [(String, String)] = [
+        ("/v1/chat/completions", "openai"), ("/v1/completions", "openai"), ("/v1/embeddings", "openai"),
+        ("/v1/responses", "openai"), ("/v1/rerank", "openai"), ("/v1/messages", "anthropic"),
+        ("/v1/messages/count_tokens", "anthropic"), ("/infill", "llama"), ("/tokenize", "llama"),
+        ("/detokenize", "llama"), ("/apply-template", "llama"),
+    ]
+
+    func register(on router: inout Router) {
+        router.get("/v1/models") { _, _ in await models() }
+        router.get("/v1/models/{id...}") { _, p in await model(p["id"] ?? "") }
+        for (path, api) in Self.relayed {
+            router.post(path) { request, _ in await forward(request, path: path, api: api) }
+        }
+    }
+
+    func loadedModels() async -> Set<String>? {
+        guard let list = try? await relay.runners.call(RunnersRPC.List.self, Empty(), timeout: 2) else { return nil }
+        return Set(list.filter { $0.state == "ready" }.map(\.model))
+    }
+
+    func entry(_ m: ResolvedModel, loaded: Set<String>?) -> JSONValue {
+        .object(JSONObject([
+            ("id", .string(m.id)), ("object", .string("model")), ("created", .int(Self.created(m))),
+            ("owned_by", .string("llama-runner")),
+            ("state", .string(loaded.map { $0.contains(m.id) ? "loaded" : "not-loaded" } ?? "unknown")),
+        ]))
+    }
+
+    /// The model file's modification time, as OpenAI's `created`.
+    static func created(_ m: ResolvedModel) -> Int {
+        (FileStamp.of(m.path)?.modifiedNanos ?? 0) / 1_000_000_000
+    }
+
+    func models() async -> HTTPResponse {
+        let loaded = await loadedModels()
+        let data = catalog.current.models.filter { !$0.unlisted }.map { entry($0, loaded: loaded) }
+        return .json(Array(JSONWriter.write(.object(JSONObject([("object", .string("list")), ("data", .array(data))])), pretty: false).utf8))
+    }
+
+    func model(_ id: String) async -> HTTPResponse {
+        guard let m = catalog.resolve(id) else { return notFound(id, shape: .openAI) }
+        return .json(Array(JSONWriter.write(entry(m, loaded: await loadedModels()), pretty: false).utf8))
+    }
+
+    func notFound(_ name: String, shape: ErrorShape) -> HTTPResponse {
+        let available = catalog.availableNames
+        let message = shape == .ollama
+            ? "model '\(name)' not found (models are local GGUF files; available: \(available.joined(separator: ", ")))"
+            : "The model `\(name)` does not exist. Available models: \(available.joined(separator: ", "))"
+        return shape.response(.notFound, message, param: "model", code: "model_not_found")
+    }
+
+    /// Parses just enough (the `model` field), acquires, and relays the original bytes.
+    func forward(_ request: HTTPRequest, path: String, api: String) async -> HTTPResponse {
+        let (doc, bytes): (JSONValue, [UInt8])
+        switch await bodies.read(request, shape: .openAI) {
+        case .success(let parsed): (doc, bytes) = parsed
+        case .failure(let box): return box.response
+        }
+        let name: String?
+        switch doc["model"] {
+        case nil, .null?: name = nil
+        case .string(let s)?: name = s
+        default: return ErrorShape.openAI.response(.badRequest, "model: expected a string", param: "model")
+        }
+        guard let model = catalog.resolve(name) else {
+            return name == nil ? ErrorShape.openAI.response(.badRequest, "model is required (no default_model is configured)", param: "model")
+                               : notFound(name!, shape: .openAI)
+        }
+        let accept = doc["stream"]?.boolValue == true ? "text/event-stream" : "application/json"
+        switch await relay.call(request, model: model, path: path, body: bytes, shape: .openAI, accept: accept) {
+        case .success(let call): return relay.passthrough(call, api: api, route: path, shape: .openAI)
+        case .failure(let box): return box.response
+        }
+    }
+}
