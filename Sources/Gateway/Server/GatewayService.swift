@@ -47,6 +47,8 @@ final class GatewayService: Service {
             var router = baseRouter()
             OllamaRoutes.register(on: &router)
             openAI.register(on: &router)
+            let modelsFolder = config.modelsDirs.first.map { $0.hasPrefix("/") ? $0 : absolutePath(context.paths.configDir + "/" + $0) } ?? "models/"
+            OllamaAPI(catalog: catalog, relay: relay, bodies: openAI.bodies, openAI: openAI, modelsFolder: modelsFolder).register(on: &router)
             ports.append(Port(key: "proxies.ollama.port", host: config.ollama.host, port: config.ollama.port, router: router))
         }
         if config.lmstudio.enabled {

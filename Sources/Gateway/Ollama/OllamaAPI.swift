@@ -1,0 +1,462 @@
+import Glibc
+import Shared
+
+/// The Ollama API on 11434 (reference/api-compat.md §1): chat and generate translated to llama-server's
+/// chat completions and back to NDJSON, embeddings, tags/ps/show from the registry and runner-manager,
+/// and clear errors for model management (models are local GGUF files here).
+struct OllamaAPI: Sendable {
+    let catalog: ModelCatalog
+    let relay: RunnerRelay
+    let bodies: JSONBodyReader
+    let openAI: OpenAIRoutes
+    let modelsFolder: String
+
+    func register(on router: inout Router) {
+        router.get("/api/tags") { _, _ in tags() }
+        router.get("/api/ps") { _, _ in await ps() }
+        router.post("/api/show") { r, _ in await show(r) }
+        router.post("/api/chat") { r, _ in await generate(r, chat: true) }
+        router.post("/api/generate") { r, _ in await generate(r, chat: false) }
+        router.post("/api/embed") { r, _ in await embed(r, legacy: false) }
+        router.post("/api/embeddings") { r, _ in await embed(r, legacy: true) }
+        for (method, path) in [("POST", "/api/pull"), ("POST", "/api/push"), ("POST", "/api/create"), ("POST", "/api/copy"),
+                               ("DELETE", "/api/delete"), ("POST", "/api/blobs/{digest}"), ("HEAD", "/api/blobs/{digest}")] {
+            router.on(method, path) { _, _ in
+                ErrorShape.ollama.response(.notImplemented, "\(path) is not available: models are managed as local GGUF files. Put .gguf files in \(modelsFolder) (they are discovered within 30 s), or edit config/models_config.json")
+            }
+        }
+    }
+
+    static func json(_ v: JSONValue, status: HTTPStatus = .ok) -> HTTPResponse {
+        .json(Array(JSONWriter.write(v, pretty: false).utf8), status: status)
+    }
+
+    // MARK: Listing
+
+    static func parameterSize(_ n: Int) -> String {
+        let d = Double(n)
+        func fmt(_ v: Double, _ unit: String) -> String {
+            v.rounded() == v ? "\(Int(v))\(unit)" : "\((v * 10).rounded() / 10)\(unit)"
+        }
+        if d >= 1e9 { return fmt(d / 1e9, "B") }
+        if d >= 1e6 { return fmt(d / 1e6, "M") }
+        if d >= 1e3 { return fmt(d / 1e3, "K") }
+        return "\(n)"
+    }
+
+    static func details(_ m: ResolvedModel) -> JSONValue {
+        let family = m.metadata?.architecture ?? "unknown"
+        return .object(JSONObject([
+            ("parent_model", .string("")), ("format", .string("gguf")), ("family", .string(family)),
+            ("families", .array([.string(family)] + (m.mmproj != nil ? [.string("clip")] : []))),
+            ("parameter_size", .string(m.metadata?.sizeLabel ?? parameterSize(m.metadata?.parameterCount ?? 0))),
+            ("quantization_level", .string(m.metadata?.quantization ?? "unknown")),
+        ]))
+    }
+
+    /// A stable 64-hex digest from path, size and mtime (a sha256 of a 10 GB file would cost seconds).
+    static func digest(_ m: ResolvedModel) -> String {
+        let stamp = FileStamp.of(m.path)
+        let seed = "\(m.path)|\(stamp?.size ?? 0)|\(stamp?.modifiedNanos ?? 0)"
+        return (0..<4).map { round -> String in
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325 &+ UInt64(round)
+            for b in seed.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            let hex = String(h, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
+    }
+
+    static func fullName(_ id: String) -> String { id.contains(":") ? id : id + ":latest" }
+
+    static func rfc3339(nanos: Int) -> String {
+        var t = time_t(nanos / 1_000_000_000)
+        var tm = Glibc.tm()
+        gmtime_r(&t, &tm)
+        func p(_ v: Int32, _ w: Int = 2) -> String { String(repeating: "0", count: max(0, w - String(v).count)) + String(v) }
+        let frac = String(nanos % 1_000_000_000)
+        return "\(p(tm.tm_year + 1900, 4))-\(p(tm.tm_mon + 1))-\(p(tm.tm_mday))T\(p(tm.tm_hour)):\(p(tm.tm_min)):\(p(tm.tm_sec)).\(String(repeating: "0", count: 9 - frac.count))\(frac)Z"
+    }
+
+    static func now() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return rfc3339(nanos: ts.tv_sec * 1_000_000_000 + ts.tv_nsec)
+    }
+
+    func tags() -> HTTPResponse {
+        let models: [JSONValue] = catalog.current.models.filter { !$0.unlisted && $0.state == "available" }.map { m in
+            let stamp = FileStamp.of(m.path)
+            let size = (stamp?.size ?? 0) + (m.mmproj.flatMap { FileStamp.of($0)?.size } ?? 0)
+            return .object(JSONObject([
+                ("name", .string(Self.fullName(m.id))), ("model", .string(Self.fullName(m.id))),
+                ("modified_at", .string(Self.rfc3339(nanos: stamp?.modifiedNanos ?? 0))), ("size", .int(size)),
+                ("digest", .string(Self.digest(m))), ("details", Self.details(m)),
+            ]))
+        }
+        return Self.json(.object(JSONObject([("models", .array(models))])))
+    }
+
+    func ps() async -> HTTPResponse {
+        let list = (try? await relay.runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let now = ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+        let models: [JSONValue] = list.filter { $0.state == "ready" }.compactMap { r in
+            guard let m = catalog.resolve(r.model) else { return nil }
+            let expires = r.expiresInSeconds.map { now + Int($0 * 1e9) } ?? (r.activeLeases > 0 ? now + 300_000_000_000 : now + 292 * 365 * 86400 * 1_000_000_000)
+            return .object(JSONObject([
+                ("name", .string(Self.fullName(m.id))), ("model", .string(Self.fullName(m.id))), ("size", .int(r.rssBytes ?? r.memoryEstimateBytes)),
+                ("digest", .string(Self.digest(m))), ("details", Self.details(m)), ("expires_at", .string(Self.rfc3339(nanos: expires))),
+                ("size_vram", .int(0)), ("context_length", .int(m.parameters["ctx_size"]?.intValue ?? m.metadata?.contextLength ?? 0)),
+            ]))
+        }
+        return Self.json(.object(JSONObject([("models", .array(models))])))
+    }
+
+    func show(_ request: HTTPRequest) async -> HTTPResponse {
+        let doc: JSONValue
+        switch await bodies.read(request, shape: .ollama) {
+        case .success(let parsed): doc = parsed.0
+        case .failure(let box): return box.response
+        }
+        guard let name = doc["model"]?.stringValue ?? doc["name"]?.stringValue, !name.isEmpty else {
+            return ErrorShape.ollama.response(.badRequest, "model is required")
+        }
+        guard let m = catalog.resolve(name) else { return openAI.notFound(name, shape: .ollama) }
+        let verbose = doc["verbose"]?.boolValue ?? false
+        var info = JSONObject()
+        var template = ""
+        if let full = try? await catalog.registry.call(RegistryRPC.ModelInfo.self, ModelRef(model: m.id), timeout: 10),
+           let entries = full["metadata"]?.objectValue {
+            for (k, v) in entries.entries {
+                if k == "tokenizer.chat_template" { template = v.stringValue ?? "" }
+                if case .object(let summary) = v, summary["type"]?.stringValue == "array" {
+                    info[k] = verbose ? v : .array([])
+                } else {
+                    info[k] = v
+                }
+            }
+            info["general.parameter_count"] = full["parameter_count"] ?? .int(m.metadata?.parameterCount ?? 0)
+        }
+        var capabilities: [JSONValue] = []
+        if m.kind == "embedding" {
+            capabilities = [.string("embedding")]
+        } else {
+            capabilities = [.string("completion")]
+            if m.mmproj != nil { capabilities.append(.string("vision")) }
+            if template.contains("tools") { capabilities.append(.string("tools")) }
+            if template.contains("<think>") || template.contains("enable_thinking") || template.contains("reasoning") { capabilities.append(.string("thinking")) }
+            if info["tokenizer.ggml.fim_pre_token_id"] != nil { capabilities.append(.string("insert")) }
+        }
+        let parameters = (m.parameters.objectValue?.entries ?? []).map { k, v in
+            k.padding(toLength: 30) + (v.stringValue.map { "\"\($0)\"" } ?? JSONWriter.write(v, pretty: false))
+        }.joined(separator: "\n")
+        return Self.json(.object(JSONObject([
+            ("license", .string("")), ("modelfile", .string("# Llama Runner model \(m.id)\nFROM \(m.path)\n")),
+            ("parameters", .string(parameters)), ("template", .string(template)), ("details", Self.details(m)),
+            ("model_info", .object(info)), ("capabilities", .array(capabilities)),
+            ("modified_at", .string(Self.rfc3339(nanos: FileStamp.of(m.path)?.modifiedNanos ?? 0))),
+        ])))
+    }
+
+    // MARK: Chat and generate
+
+    func generate(_ request: HTTPRequest, chat: Bool) async -> HTTPResponse {
+        let shape = ErrorShape.ollama
+        let doc: JSONValue
+        switch await bodies.read(request, shape: shape) {
+        case .success(let parsed): doc = parsed.0
+        case .failure(let box): return box.response
+        }
+        guard let name = doc["model"]?.stringValue, !name.isEmpty else { return shape.response(.badRequest, "model is required") }
+        guard let model = catalog.resolve(name) else { return openAI.notFound(name, shape: .ollama) }
+        if model.kind == "embedding" { return shape.response(.badRequest, "\"\(name)\" does not support \(chat ? "chat" : "generate")") }
+        let keepAlive: Double?
+        switch OllamaTranslation.keepAlive(doc["keep_alive"]) {
+        case .success(let k): keepAlive = k
+        case .failure(let m): return shape.response(.badRequest, m.message)
+        }
+        let (sampling, load): (JSONObject, JSONObject)
+        switch OllamaTranslation.options(doc["options"]) {
+        case .success(let o): (sampling, load) = o
+        case .failure(let m): return shape.response(.badRequest, m.message)
+        }
+        var messages: [JSONValue]
+        if chat {
+            switch OllamaTranslation.messages(doc["messages"]) {
+            case .success(let list): messages = list
+            case .failure(let m): return shape.response(.badRequest, m.message)
+            }
+        } else {
+            let prompt = doc["prompt"]?.stringValue ?? ""
+            messages = prompt.isEmpty ? [] : [.object(JSONObject([("role", .string("user")), ("content", .string(prompt))]))]
+            if !prompt.isEmpty, let system = doc["system"]?.stringValue {
+                messages.insert(.object(JSONObject([("role", .string("system")), ("content", .string(system))])), at: 0)
+            }
+            if !prompt.isEmpty, let images = doc["images"], case .success(let withImages) = OllamaTranslation.messages(
+                .array([.object(JSONObject([("role", .string("user")), ("content", .string(prompt)), ("images", images)]))])) {
+                messages[messages.count - 1] = withImages[0]
+            }
+        }
+        let parameters: JSONValue? = load.isEmpty ? nil : .object(load)
+        let start = request.receivedAt
+
+        // An empty prompt loads (or, with keep_alive 0, unloads) the model.
+        if messages.isEmpty {
+            var reason = "load"
+            if keepAlive == 0 {
+                _ = try? await relay.runners.call(RunnersRPC.Unload.self, ModelRef(model: model.id), timeout: 30)
+                reason = "unload"
+            } else {
+                do {
+                    _ = try await relay.runners.call(RunnersRPC.Load.self, AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters), timeout: 900)
+                } catch {
+                    return relay.acquireError(error, model: model.id, shape: shape)
+                }
+            }
+            var line = JSONObject([("model", .string(name)), ("created_at", .string(Self.now()))])
+            if chat { line["message"] = .object(JSONObject([("role", .string("assistant")), ("content", .string(""))])) } else { line["response"] = .string("") }
+            line["done"] = .bool(true)
+            line["done_reason"] = .string(reason)
+            return Self.json(.object(line))
+        }
+
+        var upstream = sampling
+        upstream["messages"] = .array(messages)
+        upstream["stream"] = .bool(true)
+        upstream["cache_prompt"] = .bool(true)
+        if let tools = doc["tools"], !tools.isNull { upstream["tools"] = tools }
+        switch OllamaTranslation.responseFormat(doc["format"]) {
+        case .success(let f?): upstream["response_format"] = f
+        case .success(nil): break
+        case .failure(let m): return shape.response(.badRequest, m.message)
+        }
+        if let think = doc["think"], !think.isNull {
+            upstream["chat_template_kwargs"] = .object(JSONObject([("enable_thinking", .bool(think.boolValue ?? true))]))
+        }
+        let body = Array(JSONWriter.write(.object(upstream), pretty: false).utf8)
+        let call: RunnerRelay.Call
+        switch await relay.call(request, model: model, path: "/v1/chat/completions", body: body, keepAlive: keepAlive,
+                                parameters: parameters, shape: shape, accept: "text/event-stream") {
+        case .success(let c): call = c
+        case .failure(let box): return box.response
+        }
+        if call.upstream.status.code != 200 {
+            let text = (try? await call.upstream.collect(upTo: 1 << 20)) ?? []
+            relay.release(call.grant.lease)
+            let message = (try? JSONParser.parse(text).0)?["error"]?["message"]?.stringValue ?? String(decoding: text, as: UTF8.self)
+            return shape.response(call.upstream.status, message)
+        }
+        let translator = OllamaStream(name: name, chat: chat, loadNanos: call.grant.loadDurationMs * 1_000_000, start: start)
+        let stream = doc["stream"]?.boolValue ?? true
+        var headers = relay.timingHeaders(call)
+        headers.add("Content-Type", stream ? "application/x-ndjson" : "application/json; charset=utf-8")
+        let box = UpstreamBox(call.upstream)
+        let route = chat ? "/api/chat" : "/api/generate"
+        return HTTPResponse(status: .ok, headers: headers, body: .stream(contentLength: nil) { [relay] writer in
+            var t = translator
+            var firstByte: UInt64?
+            var clientGone = false
+            var failed: String?
+            while true {
+                let piece: [UInt8]?
+                do {
+                    piece = try await box.response.read()
+                } catch {
+                    failed = "the runner for \(name) failed mid-stream: \(error)"
+                    break
+                }
+                guard let piece else { break }
+                let lines = t.feed(piece)
+                if stream && !lines.isEmpty {
+                    if firstByte == nil { firstByte = monotonicNanos() }
+                    do {
+                        try await writer.write(lines)
+                    } catch {
+                        box.response.abandon()
+                        clientGone = true
+                        break
+                    }
+                }
+            }
+            if !clientGone {
+                if let failed {
+                    try? await writer.write(ErrorShape.ollama.streamError(failed))
+                } else if let final = t.finish(aggregate: !stream) {
+                    if firstByte == nil { firstByte = monotonicNanos() }
+                    try? await writer.write(final)
+                }
+            }
+            relay.release(call.grant.lease, usage: t.usage)
+            relay.record(call, api: "ollama", route: route, status: 200, firstByteAt: firstByte, usage: t.usage, clientGone: clientGone)
+        })
+    }
+
+    // MARK: Embeddings
+
+    func embed(_ request: HTTPRequest, legacy: Bool) async -> HTTPResponse {
+        let shape = ErrorShape.ollama
+        let doc: JSONValue
+        switch await bodies.read(request, shape: shape) {
+        case .success(let parsed): doc = parsed.0
+        case .failure(let box): return box.response
+        }
+        guard let name = doc["model"]?.stringValue, !name.isEmpty else { return shape.response(.badRequest, "model is required") }
+        guard let model = catalog.resolve(name) else { return openAI.notFound(name, shape: .ollama) }
+        var inputs: [JSONValue]
+        if legacy {
+            inputs = (doc["prompt"]?.stringValue).map { $0.isEmpty ? [] : [.string($0)] } ?? []
+        } else {
+            switch doc["input"] {
+            case .string(let s)?: inputs = s.isEmpty ? [] : [.string(s)]
+            case .array(let list)?:
+                guard list.allSatisfy({ $0.stringValue != nil }) else { return shape.response(.badRequest, "invalid input type") }
+                inputs = list
+            case nil, .null?: inputs = []
+            default: return shape.response(.badRequest, "invalid input type")
+            }
+        }
+        let keepAlive: Double?
+        switch OllamaTranslation.keepAlive(doc["keep_alive"]) {
+        case .success(let k): keepAlive = k
+        case .failure(let m): return shape.response(.badRequest, m.message)
+        }
+        // A chat model can embed too, on a runner started with --embeddings.
+        // (with mean pooling: a chat model has none, which llama-server's OpenAI endpoint refuses).
+        let parameters: JSONValue? = model.parameters["embeddings"]?.boolValue == true ? nil
+            : .object(JSONObject([("embeddings", .bool(true)), ("pooling", .string("mean"))]))
+        if inputs.isEmpty {
+            do {
+                _ = try await relay.runners.call(RunnersRPC.Load.self, AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters), timeout: 900)
+            } catch {
+                return relay.acquireError(error, model: model.id, shape: shape)
+            }
+            return Self.json(legacy ? .object(JSONObject([("embedding", .array([]))]))
+                                    : .object(JSONObject([("model", .string(name)), ("embeddings", .array([]))])))
+        }
+        let body = Array(JSONWriter.write(.object(JSONObject([("input", .array(inputs)), ("encoding_format", .string("float"))])), pretty: false).utf8)
+        let call: RunnerRelay.Call
+        switch await relay.call(request, model: model, path: "/v1/embeddings", body: body, keepAlive: keepAlive, parameters: parameters, shape: shape) {
+        case .success(let c): call = c
+        case .failure(let box): return box.response
+        }
+        let text = (try? await call.upstream.collect(upTo: 256 << 20)) ?? []
+        relay.release(call.grant.lease)
+        guard call.upstream.status.code == 200, let reply = try? JSONParser.parse(text).0, let data = reply["data"]?.arrayValue else {
+            let message = (try? JSONParser.parse(text).0)?["error"]?["message"]?.stringValue ?? "embedding failed"
+            return shape.response(call.upstream.status.code == 200 ? .internalServerError : call.upstream.status, message)
+        }
+        let vectors = data.sorted { ($0["index"]?.intValue ?? 0) < ($1["index"]?.intValue ?? 0) }.map { $0["embedding"] ?? .array([]) }
+        let prompt = reply["usage"]?["prompt_tokens"]?.intValue ?? 0
+        relay.record(call, api: "ollama", route: legacy ? "/api/embeddings" : "/api/embed", status: 200, firstByteAt: nil,
+                     usage: Usage(promptTokens: prompt), clientGone: false)
+        if legacy { return Self.json(.object(JSONObject([("embedding", vectors.first ?? .array([]))]))) }
+        let total = Int(monotonicNanos() &- request.receivedAt)
+        return Self.json(.object(JSONObject([("model", .string(name)), ("embeddings", .array(vectors)), ("total_duration", .int(total)),
+                                             ("load_duration", .int(call.grant.loadDurationMs * 1_000_000)), ("prompt_eval_count", .int(prompt))])))
+    }
+}
+
+extension String {
+    func padding(toLength n: Int) -> String { count >= n ? self + " " : self + String(repeating: " ", count: n - count) }
+}
+
+/// Turns llama-server's chat-completion SSE into Ollama NDJSON lines, and the final `done` line with
+/// durations from `timings` (Ollama reports nanoseconds; llama-server milliseconds).
+struct OllamaStream: Sendable {
+    let name: String
+    let chat: Bool
+    let loadNanos: Int
+    let start: UInt64
+    var parser = SSEParser()
+    var content = ""
+    var thinking = ""
+    var toolCalls: [Int: (id: String, name: String, arguments: String)] = [:]
+    var doneReason = "stop"
+    var timings: JSONValue?
+    var usage = Usage()
+
+    init(name: String, chat: Bool, loadNanos: Int, start: UInt64) {
+        self.name = name
+        self.chat = chat
+        self.loadNanos = loadNanos
+        self.start = start
+    }
+
+    func line(_ fields: [(String, JSONValue)]) -> [UInt8] {
+        var o = JSONObject([("model", .string(name)), ("created_at", .string(OllamaAPI.now()))])
+        for (k, v) in fields { o[k] = v }
+        return Array(JSONWriter.write(.object(o), pretty: false).utf8) + [10]
+    }
+
+    func message(_ text: String, thinking: String?) -> [(String, JSONValue)] {
+        if chat {
+            var m = JSONObject([("role", .string("assistant")), ("content", .string(text))])
+            if let thinking, !thinking.isEmpty { m["thinking"] = .string(thinking) }
+            return [("message", .object(m))]
+        }
+        var fields: [(String, JSONValue)] = [("response", .string(text))]
+        if let thinking, !thinking.isEmpty { fields.append(("thinking", .string(thinking))) }
+        return fields
+    }
+
+    /// Consumes upstream bytes; returns the NDJSON lines they complete (for streaming).
+    mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        for item in parser.feed(bytes) {
+            guard case .event(let event) = item, !event.data.hasPrefix("[DONE]"), let chunk = try? JSONParser.parse(event.data) else { continue }
+            if let u = chunk["usage"], u.objectValue != nil {
+                usage = Usage(promptTokens: u["prompt_tokens"]?.intValue ?? 0, completionTokens: u["completion_tokens"]?.intValue ?? 0)
+            }
+            if let t = chunk["timings"] { timings = t }
+            guard let choice = chunk["choices"]?.arrayValue?.first else { continue }
+            let delta = choice["delta"] ?? .null
+            let text = delta["content"]?.stringValue ?? ""
+            let reasoning = delta["reasoning_content"]?.stringValue ?? ""
+            for call in delta["tool_calls"]?.arrayValue ?? [] {
+                let i = call["index"]?.intValue ?? 0
+                var entry = toolCalls[i] ?? ("", "", "")
+                if let id = call["id"]?.stringValue { entry.id += id }
+                if let n = call["function"]?["name"]?.stringValue { entry.name += n }
+                if let a = call["function"]?["arguments"]?.stringValue { entry.arguments += a }
+                toolCalls[i] = entry
+            }
+            if let reason = choice["finish_reason"]?.stringValue { doneReason = reason == "length" ? "length" : "stop" }
+            content += text
+            thinking += reasoning
+            if !text.isEmpty || !reasoning.isEmpty {
+                out += line(message(text, thinking: reasoning) + [("done", .bool(false))])
+            }
+        }
+        return out
+    }
+
+    /// The final line (streaming: tool calls, then `done`; non-streaming: the whole answer).
+    func finish(aggregate: Bool) -> [UInt8]? {
+        var out: [UInt8] = []
+        let calls: [JSONValue] = toolCalls.keys.sorted().map { i in
+            let c = toolCalls[i]!
+            let args = (try? JSONParser.parse(c.arguments)) ?? .object(JSONObject())
+            return .object(JSONObject([("id", .string(c.id.isEmpty ? "call_\(i)" : c.id)),
+                                       ("function", .object(JSONObject([("index", .int(i)), ("name", .string(c.name)), ("arguments", args)])))]))
+        }
+        if !aggregate && !calls.isEmpty && chat {
+            out += line([("message", .object(JSONObject([("role", .string("assistant")), ("content", .string("")), ("tool_calls", .array(calls))]))),
+                         ("done", .bool(false))])
+        }
+        var fields = aggregate ? message(content, thinking: thinking) : message("", thinking: nil)
+        if aggregate && !calls.isEmpty && chat, case .object(var m) = fields[0].1 {
+            m["tool_calls"] = .array(calls)
+            fields[0] = ("message", .object(m))
+        }
+        let t = timings ?? .null
+        let promptN = (t["prompt_n"]?.intValue ?? usage.promptTokens) + (t["cache_n"]?.intValue ?? 0)
+        let evalN = t["predicted_n"]?.intValue ?? usage.completionTokens
+        fields += [("done", .bool(true)), ("done_reason", .string(doneReason)),
+                   ("total_duration", .int(Int(monotonicNanos() &- start))), ("load_duration", .int(loadNanos)),
+                   ("prompt_eval_count", .int(promptN)), ("prompt_eval_duration", .int(Int((t["prompt_ms"]?.doubleValue ?? 0) * 1e6))),
+                   ("eval_count", .int(evalN)), ("eval_duration", .int(Int((t["predicted_ms"]?.doubleValue ?? 0) * 1e6)))]
+        out += line(fields)
+        return out
+    }
+}
