@@ -108,7 +108,10 @@ struct OpenAIRoutes: Sendable {
                                : notFound(name!, shape: .openAI)
         }
         let accept = doc["stream"]?.boolValue == true ? "text/event-stream" : "application/json"
-        switch await relay.call(request, model: model, path: path, body: bytes, shape: .openAI, accept: accept) {
+        // Embeddings from a model not configured for them: a runner started with --embeddings (mean pooling).
+        let parameters: JSONValue? = path == "/v1/embeddings" && model.parameters["embeddings"]?.boolValue != true
+            ? .object(JSONObject([("embeddings", .bool(true)), ("pooling", .string("mean"))])) : nil
+        switch await relay.call(request, model: model, path: path, body: bytes, parameters: parameters, shape: .openAI, accept: accept) {
         case .success(let call): return relay.passthrough(call, api: api, route: path, shape: .openAI)
         case .failure(let box): return box.response
         }
