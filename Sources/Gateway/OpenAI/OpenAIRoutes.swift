@@ -36,6 +36,8 @@ struct OpenAIRoutes: Sendable {
     let catalog: ModelCatalog
     let relay: RunnerRelay
     let bodies: JSONBodyReader
+    /// `owned_by` in model lists: LM Studio clients expect "organization_owner".
+    var ownedBy = "llama-runner"
 
     /// Routes relayed to the runner: (public path, api label).
     static let relayed: [(String, String)] = [
@@ -61,7 +63,7 @@ struct OpenAIRoutes: Sendable {
     func entry(_ m: ResolvedModel, loaded: Set<String>?) -> JSONValue {
         .object(JSONObject([
             ("id", .string(m.id)), ("object", .string("model")), ("created", .int(Self.created(m))),
-            ("owned_by", .string("llama-runner")),
+            ("owned_by", .string(ownedBy)),
             ("state", .string(loaded.map { $0.contains(m.id) ? "loaded" : "not-loaded" } ?? "unknown")),
         ]))
     }
@@ -111,7 +113,9 @@ struct OpenAIRoutes: Sendable {
         // Embeddings from a model not configured for them: a runner started with --embeddings (mean pooling).
         let parameters: JSONValue? = path == "/v1/embeddings" && model.parameters["embeddings"]?.boolValue != true
             ? .object(JSONObject([("embeddings", .bool(true)), ("pooling", .string("mean"))])) : nil
-        switch await relay.call(request, model: model, path: path, body: bytes, parameters: parameters, shape: .openAI, accept: accept) {
+        // LM Studio's `ttl` (seconds idle before unloading) works on every surface.
+        let keepAlive = doc["ttl"]?.doubleValue
+        switch await relay.call(request, model: model, path: path, body: bytes, keepAlive: keepAlive, parameters: parameters, shape: .openAI, accept: accept) {
         case .success(let call): return relay.passthrough(call, api: api, route: path, shape: .openAI)
         case .failure(let box): return box.response
         }

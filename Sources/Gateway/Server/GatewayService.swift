@@ -8,7 +8,7 @@ final class GatewayService: Service {
         let key: String
         let host: String
         let port: UInt16
-        let router: Router
+        let handler: any HTTPHandler
     }
 
     let context: ServiceContext
@@ -43,28 +43,43 @@ final class GatewayService: Service {
             return router
         }
         var ports: [Port] = []
+        func guarded(_ router: Router, _ proxy: AppConfig.Proxy, shape: @escaping @Sendable (Substring) -> ErrorShape) -> any HTTPHandler {
+            SurfaceGuard(next: router, keys: proxy.apiKeys, corsOrigins: proxy.corsOrigins ?? SurfaceGuard.defaultOrigins(host: proxy.host), shape: shape)
+        }
         if config.ollama.enabled {
             var router = baseRouter()
             OllamaRoutes.register(on: &router)
             openAI.register(on: &router)
             let modelsFolder = config.modelsDirs.first.map { $0.hasPrefix("/") ? $0 : absolutePath(context.paths.configDir + "/" + $0) } ?? "models/"
             OllamaAPI(catalog: catalog, relay: relay, bodies: openAI.bodies, openAI: openAI, modelsFolder: modelsFolder).register(on: &router)
-            ports.append(Port(key: "proxies.ollama.port", host: config.ollama.host, port: config.ollama.port, router: router))
+            router.fallback = { r in
+                r.path.hasPrefix("/v1") ? ErrorShape.openAI.response(.notFound, "unknown endpoint \(r.method) \(r.path)")
+                                        : HTTPResponse.text("404 page not found", status: .notFound)
+            }
+            ports.append(Port(key: "proxies.ollama.port", host: config.ollama.host, port: config.ollama.port,
+                              handler: guarded(router, config.ollama) { $0.hasPrefix("/v1") ? .openAI : .ollama }))
         }
         if config.lmstudio.enabled {
             var router = baseRouter()
-            openAI.register(on: &router)
-            ports.append(Port(key: "proxies.lmstudio.port", host: config.lmstudio.host, port: config.lmstudio.port, router: router))
+            var lmOpenAI = openAI
+            lmOpenAI.ownedBy = "organization_owner"
+            lmOpenAI.register(on: &router)
+            LMStudioAPI(catalog: catalog, relay: relay, bodies: openAI.bodies, openAI: lmOpenAI).register(on: &router)
+            router.fallback = { r in ErrorShape.openAI.response(.notFound, "unknown endpoint \(r.method) \(r.path)") }
+            ports.append(Port(key: "proxies.lmstudio.port", host: config.lmstudio.host, port: config.lmstudio.port,
+                              handler: guarded(router, config.lmstudio) { _ in .openAI }))
         }
         if config.dashboard.enabled {
             var api = baseRouter()
-            api.get("/api/health") { _, _ in await health.response() }
-            ports.append(Port(key: "dashboard.api_port", host: config.dashboard.host, port: config.dashboard.apiPort, router: api))
+            DashboardStatus(health: health, catalog: catalog, runners: runners).register(on: &api)
+            let dashboardProxy = AppConfig.Proxy(host: config.dashboard.host, port: config.dashboard.apiPort)
+            ports.append(Port(key: "dashboard.api_port", host: config.dashboard.host, port: config.dashboard.apiPort,
+                              handler: guarded(api, dashboardProxy) { _ in .openAI }))
             var web = baseRouter()
             web.get("/") { _, _ in
                 .text("Llama Runner \(LlamaRunnerVersion.current): the web dashboard is not built yet; the dashboard API is on port \(config.dashboard.apiPort).\n")
             }
-            ports.append(Port(key: "dashboard.web_port", host: config.dashboard.host, port: config.dashboard.webPort, router: web))
+            ports.append(Port(key: "dashboard.web_port", host: config.dashboard.host, port: config.dashboard.webPort, handler: web))
         }
 
         var servers: [HTTPServer] = []
@@ -72,7 +87,7 @@ final class GatewayService: Service {
             do {
                 servers.append(try HTTPServer(address: .tcp(host: port.host, port: port.port),
                                               configuration: config.http.serverConfiguration(maxBodyBytes: config.limits.requestBodyBytes),
-                                              handler: port.router, loop: context.loop))
+                                              handler: port.handler, loop: context.loop))
             } catch {
                 let reason: String = if case SocketError.addressInUse = error { "is already in use by another process" } else { "cannot be opened: \(error)" }
                 throw ConfigError(file: "app_config.json", message: "\(port.key): \(port.host):\(port.port) \(reason); stop that process or choose another port")

@@ -10,6 +10,7 @@ enum ConfigShapes {
         .init("host", .nonEmptyString, "address to bind; 127.0.0.1 keeps it on this machine"),
         .init("port", port, required: true, "TCP port"),
         .init("api_keys", .array(.nonEmptyString), "when non-empty, requests need Authorization: Bearer <key> or x-api-key"),
+        .init("cors_origins", .array(.nonEmptyString), "origins allowed by CORS (\"*\" for all); default: all on a loopback bind, none otherwise"),
     ], others: .warn)
 
     static let app = Shape.object([

@@ -11,21 +11,25 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var port: UInt16
         /// When non-empty, requests need `Authorization: Bearer <key>` or `x-api-key`.
         public var apiKeys: [String]
+        /// Origins allowed by CORS; nil = every origin on a loopback bind, none otherwise.
+        public var corsOrigins: [String]?
 
-        public init(enabled: Bool = true, host: String = "127.0.0.1", port: UInt16, apiKeys: [String] = []) {
+        public init(enabled: Bool = true, host: String = "127.0.0.1", port: UInt16, apiKeys: [String] = [], corsOrigins: [String]? = nil) {
             self.enabled = enabled
             self.host = host
             self.port = port
             self.apiKeys = apiKeys
+            self.corsOrigins = corsOrigins
         }
 
-        enum CodingKeys: String, CodingKey { case enabled, host, port, apiKeys = "api_keys" }
+        enum CodingKeys: String, CodingKey { case enabled, host, port, apiKeys = "api_keys", corsOrigins = "cors_origins" }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
             host = try c.decodeIfPresent(String.self, forKey: .host) ?? "127.0.0.1"
             port = try c.decode(UInt16.self, forKey: .port)
             apiKeys = try c.decodeIfPresent([String].self, forKey: .apiKeys) ?? []
+            corsOrigins = try c.decodeIfPresent([String].self, forKey: .corsOrigins)
         }
     }
 

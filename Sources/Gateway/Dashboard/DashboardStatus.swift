@@ -1,0 +1,54 @@
+import FoundationEssentials
+import Shared
+
+/// The dashboard API's minimum (8585): `/api/health` and `/api/status` — services, runners, and models
+/// with their state. The full dashboard API is issue 7.
+struct DashboardStatus: Sendable {
+    let health: ServiceHealth
+    let catalog: ModelCatalog
+    let runners: RPCClient
+
+    func register(on router: inout Router) {
+        router.get("/api/health") { _, _ in await health.response() }
+        router.get("/api/status") { _, _ in await status() }
+    }
+
+    struct Status: Encodable {
+        struct Model: Encodable {
+            let id: String
+            let aliases: [String]
+            let kind: String
+            let file: String
+            /// available / missing / unreadable (the file), and loaded / not-loaded (a runner).
+            let fileState: String
+            let state: String
+            let quantization: String?
+            let contextLength: Int?
+            let sizeBytes: Int?
+        }
+        let revision: String
+        let defaultModel: String?
+        let health: JSONValue
+        let runners: [RunnerInfo]
+        let models: [Model]
+    }
+
+    func status() async -> HTTPResponse {
+        let healthResponse = await health.response()
+        var healthDoc = JSONValue.null
+        if case .bytes(let b) = healthResponse.body, let doc = try? JSONParser.parse(b).0 { healthDoc = doc }
+        let list = (try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
+        let ready = Set(list.filter { $0.state == "ready" }.map(\.model))
+        let snap = catalog.current
+        let models = snap.models.map { m in
+            Status.Model(id: m.id, aliases: m.aliases, kind: m.kind, file: m.path, fileState: m.state,
+                         state: ready.contains(m.id) ? "loaded" : "not-loaded", quantization: m.metadata?.quantization,
+                         contextLength: m.metadata?.contextLength, sizeBytes: m.metadata?.fileSize)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(Status(revision: snap.revision, defaultModel: snap.defaultModel, health: healthDoc, runners: list, models: models)))
+            .map { [UInt8]($0) } ?? []
+        return .json(body, status: healthResponse.status)
+    }
+}
