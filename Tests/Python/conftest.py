@@ -32,24 +32,27 @@ class Mesh:
         return f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="session")
-def mesh():
+def start_mesh(app_extra, models):
     assert os.path.exists(MODEL), "the demo model is missing: run scripts/bootstrap.sh"
     work = tempfile.mkdtemp(prefix="lr-compat-")
     ports = free_ports(4)
     config = os.path.join(work, "config")
     os.makedirs(config)
-    json.dump({"proxies": {"ollama": {"port": ports[0]}, "lmstudio": {"port": ports[1]}},
-               "dashboard": {"api_port": ports[2], "web_port": ports[3]},
-               "paths": {"models_dirs": []}, "discovery_interval_seconds": 0,
-               "limits": {"max_loaded_models": 3}}, open(os.path.join(config, "app_config.json"), "w"))
-    json.dump({"default_model": "smol", "models": {
-        "smol": {"model_path": MODEL, "parameters": {"ctx_size": 2048}, "aliases": ["smol-alias"]},
-        "smol-embed": {"model_path": MODEL, "parameters": {"ctx_size": 512, "embeddings": True, "pooling": "mean"}, "kind": "embedding"},
-    }}, open(os.path.join(config, "models_config.json"), "w"))
+    app = {"proxies": {"ollama": {"port": ports[0]}, "lmstudio": {"port": ports[1]}},
+           "dashboard": {"api_port": ports[2], "web_port": ports[3]},
+           "paths": {"models_dirs": []}, "discovery_interval_seconds": 0}
+    for key, value in app_extra.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                app.setdefault(key, {}).setdefault(k, {}).update(v) if isinstance(v, dict) else app.setdefault(key, {}).update({k: v})
+        else:
+            app[key] = value
+    json.dump(app, open(os.path.join(config, "app_config.json"), "w"))
+    json.dump(models, open(os.path.join(config, "models_config.json"), "w"))
     process = subprocess.Popen([os.path.join(bin_dir(), "launcher"), "up", "--state-dir", os.path.join(work, "state"),
                                 "--config-dir", config], stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "launcher.err"), "w"))
     m = Mesh(ports, work, process)
+    m.state = os.path.join(work, "state")
     deadline = time.time() + 60
     while True:
         try:
@@ -60,7 +63,44 @@ def mesh():
             if time.time() > deadline or process.poll() is not None:
                 raise RuntimeError("the mesh did not come up: " + open(os.path.join(work, "launcher.err")).read()[-2000:])
             time.sleep(0.1)
+    return m
+
+
+def stop_mesh(m):
+    m.process.send_signal(signal.SIGINT)
+    assert m.process.wait(timeout=60) == 0
+    shutil.rmtree(m.work, ignore_errors=True)
+
+
+def rpc(m, service_socket, method, params=None):
+    """A JSON-RPC call to one of the mesh's services (e.g. runners.sock)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(120)
+    s.connect(os.path.join(m.state, "run", service_socket))
+    s.sendall((json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}) + "\n").encode())
+    buf = b""
+    while not buf.endswith(b"\n"):
+        buf += s.recv(1 << 20)
+    s.close()
+    return json.loads(buf)["result"]
+
+
+@pytest.fixture(scope="session")
+def mesh():
+    m = start_mesh({"limits": {"max_loaded_models": 3}}, {"default_model": "smol", "models": {
+        "smol": {"model_path": MODEL, "parameters": {"ctx_size": 2048}, "aliases": ["smol-alias"]},
+        "smol-embed": {"model_path": MODEL, "parameters": {"ctx_size": 512, "embeddings": True, "pooling": "mean"}, "kind": "embedding"},
+    }})
     yield m
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 0
-    shutil.rmtree(work, ignore_errors=True)
+    stop_mesh(m)
+
+
+@pytest.fixture(scope="session")
+def strict_mesh():
+    """One model slot, and an API key on the LM Studio surface."""
+    m = start_mesh({"limits": {"max_loaded_models": 1}, "proxies": {"lmstudio": {"api_keys": ["sk-test-key"]}}}, {"models": {
+        "smol-a": {"model_path": MODEL, "parameters": {"ctx_size": 1024}},
+        "smol-b": {"model_path": MODEL, "parameters": {"ctx_size": 512}},
+    }})
+    yield m
+    stop_mesh(m)

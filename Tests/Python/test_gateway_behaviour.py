@@ -1,0 +1,149 @@
+"""LM Studio shapes, auth, disconnects, mid-stream failures and model swapping (issue 6)."""
+import concurrent.futures
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from conftest import rpc
+
+
+def get(url, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+def post(url, body, headers=None):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+def test_lmstudio_v0_shapes_field_by_field(mesh):
+    base = mesh.url(mesh.lmstudio)
+    status, body, _ = get(base + "/api/v0/models")
+    assert status == 200 and body["object"] == "list"
+    smol = next(m for m in body["data"] if m["id"] == "smol")
+    assert smol["object"] == "model" and smol["type"] == "llm" and smol["arch"] == "llama"
+    assert smol["compatibility_type"] == "gguf" and smol["quantization"] == "Q4_1" and smol["max_context_length"] == 8192
+    assert smol["state"] in ("loaded", "not-loaded") and isinstance(smol["publisher"], str)
+    embed = next(m for m in body["data"] if m["id"] == "smol-embed")
+    assert embed["type"] == "embeddings"
+
+    status, reply, headers = post(base + "/api/v0/chat/completions",
+                                  {"model": "smol", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 6, "ttl": 120})
+    assert status == 200 and reply["object"] == "chat.completion"
+    assert reply["choices"][0]["message"]["role"] == "assistant"
+    stats = reply["stats"]
+    assert stats["tokens_per_second"] > 0 and stats["time_to_first_token"] > 0 and stats["generation_time"] > 0
+    assert stats["stop_reason"] in ("eosFound", "maxPredictedTokensReached", "stopStringFound")
+    assert reply["model_info"] == {"arch": "llama", "quant": "Q4_1", "format": "gguf", "context_length": 2048}
+    assert reply["runtime"]["supported_formats"] == ["gguf"]
+    assert float(headers["x-llama-runner-overhead-ms"]) >= 0
+
+    status, body, _ = get(base + "/api/v0/models/smol")
+    assert status == 200 and body["state"] == "loaded" and body["loaded_context_length"] == 2048
+
+    status, comp, _ = post(base + "/api/v0/completions", {"model": "smol", "prompt": "The capital of France is", "max_tokens": 5})
+    assert status == 200 and comp["object"] == "text_completion" and "stats" in comp
+    status, emb, _ = post(base + "/api/v0/embeddings", {"model": "smol-embed", "input": "hello"})
+    assert status == 200 and len(emb["data"][0]["embedding"]) == 576
+
+    status, err, _ = get(base + "/api/v0/models/nope")
+    assert status == 404 and err["error"]["code"] == "model_not_found"
+    status, models, _ = get(base + "/v1/models")
+    assert all(m["owned_by"] == "organization_owner" for m in models["data"])
+
+
+def test_auth_is_required_only_where_keys_are_set(strict_mesh):
+    lm = strict_mesh.url(strict_mesh.lmstudio)
+    status, body, _ = get(lm + "/v1/models")
+    assert status == 401 and body["error"]["type"] == "authentication_error"
+    status, body, _ = get(lm + "/v1/models", {"Authorization": "Bearer wrong"})
+    assert status == 401
+    assert get(lm + "/v1/models", {"Authorization": "Bearer sk-test-key"})[0] == 200
+    assert get(lm + "/v1/models", {"x-api-key": "sk-test-key"})[0] == 200
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=lm + "/v1", api_key="wrong", max_retries=0).models.list()
+    assert [m.id for m in openai.OpenAI(base_url=lm + "/v1", api_key="sk-test-key", max_retries=0).models.list()] == ["smol-a", "smol-b"]
+    assert get(lm + "/health")[0] == 200, "health stays open"
+    # The Ollama surface has no keys configured.
+    assert get(strict_mesh.url(strict_mesh.ollama) + "/api/tags")[0] == 200
+
+
+def runner(m, model):
+    return next((r for r in rpc(m, "runners.sock", "runners.list") if r["model"] == model), None)
+
+
+def test_a_client_that_disconnects_mid_stream_stops_generation_and_releases_the_lease(mesh):
+    url = mesh.url(mesh.ollama) + "/v1/chat/completions"
+    body = {"model": "smol", "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+            "max_tokens": 3000, "temperature": 1.0, "stream": True}
+    with httpx.Client(timeout=60) as client:
+        with client.stream("POST", url, json=body) as r:
+            for _ in r.iter_lines():
+                break  # one event, then hang up
+    info = runner(mesh, "smol")
+    deadline = time.time() + 1.0
+    while time.time() < deadline:
+        slots = httpx.get(info["endpoint"] + "/slots").json()
+        if not any(s.get("is_processing") for s in slots):
+            break
+        time.sleep(0.02)
+    assert not any(s.get("is_processing") for s in httpx.get(info["endpoint"] + "/slots").json()), "the runner's slot is idle within 1 s"
+    deadline = time.time() + 2
+    while runner(mesh, "smol")["activeLeases"] and time.time() < deadline:
+        time.sleep(0.02)
+    assert runner(mesh, "smol")["activeLeases"] == 0, "the lease was released"
+
+
+def test_a_runner_that_dies_mid_stream_ends_the_stream_with_an_error(mesh):
+    body = {"model": "smol", "messages": [{"role": "user", "content": "Write a very long story."}], "max_tokens": 3000, "stream": True}
+    with httpx.Client(timeout=60) as client:
+        with client.stream("POST", mesh.url(mesh.ollama) + "/v1/chat/completions", json=body) as r:
+            lines = r.iter_lines()
+            next(lines)
+            os.kill(runner(mesh, "smol")["pid"], signal.SIGKILL)
+            rest = [line for line in lines if line.startswith("data:")]
+    assert json.loads(rest[-1][5:])["error"]["message"]
+    # The Ollama surface: a final {"error": ...} line. (The next request reloads the model.)
+    with httpx.Client(timeout=60) as client:
+        with client.stream("POST", mesh.url(mesh.ollama) + "/api/chat", json={"model": "smol", "messages": [{"role": "user", "content": "Write a long story."}],
+                                                                           "options": {"num_predict": 3000}}) as r:
+            lines = r.iter_lines()
+            next(lines)
+            os.kill(runner(mesh, "smol")["pid"], signal.SIGKILL)
+            rest = [json.loads(line) for line in lines if line.strip()]
+    assert "error" in rest[-1] and isinstance(rest[-1]["error"], str)
+    # The next request reloads the model and succeeds.
+    r = ollama.Client(host=mesh.url(mesh.ollama)).chat(model="smol", messages=[{"role": "user", "content": "Say hi"}], options={"num_predict": 4})
+    assert r.done
+
+
+def test_two_models_alternating_with_one_slot_and_eight_clients_all_succeed(strict_mesh):
+    client = openai.OpenAI(base_url=strict_mesh.url(strict_mesh.ollama) + "/v1", api_key="unused", max_retries=0)
+
+    def ask(i):
+        model = "smol-a" if i % 2 == 0 else "smol-b"
+        r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": f"Say {i}"}], max_tokens=4, temperature=0)
+        return r.model, r.choices[0].message.content
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(ask, range(32)))
+    assert len(results) == 32
+    assert {m for m, _ in results} == {"smol-a", "smol-b"}
+    assert all(text is not None for _, text in results)
