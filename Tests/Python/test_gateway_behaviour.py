@@ -147,3 +147,11 @@ def test_two_models_alternating_with_one_slot_and_eight_clients_all_succeed(stri
     assert len(results) == 32
     assert {m for m, _ in results} == {"smol-a", "smol-b"}
     assert all(text is not None for _, text in results)
+
+
+def test_a_body_over_the_limit_is_413_in_the_callers_shape(strict_mesh):
+    big = {"model": "smol-a", "messages": [{"role": "user", "content": "x" * 100_000}]}
+    status, body, _ = post(strict_mesh.url(strict_mesh.ollama) + "/api/chat", big)
+    assert status == 413 and isinstance(body["error"], str) and "65536" in body["error"]
+    status, body, _ = post(strict_mesh.url(strict_mesh.ollama) + "/v1/chat/completions", big)
+    assert status == 413 and body["error"]["type"] == "invalid_request_error"

@@ -84,9 +84,17 @@ final class GatewayService: Service {
 
         var servers: [HTTPServer] = []
         for port in ports {
+            var configuration = config.http.serverConfiguration(maxBodyBytes: config.limits.requestBodyBytes)
+            let ollamaPort = port.key == "proxies.ollama.port"
+            configuration.errorFormatter = { error, path in
+                // Faults the server answers before any route (413 by Content-Length, 408, 400) in the
+                // API's own shape: Ollama's under /api/ on 11434, OpenAI's elsewhere.
+                let shape: ErrorShape = ollamaPort && (path.map { !$0.hasPrefix("/v1") } ?? false) ? .ollama : .openAI
+                return ("application/json; charset=utf-8", shape.body(error.status, error.message))
+            }
             do {
                 servers.append(try HTTPServer(address: .tcp(host: port.host, port: port.port),
-                                              configuration: config.http.serverConfiguration(maxBodyBytes: config.limits.requestBodyBytes),
+                                              configuration: configuration,
                                               handler: port.handler, loop: context.loop))
             } catch {
                 let reason: String = if case SocketError.addressInUse = error { "is already in use by another process" } else { "cannot be opened: \(error)" }

@@ -17,6 +17,10 @@ public final class HTTPServer: Sendable {
         public var writeTimeout: Double = 60
         /// Unread request body bytes discarded to keep a connection alive; more closes it.
         public var maxDrainBytes = 1 << 20
+        /// Shapes protocol faults the server answers itself (413 by Content-Length, 408, 400…) in the
+        /// caller's API: given the error and the request path when the head was parsed, returns the
+        /// content type and body. Nil: plain text.
+        public var errorFormatter: (@Sendable (HTTPError, Substring?) -> (contentType: String, body: [UInt8]))?
         public init() {}
     }
 

@@ -45,7 +45,8 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
             guard let head = try await readHead() else { return }
             let receivedAt = monotonicNanos()
             if case .length(let n) = head.framing, n > config.limits.maxBodyBytes {
-                try await sendError(HTTPError(.payloadTooLarge, "request body of \(n) bytes is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true))
+                try await sendError(HTTPError(.payloadTooLarge, "request body of \(n) bytes is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true),
+                                    path: head.path)
                 return
             }
             body = HTTPBodyDecoder(framing: head.framing, maxChunkMetadataBytes: config.limits.maxChunkMetadataBytes)
@@ -281,11 +282,15 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
     }
 
     /// Answers a protocol fault with its status and closes.
-    func sendError(_ error: HTTPError) async throws {
+    func sendError(_ error: HTTPError, path: Substring? = nil) async throws {
+        var contentType = "text/plain; charset=utf-8"
+        var body = Array((error.message + "\n").utf8)
+        if let formatter = config.errorFormatter {
+            (contentType, body) = formatter(error, path)
+        }
         output.append(HTTPServer.statusLine(error.status))
-        output.append("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n" as StaticString)
+        output.append("Content-Type: \(contentType)\r\nConnection: close\r\n")
         HTTPDate.append(to: output)
-        let body = Array((error.message + "\n").utf8)
         output.append("Content-Length: " as StaticString)
         output.append(decimal: body.count)
         output.append("\r\n\r\n" as StaticString)
