@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test bench-http bench-runners
+.PHONY: up test bench-http bench-runners bench-gateway
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -16,3 +16,7 @@ bench-http:
 # Runner readiness overhead against llama-server's own start, and the swap cycle (issue 5's benchmark).
 bench-runners:
 	python3 scripts/bench_runners.py
+
+# Time the gateway adds to a real streamed request, against the runner directly (issue 6's benchmark).
+bench-gateway:
+	python3 scripts/bench_gateway.py

@@ -60,7 +60,14 @@ public final class HTTPClient: Sendable {
     /// body is replayable.
     public func send(_ request: HTTPClientRequest, timeout: Double = 300) async throws -> HTTPClientResponse {
         let headDeadline = deadline(after: timeout)
-        if let pooled = idle.withLock({ $0.popLast() }) {
+        // llama-server closes a connection after a streamed response without saying so: a pooled
+        // connection the peer has closed is seen (one non-blocking peek) and dropped, not written to.
+        var candidate = idle.withLock { $0.popLast() }
+        while let pooled = candidate, pooled.connection.peerHasClosed {
+            pooled.connection.close()
+            candidate = idle.withLock { $0.popLast() }
+        }
+        if let pooled = candidate {
             do {
                 return try await exchange(request, on: pooled, deadline: headDeadline)
             } catch HTTPClientError.staleConnection {

@@ -53,6 +53,16 @@ public final class Connection {
         }
     }
 
+    /// Whether the peer has closed (or reset) this idle connection: a non-blocking one-byte peek that
+    /// reads end of stream. Unexpected bytes also count: an idle connection must have none.
+    public var peerHasClosed: Bool {
+        guard fd >= 0 else { return true }
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        if n == 0 || n == 1 { return true }
+        return errno != EAGAIN && errno != EWOULDBLOCK
+    }
+
     /// Shuts down the write side, sending FIN, while reads stay possible.
     public func shutdownWrite() {
         if fd >= 0 { shutdown(fd, Int32(SHUT_WR)) }
