@@ -34,6 +34,9 @@ actor RunnerManager {
     private var readyAt: [String: UInt64] = [:]
     /// The effective model (with a request's parameter overrides) behind each fingerprint.
     private var effective: [String: ResolvedModel] = [:]
+    /// Specs by model id and overrides, so an acquire does not rebuild argv and hash it each time;
+    /// cleared whenever the snapshot changes.
+    private var specCache: [String: (ModelSpec, ResolvedModel)] = [:]
     private var detached = false
     /// Seconds without load progress before a load is abandoned.
     let stallTimeout: Double
@@ -59,6 +62,7 @@ actor RunnerManager {
             let app = try await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10)
             snapshot = snap
             appConfig = app
+            specCache = [:]
             scheduler.config = .init(maxLoaded: app.limits.maxLoadedModels, budgetBytes: Self.budget(app.limits.memoryBudget),
                                      queueLimit: app.limits.queueSize)
             apply(scheduler.tick(now: Self.now()))
@@ -95,22 +99,30 @@ actor RunnerManager {
     // MARK: Requests
 
     func acquire(_ request: AcquireRequest) async throws -> AcquireResult {
-        var model = try resolve(request.model)
-        if model.state == "missing" {
-            throw RPCFault(code: RPCFault.unavailableCode, message: "model \(model.id): \(model.error ?? "its file is missing"): run scripts/bootstrap.sh, or fix model_path in models_config.json")
-        }
-        if let overrides = request.parameters?.objectValue, !overrides.isEmpty {
-            var merged = model.parameters.objectValue ?? JSONObject()
-            for (k, v) in overrides.entries { merged[k] = v }
-            model.parameters = .object(merged)
+        let key = request.model + "\u{0}" + (request.parameters.map { JSONWriter.write($0, pretty: false) } ?? "")
+        let spec: ModelSpec
+        if let (cached, model) = specCache[key] {
+            spec = cached
+            effective[spec.fingerprint] = model
+        } else {
+            var model = try resolve(request.model)
+            if model.state == "missing" {
+                throw RPCFault(code: RPCFault.unavailableCode, message: "model \(model.id): \(model.error ?? "its file is missing"): run scripts/bootstrap.sh, or fix model_path in models_config.json")
+            }
+            if let overrides = request.parameters?.objectValue, !overrides.isEmpty {
+                var merged = model.parameters.objectValue ?? JSONObject()
+                for (k, v) in overrides.entries { merged[k] = v }
+                model.parameters = .object(merged)
+            }
+            spec = self.spec(for: model)
+            specCache[key] = (spec, model)
+            effective[spec.fingerprint] = model
         }
         nextRequest += 1
         let id = nextRequest
-        let spec = spec(for: model)
-        effective[spec.fingerprint] = model
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AcquireResult, any Error>) in
-                pending[id] = Pending(model: model.id, startedAt: monotonicNanos(), continuation: continuation)
+                pending[id] = Pending(model: spec.id, startedAt: monotonicNanos(), continuation: continuation)
                 apply(scheduler.acquire(id, spec: spec, keepAlive: request.keepAlive, now: Self.now()))
             }
         } onCancel: {

@@ -155,13 +155,17 @@ public final class RPCClient: Sendable {
             fail(id: id, with: CancellationError())
             sendCancel(id, on: writer)
         }
-        let decoder = JSONDecoder()
-        if let fault = (try? decoder.decode(RPCIncoming.self, from: data))?.error { throw RPCError.remote(fault) }
+        let reply: RPCReplyIn<M.Result>
         do {
-            return try decoder.decode(RPCResultIn<M.Result>.self, from: data).result
+            reply = try RPCCoding.decoder.decode(RPCReplyIn<M.Result>.self, from: data)
         } catch {
+            if let fault = (try? RPCCoding.decoder.decode(RPCIncoming.self, from: data))?.error { throw RPCError.remote(fault) }
             throw RPCError.badReply(method: M.name, detail: describeDecodingError(error))
         }
+        if let fault = reply.error { throw RPCError.remote(fault) }
+        if let result = reply.result { return result }
+        if let empty = Empty() as? M.Result { return empty }
+        throw RPCError.badReply(method: M.name, detail: "no result")
     }
 
     /// Sends a notification (no reply). Dropped silently when disconnected: used for fire-and-forget
@@ -276,7 +280,7 @@ public final class RPCClient: Sendable {
 
     private func read(_ connection: Connection) async {
         let reader = LineReader(connection: connection, maxBytes: 64 << 20)
-        let decoder = JSONDecoder()
+        let decoder = RPCCoding.decoder
         while true {
             guard let line = try? await reader.next() else { return }
             switch line {

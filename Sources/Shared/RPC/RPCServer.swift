@@ -35,7 +35,7 @@ public final class RPCServer: Sendable {
         let raw: RawHandler = { data, id in
             let params: M.Params
             do {
-                if let p = try JSONDecoder().decode(RPCParamsIn<M.Params>.self, from: data).params {
+                if let p = try RPCCoding.decoder.decode(RPCParamsIn<M.Params>.self, from: data).params {
                     params = p
                 } else if let empty = Empty() as? M.Params {
                     params = empty
@@ -119,7 +119,7 @@ public final class RPCServer: Sendable {
         let data = Data(bytes)
         let head: RPCIncoming
         do {
-            head = try JSONDecoder().decode(RPCIncoming.self, from: data)
+            head = try RPCCoding.decoder.decode(RPCIncoming.self, from: data)
         } catch DecodingError.dataCorrupted {
             writer.send(errorLine(nil, RPCFault(code: RPCFault.parseErrorCode, message: "parse error: not valid JSON")))
             return

@@ -47,6 +47,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     private let state = Mutex(State())
+    private let thread = Atomic<UInt>(0)
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let name: String
@@ -194,7 +195,11 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         while Glibc.read(wakeRead, &sink, 64) > 0 {}
     }
 
+    /// Whether the caller runs on this loop's thread (where its sockets may be used directly).
+    public var inLoop: Bool { thread.load(ordering: .relaxed) == UInt(bitPattern: Int(bitPattern: pthread_self())) }
+
     private func run() {
+        thread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
         // The loop thread never takes process signals: those belong to DispatchSource handlers.
         var all = sigset_t()
         sigfillset(&all)
