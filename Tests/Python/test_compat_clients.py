@@ -120,7 +120,10 @@ def test_ollama_chat_streaming_and_not(oll):
 
 def test_ollama_generate(oll):
     r = oll.generate(model="smol:latest", prompt="The capital of France is", raw=True, options={"temperature": 0, "num_predict": 8})
-    assert r.model == "smol:latest" and r.response.strip() and r.done
+    assert r.model == "smol:latest" and "Paris" in r.response and r.done and r.done_reason in ("stop", "length")
+    assert r.eval_count > 0 and r.prompt_eval_count > 0
+    chat_style = oll.generate(model="smol", prompt="Say hello", options={"temperature": 0, "num_predict": 8})
+    assert chat_style.response.strip()
 
 
 def test_ollama_load_and_unload(oll):

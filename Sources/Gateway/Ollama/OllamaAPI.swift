@@ -221,8 +221,21 @@ struct OllamaAPI: Sendable {
             return Self.json(.object(line))
         }
 
+        // Raw mode (generate only) skips the chat template: llama-server's /completion takes the prompt as is.
+        let raw = !chat && (doc["raw"]?.boolValue ?? false)
+        if raw && (doc["template"] != nil || doc["system"] != nil || doc["context"] != nil) {
+            return shape.response(.badRequest, "raw mode does not support template, system, or context")
+        }
         var upstream = sampling
-        upstream["messages"] = .array(messages)
+        if raw {
+            upstream["prompt"] = .string(doc["prompt"]?.stringValue ?? "")
+            if let n = upstream["max_tokens"] {
+                upstream["max_tokens"] = nil
+                upstream["n_predict"] = n
+            }
+        } else {
+            upstream["messages"] = .array(messages)
+        }
         upstream["stream"] = .bool(true)
         upstream["cache_prompt"] = .bool(true)
         if let tools = doc["tools"], !tools.isNull { upstream["tools"] = tools }
@@ -236,7 +249,7 @@ struct OllamaAPI: Sendable {
         }
         let body = Array(JSONWriter.write(.object(upstream), pretty: false).utf8)
         let call: RunnerRelay.Call
-        switch await relay.call(request, model: model, path: "/v1/chat/completions", body: body, keepAlive: keepAlive,
+        switch await relay.call(request, model: model, path: raw ? "/completion" : "/v1/chat/completions", body: body, keepAlive: keepAlive,
                                 parameters: parameters, shape: shape, accept: "text/event-stream") {
         case .success(let c): call = c
         case .failure(let box): return box.response
@@ -409,6 +422,13 @@ struct OllamaStream: Sendable {
                 usage = Usage(promptTokens: u["prompt_tokens"]?.intValue ?? 0, completionTokens: u["completion_tokens"]?.intValue ?? 0)
             }
             if let t = chunk["timings"] { timings = t }
+            // llama-server's native /completion stream (raw generate): {"content", "stop", "stop_type"}.
+            if chunk["choices"] == nil, let text = chunk["content"]?.stringValue {
+                if chunk["stop"]?.boolValue == true { doneReason = chunk["stop_type"]?.stringValue == "limit" ? "length" : "stop" }
+                content += text
+                if !text.isEmpty { out += line(message(text, thinking: nil) + [("done", .bool(false))]) }
+                continue
+            }
             guard let choice = chunk["choices"]?.arrayValue?.first else { continue }
             let delta = choice["delta"] ?? .null
             let text = delta["content"]?.stringValue ?? ""
