@@ -6,6 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh debug
 
+echo "==> promtool (Debian's prometheus package) for the Prometheus output check"
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus) >/dev/null
+  else
+    echo "promtool is missing: install Debian's prometheus package (sudo apt-get install prometheus)" >&2
+  fi
+fi
+
 echo "==> Python test environment (.venv)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install -q --disable-pip-version-check -r Tests/Python/requirements.txt

@@ -155,3 +155,24 @@ def test_a_body_over_the_limit_is_413_in_the_callers_shape(strict_mesh):
     assert status == 413 and isinstance(body["error"], str) and "65536" in body["error"]
     status, body, _ = post(strict_mesh.url(strict_mesh.ollama) + "/v1/chat/completions", big)
     assert status == 413 and body["error"]["type"] == "invalid_request_error"
+
+
+def test_prometheus_output_passes_promtool_and_counts_requests(mesh):
+    import shutil
+    import subprocess
+    for _ in range(3):
+        post(mesh.url(mesh.ollama) + "/api/generate", {"model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
+    post(mesh.url(mesh.ollama) + "/v1/chat/completions", {"model": "no-such-model", "messages": []})
+    time.sleep(0.3)  # records are fire-and-forget notifications
+    with urllib.request.urlopen(mesh.url(mesh.api) + "/metrics", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
+    assert 'llama_runner_requests_total{api="ollama",model="smol",route="/api/generate",status="200"}' in text
+    assert "llama_runner_time_to_first_byte_seconds_bucket" in text and 'le="+Inf"' in text
+    assert "/v1/models/" not in text, "labels carry route templates, never raw paths"
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: scripts/test.sh installs Debian's prometheus package"
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    summary = rpc(mesh, "metrics.sock", "metrics.summary")
+    assert summary["overall"]["requests"] >= 3 and summary["models"]["smol"]["timeToFirstTokenP50Ms"] > 0

@@ -7,10 +7,20 @@ struct DashboardStatus: Sendable {
     let health: ServiceHealth
     let catalog: ModelCatalog
     let runners: RPCClient
+    let metrics: RPCClient
 
     func register(on router: inout Router) {
         router.get("/api/health") { _, _ in await health.response() }
         router.get("/api/status") { _, _ in await status() }
+        router.get("/metrics") { _, _ in await prometheus() }
+    }
+
+    /// Prometheus text from metrics-service (503 while it is down; requests are never affected).
+    func prometheus() async -> HTTPResponse {
+        guard let text = try? await metrics.call(MetricsRPC.Prometheus.self, Empty(), timeout: 5) else {
+            return .text("metrics-service is unavailable\n", status: .serviceUnavailable)
+        }
+        return HTTPResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: .bytes(Array(text.utf8)))
     }
 
     struct Status: Encodable {

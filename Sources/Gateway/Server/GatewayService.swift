@@ -71,7 +71,7 @@ final class GatewayService: Service {
         }
         if config.dashboard.enabled {
             var api = baseRouter()
-            DashboardStatus(health: health, catalog: catalog, runners: runners).register(on: &api)
+            DashboardStatus(health: health, catalog: catalog, runners: runners, metrics: metrics).register(on: &api)
             let dashboardProxy = AppConfig.Proxy(host: config.dashboard.host, port: config.dashboard.apiPort)
             ports.append(Port(key: "dashboard.api_port", host: config.dashboard.host, port: config.dashboard.apiPort,
                               handler: guarded(api, dashboardProxy) { _ in .openAI }))

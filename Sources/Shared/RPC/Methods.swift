@@ -472,3 +472,75 @@ public enum MetricsRPC {
         public static let name = "metrics.record"
     }
 }
+
+/// `metrics.summary`: per model and overall.
+public struct MetricsSummary: Codable, Sendable, Equatable {
+    public struct Figures: Codable, Sendable, Equatable {
+        public var requests: Int
+        public var errors: Int
+        public var requestsPerSecond: Double
+        public var errorRate: Double
+        public var timeToFirstTokenP50Ms: Double?
+        public var timeToFirstTokenP95Ms: Double?
+        public var tokensPerSecond: Double?
+        public var loadTimeP50Ms: Double?
+        public init(requests: Int, errors: Int, requestsPerSecond: Double, errorRate: Double, timeToFirstTokenP50Ms: Double?,
+                    timeToFirstTokenP95Ms: Double?, tokensPerSecond: Double?, loadTimeP50Ms: Double?) {
+            self.requests = requests
+            self.errors = errors
+            self.requestsPerSecond = requestsPerSecond
+            self.errorRate = errorRate
+            self.timeToFirstTokenP50Ms = timeToFirstTokenP50Ms
+            self.timeToFirstTokenP95Ms = timeToFirstTokenP95Ms
+            self.tokensPerSecond = tokensPerSecond
+            self.loadTimeP50Ms = loadTimeP50Ms
+        }
+    }
+    /// Over the last `windowSeconds`.
+    public var windowSeconds: Double
+    public var overall: Figures
+    public var models: [String: Figures]
+    public init(windowSeconds: Double, overall: Figures, models: [String: Figures]) {
+        self.windowSeconds = windowSeconds
+        self.overall = overall
+        self.models = models
+    }
+}
+
+/// A recorded request with its time.
+public struct TimedRecord: Codable, Sendable, Equatable {
+    /// Unix time, seconds.
+    public var at: Double
+    public var record: RequestRecord
+    public init(at: Double, record: RequestRecord) {
+        self.at = at
+        self.record = record
+    }
+}
+
+public struct RecordsRequest: Codable, Sendable {
+    public var limit: Int?
+    public init(limit: Int? = nil) { self.limit = limit }
+}
+
+extension MetricsRPC {
+    public enum Summary: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = MetricsSummary
+        public static let name = "metrics.summary"
+    }
+
+    /// The last requests, newest first (at most 1,000 are kept).
+    public enum Requests: RPCMethod {
+        public typealias Params = RecordsRequest
+        public typealias Result = [TimedRecord]
+        public static let name = "metrics.requests"
+    }
+
+    /// Everything in the Prometheus text exposition format (served at :8585/metrics).
+    public enum Prometheus: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = String
+        public static let name = "metrics.prometheus"
+    }
+}

@@ -53,6 +53,15 @@ public final class RPCServer: Sendable {
         handlers.withLock { $0[M.name] = raw }
     }
 
+    /// Handles notification `N` (no reply). Params that do not decode are dropped.
+    public func registerNotification<N: RPCNotification>(_ notification: N.Type, _ handler: @escaping @Sendable (N.Params) async -> Void) {
+        let raw: RawHandler = { data, _ in
+            if let p = try? RPCCoding.decoder.decode(RPCParamsIn<N.Params>.self, from: data).params { await handler(p) }
+            return []
+        }
+        handlers.withLock { $0[N.name] = raw }
+    }
+
     /// Binds the socket (replacing a stale file) and starts accepting.
     public func start() throws {
         let listener = try Listener(.unix(path: path), loop: loop)

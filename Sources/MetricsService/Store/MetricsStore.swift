@@ -1,0 +1,156 @@
+import Glibc
+import Shared
+
+/// Request records from the gateway: counters and histograms by model, API and route template (never
+/// a raw path), and the last 1,000 requests. An actor: records arrive as notifications, at any rate.
+actor MetricsStore {
+    struct Key: Hashable, Comparable {
+        let labels: [String]  // alternating name, value; sorted by name
+        static func < (a: Key, b: Key) -> Bool { a.labels.lexicographicallyPrecedes(b.labels) }
+    }
+
+    struct Histogram {
+        static let bounds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+        var counts = [Int](repeating: 0, count: Histogram.bounds.count)
+        var sum = 0.0
+        var count = 0
+        mutating func observe(_ v: Double) {
+            for (i, b) in Self.bounds.enumerated() where v <= b { counts[i] += 1 }
+            sum += v
+            count += 1
+        }
+    }
+
+    static let keep = 1000
+    private var recent: [TimedRecord] = []
+    private var requests: [Key: Int] = [:]
+    private var tokens: [Key: Int] = [:]
+    private var disconnects: [Key: Int] = [:]
+    private var duration: [Key: Histogram] = [:]
+    private var firstByte: [Key: Histogram] = [:]
+    private var loads: [Key: Histogram] = [:]
+    private var overhead: [Key: Histogram] = [:]
+    /// Sampled gauges (runner RSS, etc.), replaced on each sample.
+    private var gauges: [String: (help: String, values: [Key: Double])] = [:]
+
+    static func key(_ pairs: [(String, String)]) -> Key {
+        Key(labels: pairs.sorted { $0.0 < $1.0 }.flatMap { [$0.0, $0.1] })
+    }
+
+    static func unixNow() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    func record(_ r: RequestRecord) {
+        recent.append(TimedRecord(at: Self.unixNow(), record: r))
+        if recent.count > Self.keep { recent.removeFirst(recent.count - Self.keep) }
+        requests[Self.key([("model", r.model), ("api", r.api), ("route", r.route), ("status", String(r.status))]), default: 0] += 1
+        tokens[Self.key([("model", r.model), ("kind", "prompt")]), default: 0] += r.promptTokens
+        tokens[Self.key([("model", r.model), ("kind", "completion")]), default: 0] += r.completionTokens
+        if r.clientDisconnected { disconnects[Self.key([("model", r.model), ("api", r.api)]), default: 0] += 1 }
+        let k = Self.key([("model", r.model), ("api", r.api)])
+        duration[k, default: Histogram()].observe(r.durationMs / 1000)
+        firstByte[k, default: Histogram()].observe(r.timeToFirstByteMs / 1000)
+        overhead[Self.key([("api", r.api)]), default: Histogram()].observe(r.overheadMs / 1000)
+        if r.loadMs > 0 { loads[Self.key([("model", r.model)]), default: Histogram()].observe(Double(r.loadMs) / 1000) }
+    }
+
+    func setGauge(_ name: String, help: String, values: [Key: Double]) {
+        gauges[name] = (help, values)
+    }
+
+    func latest(_ limit: Int) -> [TimedRecord] { Array(recent.suffix(max(0, min(limit, Self.keep))).reversed()) }
+
+    /// Requests/s, error rate, time to first token p50/p95, tokens/s and load time, over `window` seconds.
+    func summary(window: Double = 300) -> MetricsSummary {
+        let since = Self.unixNow() - window
+        let inWindow = recent.filter { $0.at >= since }
+        func figures(_ list: [TimedRecord]) -> MetricsSummary.Figures {
+            func pct(_ values: [Double], _ p: Double) -> Double? {
+                guard !values.isEmpty else { return nil }
+                let s = values.sorted()
+                return s[min(s.count - 1, Int((p * Double(s.count - 1)).rounded()))]
+            }
+            let errors = list.filter { $0.record.status >= 400 }.count
+            let ttft = list.filter { $0.record.status < 400 }.map(\.record.timeToFirstByteMs)
+            let generating = list.filter { $0.record.completionTokens > 0 }
+            let genSeconds = generating.reduce(0.0) { $0 + max(0.001, ($1.record.durationMs - $1.record.timeToFirstByteMs) / 1000) }
+            let genTokens = generating.reduce(0) { $0 + $1.record.completionTokens }
+            return MetricsSummary.Figures(
+                requests: list.count, errors: errors, requestsPerSecond: Double(list.count) / window,
+                errorRate: list.isEmpty ? 0 : Double(errors) / Double(list.count),
+                timeToFirstTokenP50Ms: pct(ttft, 0.5), timeToFirstTokenP95Ms: pct(ttft, 0.95),
+                tokensPerSecond: genSeconds > 0 ? Double(genTokens) / genSeconds : nil,
+                loadTimeP50Ms: pct(list.filter { $0.record.loadMs > 0 }.map { Double($0.record.loadMs) }, 0.5))
+        }
+        let byModel = Dictionary(grouping: inWindow, by: \.record.model).mapValues(figures)
+        return MetricsSummary(windowSeconds: window, overall: figures(inWindow), models: byModel)
+    }
+
+    // MARK: Prometheus text exposition (format 0.0.4)
+
+    static func escape(_ v: String) -> String {
+        var out = ""
+        for c in v {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
+    static func labels(_ key: Key, extra: (String, String)? = nil) -> String {
+        var pairs: [(String, String)] = stride(from: 0, to: key.labels.count, by: 2).map { (key.labels[$0], key.labels[$0 + 1]) }
+        if let extra { pairs.append(extra) }
+        guard !pairs.isEmpty else { return "" }
+        return "{" + pairs.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
+    }
+
+    static func number(_ v: Double) -> String {
+        if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
+        if v.rounded() == v && abs(v) < 1e15 { return String(Int(v)) }
+        return "\(v)"
+    }
+
+    func prometheus(processGauges: [(String, String, Double)]) -> String {
+        var families: [(name: String, text: String)] = []
+        func counter(_ name: String, _ help: String, _ values: [Key: Int]) {
+            var t = "# HELP \(name) \(help)\n# TYPE \(name) counter\n"
+            for (k, v) in values.sorted(by: { $0.key < $1.key }) { t += "\(name)\(Self.labels(k)) \(v)\n" }
+            families.append((name, t))
+        }
+        func histogram(_ name: String, _ help: String, _ values: [Key: Histogram]) {
+            var t = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+            for (k, h) in values.sorted(by: { $0.key < $1.key }) {
+                for (i, b) in Histogram.bounds.enumerated() {
+                    t += "\(name)_bucket\(Self.labels(k, extra: ("le", Self.number(b)))) \(h.counts[i])\n"
+                }
+                t += "\(name)_bucket\(Self.labels(k, extra: ("le", "+Inf"))) \(h.count)\n"
+                t += "\(name)_sum\(Self.labels(k)) \(Self.number(h.sum))\n"
+                t += "\(name)_count\(Self.labels(k)) \(h.count)\n"
+            }
+            families.append((name, t))
+        }
+        counter("llama_runner_requests_total", "Requests answered through the gateway, by model, API, route template and status.", requests)
+        counter("llama_runner_tokens_total", "Tokens processed, by model and kind (prompt or completion).", tokens)
+        counter("llama_runner_client_disconnects_total", "Requests whose client went away before the end.", disconnects)
+        histogram("llama_runner_request_duration_seconds", "Time from request to the end of the response.", duration)
+        histogram("llama_runner_time_to_first_byte_seconds", "Time from request to the first response byte (first token when streaming).", firstByte)
+        histogram("llama_runner_model_load_duration_seconds", "Time requests waited for a model to load.", loads)
+        histogram("llama_runner_gateway_overhead_seconds", "The gateway's own time per request, excluding loads and the runner.", overhead)
+        for (name, gauge) in gauges {
+            var t = "# HELP \(name) \(gauge.help)\n# TYPE \(name) gauge\n"
+            for (k, v) in gauge.values.sorted(by: { $0.key < $1.key }) { t += "\(name)\(Self.labels(k)) \(Self.number(v))\n" }
+            families.append((name, t))
+        }
+        for (name, help, v) in processGauges {
+            families.append((name, "# HELP \(name) \(help)\n# TYPE \(name) gauge\n\(name) \(Self.number(v))\n"))
+        }
+        return families.sorted { $0.name < $1.name }.map(\.text).joined()
+    }
+}
