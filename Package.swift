@@ -25,6 +25,7 @@ let package = Package(
         .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests", swiftSettings: swift6),
         .testTarget(name: "ModelRegistryTests", dependencies: ["ModelRegistry", "Shared"], path: "Tests/ModelRegistryTests", swiftSettings: swift6),
         .testTarget(name: "RunnerManagerTests", dependencies: ["RunnerManager", "Shared"], path: "Tests/RunnerManagerTests", swiftSettings: swift6),
+        .testTarget(name: "MetricsServiceTests", dependencies: ["MetricsService", "Shared"], path: "Tests/MetricsServiceTests", swiftSettings: swift6),
         .testTarget(name: "LauncherTests", dependencies: ["Launcher", "Shared"], path: "Tests/LauncherTests", swiftSettings: swift6),
         .testTarget(
             name: "Integration",

@@ -93,6 +93,8 @@ import Testing
             // Stop runner-manager behind the launcher's back with SIGSTOP: alive, but not answering.
             let pid = try await mesh.pids()["runner-manager"]!
             kill(pid, SIGSTOP)
+            // Signal delivery is asynchronous: on a loaded machine the process may still answer once.
+            try await waitUntil("runner-manager to be stopped", timeout: 10) { processState(pid) == "T" }
             let (code, body) = try await mesh.get(mesh.ports.api, "/health")
             kill(pid, SIGCONT)
             #expect(code == 503)
