@@ -8,10 +8,13 @@ final class ModelCatalog: Sendable {
     private let snapshot = Mutex(RegistrySnapshot(revision: "", defaultModel: nil, models: []))
     let registry: RPCClient
     let loop: EventLoop
+    /// Told the new revision after each refresh that changed it (the dashboard's event stream).
+    let onChange: @Sendable (String) -> Void
 
-    init(registry: RPCClient, loop: EventLoop) {
+    init(registry: RPCClient, loop: EventLoop, onChange: @escaping @Sendable (String) -> Void = { _ in }) {
         self.registry = registry
         self.loop = loop
+        self.onChange = onChange
     }
 
     /// Subscribes to changes and loads the first snapshot.
@@ -26,7 +29,11 @@ final class ModelCatalog: Sendable {
 
     func refresh() async {
         if let fresh = try? await registry.call(RegistryRPC.Snapshot.self, Empty(), timeout: 10) {
-            snapshot.withLock { $0 = fresh }
+            let changed = snapshot.withLock { s -> Bool in
+                defer { s = fresh }
+                return s.revision != fresh.revision
+            }
+            if changed { onChange(fresh.revision) }
         }
     }
 

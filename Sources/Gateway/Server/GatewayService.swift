@@ -1,3 +1,4 @@
+import FoundationEssentials
 import Shared
 
 /// The gateway's public ports, bound from `app_config.json` (fetched from the registry), each with
@@ -33,8 +34,30 @@ final class GatewayService: Service {
         let config = try await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 30)
 
         let health = ServiceHealth(context: context, clients: [(.registry, registry), (.runners, runners), (.metrics, metrics)])
-        let catalog = ModelCatalog(registry: registry, loop: context.loop)
+        let hub = EventHub()
+        let catalog = ModelCatalog(registry: registry, loop: context.loop) { revision in
+            hub.publish("registry", .object(JSONObject([("revision", .string(revision))])))
+        }
         await catalog.start()
+        runners.onNotification { method, data in
+            if method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data),
+               let encoded = try? JSONEncoder().encode(state), let value = try? JSONParser.parse([UInt8](encoded)).0 {
+                hub.publish("runner", value)
+            }
+        }
+        runners.subscribe()
+        // Metric ticks for the dashboard, only while someone listens.
+        let loop = context.loop
+        @Sendable func tick() {
+            Task(executorPreference: loop) {
+                if hub.count > 0, let summary = try? await metrics.call(MetricsRPC.Summary.self, Empty(), timeout: 2),
+                   let encoded = try? JSONEncoder().encode(summary), let value = try? JSONParser.parse([UInt8](encoded)).0 {
+                    hub.publish("metrics", value)
+                }
+                loop.schedule(at: deadline(after: 2)) { tick() }
+            }
+        }
+        loop.schedule(at: deadline(after: 2)) { tick() }
         let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog)
         let openAI = OpenAIRoutes(catalog: catalog, relay: relay, bodies: JSONBodyReader(limit: config.limits.requestBodyBytes))
         func baseRouter() -> Router {
@@ -72,6 +95,10 @@ final class GatewayService: Service {
         if config.dashboard.enabled {
             var api = baseRouter()
             DashboardStatus(health: health, catalog: catalog, runners: runners, metrics: metrics).register(on: &api)
+            DashboardAPI(catalog: catalog, registry: registry, runners: runners, metrics: metrics, hub: hub, bodies: openAI.bodies,
+                         paths: context.paths, adminToken: config.dashboard.adminToken,
+                         loopbackOnly: !SurfaceGuard.defaultOrigins(host: config.dashboard.host).isEmpty, loop: context.loop).register(on: &api)
+            api.fallback = { r in DashboardAPI.error(.notFound, "unknown endpoint \(r.method) \(r.path)") }
             let dashboardProxy = AppConfig.Proxy(host: config.dashboard.host, port: config.dashboard.apiPort)
             ports.append(Port(key: "dashboard.api_port", host: config.dashboard.host, port: config.dashboard.apiPort,
                               handler: guarded(api, dashboardProxy) { _ in .openAI }))

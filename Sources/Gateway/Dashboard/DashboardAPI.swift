@@ -1,0 +1,209 @@
+import FoundationEssentials
+import Shared
+
+/// The dashboard API on 8585 (issue 7): models (config + runtime state + metadata), load/unload, edits
+/// with revisions (409 on conflict, 422 with the validator's messages), discovery, app config, backups,
+/// metrics, recent requests, logs and server-sent events. Writes need the admin token whenever one is
+/// configured, and always when the dashboard binds a non-loopback address.
+struct DashboardAPI: Sendable {
+    let catalog: ModelCatalog
+    let registry: RPCClient
+    let runners: RPCClient
+    let metrics: RPCClient
+    let hub: EventHub
+    let bodies: JSONBodyReader
+    let paths: RuntimePaths
+    let adminToken: String?
+    let loopbackOnly: Bool
+    let loop: EventLoop
+
+    static func json(_ v: JSONValue, status: HTTPStatus = .ok) -> HTTPResponse { OllamaAPI.json(v, status: status) }
+
+    static func encoded<T: Encodable>(_ value: T) -> HTTPResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return .json((try? encoder.encode(value)).map { [UInt8]($0) } ?? [])
+    }
+
+    static func error(_ status: HTTPStatus, _ message: String, details: [String] = [], extra: [(String, JSONValue)] = []) -> HTTPResponse {
+        var e = JSONObject([("message", .string(message)), ("type", .string(ErrorShape.openAIType(status)))])
+        if !details.isEmpty { e["details"] = .array(details.map(JSONValue.string)) }
+        for (k, v) in extra { e[k] = v }
+        return json(.object(JSONObject([("error", .object(e))])), status: status)
+    }
+
+    /// RPC faults from the registry or runner-manager as HTTP answers.
+    static func fault(_ error: any Error) -> HTTPResponse {
+        guard case RPCError.remote(let f) = error else { return Self.error(.serviceUnavailable, "a service is unavailable: \(error)") }
+        switch f.code {
+        case RPCFault.conflictCode:
+            return Self.error(.conflict, f.message, extra: [("current_revision", .string(f.data?["current"] ?? ""))])
+        case RPCFault.validationCode:
+            return Self.error(.unprocessableEntity, f.message, details: (f.data?["errors"] ?? f.message).split(separator: "\n").map(String.init))
+        case RPCFault.notFoundCode:
+            return Self.error(.notFound, f.message)
+        case RPCFault.invalidParamsCode:
+            return Self.error(.badRequest, f.message)
+        default:
+            return Self.error(.serviceUnavailable, f.message)
+        }
+    }
+
+    func register(on router: inout Router) {
+        router.get("/api/models") { _, _ in await models() }
+        router.post("/api/models/{id}/load") { r, p in await write(r) { await load(p["id"] ?? "") } }
+        router.post("/api/models/{id}/unload") { r, p in await write(r) { await unload(p["id"] ?? "") } }
+        router.put("/api/models/{id}") { r, p in await write(r) { await updateModel(r, p["id"] ?? "") } }
+        router.delete("/api/models/{id}") { r, p in await write(r) { await deleteModel(r, p["id"] ?? "") } }
+        router.post("/api/discover") { r, _ in await write(r) { await rpc { try await registry.call(RegistryRPC.Discover.self, Empty(), timeout: 60) } } }
+        router.get("/api/config") { _, _ in await config() }
+        router.put("/api/config") { r, _ in await write(r) { await updateConfig(r) } }
+        router.get("/api/config/backups") { _, _ in await rpc { try await registry.call(RegistryRPC.Backups.self, Empty()) } }
+        router.post("/api/config/backups/{name}/restore") { r, p in
+            await write(r) { await rpc { try await registry.call(RegistryRPC.Restore.self, RestoreRequest(name: p["name"] ?? "")) } }
+        }
+        router.get("/api/metrics/summary") { _, _ in await rpc { try await metrics.call(MetricsRPC.Summary.self, Empty(), timeout: 5) } }
+        router.get("/api/requests") { r, _ in
+            let limit = r.head.queryValue("limit").flatMap { Int($0) } ?? 100
+            return await rpc { try await metrics.call(MetricsRPC.Requests.self, RecordsRequest(limit: limit), timeout: 5) }
+        }
+        router.get("/api/logs/{name}") { r, p in await logs(p["name"] ?? "", tail: r.head.queryValue("tail").flatMap { Int($0) } ?? 200) }
+        router.get("/api/events") { _, _ in events() }
+    }
+
+    func rpc<T: Encodable>(_ body: () async throws -> T) async -> HTTPResponse {
+        do {
+            return Self.encoded(try await body())
+        } catch {
+            return Self.fault(error)
+        }
+    }
+
+    /// Writes need the admin token when one is set, and are refused on a non-loopback bind without one.
+    func write(_ request: HTTPRequest, _ body: () async -> HTTPResponse) async -> HTTPResponse {
+        if let token = adminToken {
+            let presented = request.headers["x-admin-token"] ?? request.headers["authorization"].map { String($0.dropFirst($0.hasPrefix("Bearer ") ? 7 : 0)) }
+            guard let presented, SurfaceGuard.constantTimeEquals(token, presented) else {
+                return Self.error(.unauthorized, "this change needs the admin token (dashboard.admin_token): send Authorization: Bearer <token>")
+            }
+        } else if !loopbackOnly {
+            return Self.error(.unauthorized, "the dashboard listens beyond this machine: set dashboard.admin_token in app_config.json to allow changes")
+        }
+        return await body()
+    }
+
+    func models() async -> HTTPResponse {
+        let runnerList = (try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
+        let docs = try? await registry.call(RegistryRPC.Documents.self, Empty(), timeout: 5)
+        let snap = catalog.current
+        let encoder = JSONEncoder()
+        var list: [JSONValue] = []
+        for m in snap.models {
+            var o = JSONObject()
+            if let data = try? encoder.encode(m), let v = try? JSONParser.parse([UInt8](data)).0 { o["model"] = v }
+            if let r = runnerList.first(where: { $0.model == m.id }), let data = try? encoder.encode(r), let v = try? JSONParser.parse([UInt8](data)).0 {
+                o["runner"] = v
+            }
+            o["entry"] = docs?.models["models"]?[m.id] ?? .null
+            o["loaded"] = .bool(runnerList.contains { $0.model == m.id && $0.state == "ready" })
+            list.append(.object(o))
+        }
+        return Self.json(.object(JSONObject([("revision", .string(docs?.revision ?? snap.revision)), ("defaultModel", snap.defaultModel.map(JSONValue.string) ?? .null),
+                                             ("models", .array(list))])))
+    }
+
+    func load(_ id: String) async -> HTTPResponse {
+        await rpc { try await runners.call(RunnersRPC.Load.self, AcquireRequest(model: id), timeout: 900) }
+    }
+
+    func unload(_ id: String) async -> HTTPResponse {
+        await rpc { try await runners.call(RunnersRPC.Unload.self, ModelRef(model: id), timeout: 30) }
+    }
+
+    /// Merges the given fields (`parameters`, `aliases`, `ttl_seconds`, …; null removes one) onto the
+    /// model's entry, or replaces it with `entry`. `revision` is required: a stale one is a 409.
+    func updateModel(_ request: HTTPRequest, _ id: String) async -> HTTPResponse {
+        let doc: JSONValue
+        switch await bodies.read(request, shape: .openAI) {
+        case .success(let parsed): doc = parsed.0
+        case .failure(let box): return box.response
+        }
+        guard let revision = doc["revision"]?.stringValue else { return Self.error(.badRequest, "revision is required (from GET /api/models or /api/config)") }
+        var entry: JSONValue
+        if let whole = doc["entry"] {
+            entry = whole
+        } else {
+            guard let current = try? await registry.call(RegistryRPC.Documents.self, Empty()) else { return Self.error(.serviceUnavailable, "model-registry is unavailable") }
+            entry = current.models["models"]?[id] ?? .object(JSONObject())
+            for (k, v) in doc.objectValue?.entries ?? [] where k != "revision" {
+                entry[k] = v.isNull ? nil : v
+            }
+        }
+        return await rpc { try await registry.call(RegistryRPC.UpdateModel.self, ModelEdit(revision: revision, id: id, entry: entry)) }
+    }
+
+    func deleteModel(_ request: HTTPRequest, _ id: String) async -> HTTPResponse {
+        guard let revision = request.head.queryValue("revision") else { return Self.error(.badRequest, "revision is required: DELETE /api/models/{id}?revision=…") }
+        return await rpc { try await registry.call(RegistryRPC.RemoveModel.self, ModelEdit(revision: revision, id: id)) }
+    }
+
+    func config() async -> HTTPResponse {
+        do {
+            let docs = try await registry.call(RegistryRPC.Documents.self, Empty())
+            let status = try await registry.call(RegistryRPC.Status.self, Empty())
+            var files: [JSONValue] = []
+            for f in status.files {
+                files.append(.object(JSONObject([("name", .string(f.name)), ("state", .string(f.state)),
+                                                 ("errors", .array(f.errors.map(JSONValue.string))), ("warnings", .array(f.warnings.map(JSONValue.string)))])))
+            }
+            return Self.json(.object(JSONObject([("revision", .string(docs.revision)), ("app", docs.app), ("files", .array(files))])))
+        } catch {
+            return Self.fault(error)
+        }
+    }
+
+    func updateConfig(_ request: HTTPRequest) async -> HTTPResponse {
+        let doc: JSONValue
+        switch await bodies.read(request, shape: .openAI) {
+        case .success(let parsed): doc = parsed.0
+        case .failure(let box): return box.response
+        }
+        guard let revision = doc["revision"]?.stringValue, let app = doc["app"] else {
+            return Self.error(.badRequest, "revision and app are required")
+        }
+        return await rpc { try await registry.call(RegistryRPC.UpdateApp.self, DocumentEdit(revision: revision, value: app)) }
+    }
+
+    /// A service's log (`gateway`, `model-registry`, …, `launcher`) or a model's runner log.
+    func logs(_ name: String, tail: Int) async -> HTTPResponse {
+        let count = min(max(tail, 1), 2000)
+        if ServiceName(argument: name) != nil || name == "launcher" {
+            let file = name == "launcher" ? "launcher" : ServiceName(argument: name)!.rawValue
+            return Self.json(.object(JSONObject([("name", .string(file)),
+                                                 ("lines", .array(LogFile.tail(paths.log(file), lines: count).map(JSONValue.string)))])))
+        }
+        guard let model = catalog.resolve(name) else { return Self.error(.notFound, "no service or model named \(name)") }
+        return await rpc { try await runners.call(RunnersRPC.Logs.self, LogsRequest(model: model.id, tail: min(count, 500))) }
+    }
+
+    /// Server-sent events: `runner` (state changes), `registry` (new revision), `metrics` (every 2 s),
+    /// and a `: ping` comment every 15 s so proxies keep the stream open.
+    func events() -> HTTPResponse {
+        let hub = self.hub
+        let loop = self.loop
+        return HTTPResponse(status: .ok, headers: ["Content-Type": "text/event-stream", "Cache-Control": "no-cache"],
+                            body: .stream(contentLength: nil) { writer in
+            let (id, subscriber) = hub.subscribe()
+            defer { hub.unsubscribe(id) }
+            try await writer.write(SSEEvent(event: "hello", data: #"{"version":"\#(LlamaRunnerVersion.current)"}"#).encoded())
+            while true {
+                let events = await subscriber.next(loop: loop, seconds: 15)
+                if events.isEmpty {
+                    try await writer.write(SSEEvent.comment())
+                } else {
+                    try await writer.write(events.flatMap { $0 })
+                }
+            }
+        })
+    }
+}

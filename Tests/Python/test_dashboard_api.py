@@ -1,0 +1,142 @@
+"""The dashboard API on 8585 (issue 7): each endpoint, with the 401, 409 and 422 cases."""
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import httpx
+
+from conftest import MODEL
+
+
+def call(method, url, body=None, headers=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_models_load_and_unload(mesh):
+    api = mesh.url(mesh.api)
+    status, body = call("GET", api + "/api/models")
+    assert status == 200 and body["revision"]
+    smol = next(m for m in body["models"] if m["model"]["id"] == "smol")
+    assert smol["model"]["metadata"]["quantization"] == "Q4_1" and smol["entry"]["model_path"] == MODEL
+    status, runner = call("POST", api + "/api/models/smol-embed/load")
+    assert status == 200 and runner["state"] == "ready" and runner["pid"] > 0
+    assert any(m["loaded"] for m in call("GET", api + "/api/models")[1]["models"] if m["model"]["id"] == "smol-embed")
+    assert call("POST", api + "/api/models/smol-embed/unload")[0] == 200
+    deadline = time.time() + 10
+    while time.time() < deadline and any(m["loaded"] for m in call("GET", api + "/api/models")[1]["models"] if m["model"]["id"] == "smol-embed"):
+        time.sleep(0.1)
+    assert not any(m["loaded"] for m in call("GET", api + "/api/models")[1]["models"] if m["model"]["id"] == "smol-embed")
+    assert call("POST", api + "/api/models/nope/load")[0] == 404
+
+
+def test_editing_a_model_with_revisions(mesh):
+    api = mesh.url(mesh.api)
+    revision = call("GET", api + "/api/models")[1]["revision"]
+    status, created = call("PUT", api + "/api/models/scratch", {"revision": revision, "entry": {"model_path": MODEL, "parameters": {"ctx_size": 256}}})
+    assert status == 200 and created["revision"] != revision
+    status, edited = call("PUT", api + "/api/models/scratch", {"revision": created["revision"], "parameters": {"ctx_size": 384}, "aliases": ["scratchy"]})
+    assert status == 200
+    config_file = os.path.join(mesh.work, "config", "models_config.json")
+    saved = json.load(open(config_file))["models"]["scratch"]
+    assert saved == {"model_path": MODEL, "parameters": {"ctx_size": 384}, "aliases": ["scratchy"]}
+
+    # A stale revision: 409 naming the current one; nothing written.
+    status, conflict = call("PUT", api + "/api/models/scratch", {"revision": created["revision"], "ttl_seconds": 5})
+    assert status == 409 and conflict["error"]["current_revision"] == edited["revision"]
+    # A bad value: 422 with the validator's message; the file is unchanged.
+    before = open(config_file).read()
+    status, invalid = call("PUT", api + "/api/models/scratch", {"revision": edited["revision"], "parameters": {"ctx_size": "big"}})
+    assert status == 422
+    assert invalid["error"]["details"] == ['models_config.json: models.scratch.parameters.ctx_size: expected an integer, got "big"']
+    assert open(config_file).read() == before
+    assert call("PUT", api + "/api/models/scratch", {"parameters": {}})[0] == 400, "the revision is required"
+
+    assert call("DELETE", api + "/api/models/scratch")[0] == 400
+    assert call("DELETE", api + f"/api/models/scratch?revision={created['revision']}")[0] == 409
+    status, deleted = call("DELETE", api + f"/api/models/scratch?revision={edited['revision']}")
+    assert status == 200 and "scratch" not in json.load(open(config_file))["models"]
+
+
+def test_config_discovery_and_backups(mesh):
+    api = mesh.url(mesh.api)
+    status, config = call("GET", api + "/api/config")
+    assert status == 200 and config["app"]["proxies"]["ollama"]["port"] == mesh.ollama
+    assert [f["name"] for f in config["files"]] == ["app_config.json", "models_config.json"]
+    bad = json.loads(json.dumps(config["app"]))
+    bad["proxies"]["ollama"]["port"] = "eleven"
+    status, invalid = call("PUT", api + "/api/config", {"revision": config["revision"], "app": bad})
+    assert status == 422 and "proxies.ollama.port" in invalid["error"]["details"][0]
+    assert call("PUT", api + "/api/config", {"revision": "0000000000000000", "app": config["app"]})[0] == 409
+    assert call("PUT", api + "/api/config", {"revision": config["revision"], "app": config["app"]})[0] == 200
+
+    status, report = call("POST", api + "/api/discover")
+    assert status == 200 and "added" in report
+
+    status, backups = call("GET", api + "/api/config/backups")
+    assert status == 200 and backups and all(b["name"].endswith(".json") for b in backups)
+    models_backup = next(b for b in backups if b["file"] == "models_config.json")
+    status, restored = call("POST", api + f"/api/config/backups/{models_backup['name']}/restore")
+    assert status == 200 and restored["revision"]
+    assert call("POST", api + "/api/config/backups/nope.json/restore")[0] == 404
+
+
+def test_metrics_requests_and_logs(mesh):
+    api = mesh.url(mesh.api)
+    call("POST", mesh.url(mesh.ollama) + "/api/generate", {"model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
+    time.sleep(0.3)
+    status, summary = call("GET", api + "/api/metrics/summary")
+    assert status == 200 and summary["overall"]["requests"] > 0
+    status, recent = call("GET", api + "/api/requests?limit=5")
+    assert status == 200 and 0 < len(recent) <= 5 and recent[0]["record"]["route"]
+    status, logs = call("GET", api + "/api/logs/gateway?tail=5")
+    assert status == 200 and len(logs["lines"]) <= 5 and logs["lines"]
+    status, runner_log = call("GET", api + "/api/logs/smol?tail=20")
+    assert status == 200 and isinstance(runner_log, list)
+    assert call("GET", api + "/api/logs/nothing-here")[0] == 404
+
+
+def test_events_stream_state_changes(mesh):
+    api = mesh.url(mesh.api)
+    seen = []
+
+    def listen():
+        with httpx.Client(timeout=20) as client:
+            with client.stream("GET", api + "/api/events") as r:
+                event = None
+                for line in r.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event:
+                        seen.append((event, json.loads(line[5:])))
+                        if event == "runner" and seen[-1][1]["state"] == "ready":
+                            return
+
+    t = threading.Thread(target=listen)
+    t.start()
+    time.sleep(0.5)
+    call("POST", api + "/api/models/smol-embed/unload")
+    time.sleep(1)
+    call("POST", api + "/api/models/smol-embed/load")
+    t.join(timeout=30)
+    events = [e for e, _ in seen]
+    assert events[0] == "hello"
+    assert "runner" in events, events
+
+
+def test_writes_need_the_admin_token_when_one_is_set(strict_mesh):
+    api = strict_mesh.url(strict_mesh.api)
+    status, body = call("POST", api + "/api/discover")
+    assert status == 401 and "admin token" in body["error"]["message"]
+    assert call("POST", api + "/api/discover", headers={"Authorization": "Bearer wrong"})[0] == 401
+    assert call("POST", api + "/api/discover", headers={"Authorization": "Bearer admin-secret"})[0] == 200
+    assert call("POST", api + "/api/discover", headers={"x-admin-token": "admin-secret"})[0] == 200
+    assert call("GET", api + "/api/models")[0] == 200, "reads stay open"
