@@ -7,7 +7,7 @@ import Glibc
 final class Mesh {
     let dir: String
     let paths: RuntimePaths
-    let ports: (ollama: UInt16, lmstudio: UInt16, api: UInt16, web: UInt16)
+    private(set) var ports: (ollama: UInt16, lmstudio: UInt16, api: UInt16, web: UInt16)
     var launcher: ChildProcess?
     let control: RPCClient
 
@@ -18,18 +18,22 @@ final class Mesh {
         guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp") }
         dir = String(cString: made)
         paths = RuntimePaths(stateDir: dir + "/state", configDir: dir + "/config")
+        ports = (0, 0, 0, 0)
+        control = RPCClient(path: paths.launcherSocket, defaultTimeout: 5)
+        try makeDirectories(paths.configDir)
+        try choosePorts()
+    }
+
+    /// Picks four free ports and writes them into app_config.json.
+    func choosePorts() throws {
         let free = try Mesh.freePorts(4)
         ports = (free[0], free[1], free[2], free[3])
-        try makeDirectories(paths.configDir)
         let config = """
         {"proxies": {"ollama": {"host": "127.0.0.1", "port": \(ports.ollama)},
                      "lmstudio": {"host": "127.0.0.1", "port": \(ports.lmstudio)}},
          "dashboard": {"host": "127.0.0.1", "api_port": \(ports.api), "web_port": \(ports.web)}}
         """
-        let fd = open(paths.configDir + "/app_config.json", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        _ = config.withCString { write(fd, $0, strlen($0)) }
-        close(fd)
-        control = RPCClient(path: paths.launcherSocket, defaultTimeout: 5)
+        try AtomicFile.write(Array(config.utf8), to: paths.configDir + "/app_config.json")
     }
 
     /// Ports the kernel reports free right now.
@@ -49,13 +53,34 @@ final class Mesh {
         return (status, readFile(out) ?? "")
     }
 
-    /// Starts `launcher up` and waits until every service is running.
+    struct StartFailure: Error, CustomStringConvertible {
+        let output: String
+        var description: String { "launcher up failed:\n\(output)" }
+    }
+
+    /// Starts `launcher up` and waits until every service is running. A port taken by another test's
+    /// process between choosing and binding it (tests run in parallel) is retried on fresh ports; any
+    /// other failure ends at once with the launcher's output.
     func up() async throws {
-        launcher = try ChildProcess.spawn(Mesh.binDir + "/launcher", arguments: ["up"] + arguments, output: .file(dir + "/launcher.out"))
-        control.start()
-        try await waitUntil("all services running", timeout: 60) {
-            guard let report = try? await self.status() else { return false }
-            return report.services.allSatisfy { $0.state == "running" }
+        for attempt in 1...3 {
+            launcher = try ChildProcess.spawn(Mesh.binDir + "/launcher", arguments: ["up"] + arguments, output: .file(dir + "/launcher.out"))
+            control.start()
+            var failed = false
+            try await waitUntil("all services running", timeout: 60) {
+                if self.launcher?.isRunning == false { failed = true; return true }
+                guard let report = try? await self.status() else { return false }
+                if report.services.contains(where: { $0.state == "failed" }) { failed = true; return true }
+                return report.services.allSatisfy { $0.state == "running" }
+            }
+            guard failed else { return }
+            let output = launcherOutput
+            if let launcher, launcher.isRunning {
+                launcher.signal(SIGINT, group: false)
+                _ = try await waitExit(launcher, timeout: 60)
+            }
+            guard output.contains("already in use") && attempt < 3 else { throw StartFailure(output: output) }
+            try choosePorts()
+            unlink(dir + "/launcher.out")
         }
     }
 
