@@ -22,6 +22,7 @@ final class MetricsService: Service {
         rpc.registerNotification(MetricsRPC.Record.self) { await store.record($0) }
         rpc.register(MetricsRPC.Summary.self) { _ in await store.summary() }
         rpc.register(MetricsRPC.Requests.self) { await store.latest($0.limit ?? 100) }
+        rpc.register(MetricsRPC.SeriesQuery.self) { try await store.series($0) }
         rpc.register(MetricsRPC.Prometheus.self) { _ in
             let rss = Double(ProcessIdentity.residentBytes(getpid()) ?? 0)
             return await store.prometheus(processGauges: [("llama_runner_metrics_service_resident_memory_bytes", "Resident memory of metrics-service.", rss)])
@@ -42,6 +43,7 @@ final class MetricsService: Service {
                     await store.setGauge("llama_runner_runner_resident_memory_bytes", help: "Resident memory of each ready runner.", values: rss)
                     await store.setGauge("llama_runner_runner_active_requests", help: "Requests a runner is serving now.", values: leases)
                 }
+                await store.sample()
                 loop.schedule(at: deadline(after: 2)) { sample() }
             }
         }

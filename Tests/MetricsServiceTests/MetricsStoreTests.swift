@@ -34,4 +34,23 @@ import Testing
         #expect(s.overall.tokensPerSecond ?? 0 > 0)
         #expect(await store.latest(3).count == 3)
     }
+
+    @Test func seriesSampleEveryTwoSecondsAndAverageEveryMinute() async throws {
+        let store = MetricsStore()
+        let start = (MetricsStore.unixNow() / 60).rounded(.down) * 60 + 1
+        await store.sample(now: start)
+        for i in 0..<4 { await store.record(record("m", ttfb: Double(10 * (i + 1)))) }
+        await store.sample(now: MetricsStore.unixNow())
+        let fine = try await store.series(SeriesRequest(name: "requests_per_second", window: "1h"))
+        #expect(fine.stepSeconds == 2)
+        #expect(fine.points.count == 2)
+        #expect((fine.points.last?[1] ?? 0) ?? 0 > 0)
+        let ttft = try await store.series(SeriesRequest(name: "ttft_p50_ms", window: "1h"))
+        #expect(ttft.points.last?[1] == 30)
+        await store.sample(now: start + 60)
+        let coarse = try await store.series(SeriesRequest(name: "requests_per_second", window: "24h"))
+        #expect(coarse.stepSeconds == 60 && !coarse.points.isEmpty)
+        await #expect(throws: RPCFault.self) { try await store.series(SeriesRequest(name: "nope")) }
+        await #expect(throws: RPCFault.self) { try await store.series(SeriesRequest(name: "error_rate", window: "7d")) }
+    }
 }

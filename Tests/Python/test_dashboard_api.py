@@ -95,6 +95,10 @@ def test_metrics_requests_and_logs(mesh):
     time.sleep(0.3)
     status, summary = call("GET", api + "/api/metrics/summary")
     assert status == 200 and summary["overall"]["requests"] > 0
+    time.sleep(2.2)  # one 2 s sample
+    status, series = call("GET", api + "/api/metrics/series?name=requests_per_second&window=1h")
+    assert status == 200 and series["stepSeconds"] == 2 and series["points"]
+    assert call("GET", api + "/api/metrics/series?name=nope")[0] == 400
     status, recent = call("GET", api + "/api/requests?limit=5")
     assert status == 200 and 0 < len(recent) <= 5 and recent[0]["record"]["route"]
     status, logs = call("GET", api + "/api/logs/gateway?tail=5")

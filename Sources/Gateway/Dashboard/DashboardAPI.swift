@@ -63,6 +63,10 @@ struct DashboardAPI: Sendable {
             await write(r) { await rpc { try await registry.call(RegistryRPC.Restore.self, RestoreRequest(name: p["name"] ?? "")) } }
         }
         router.get("/api/metrics/summary") { _, _ in await rpc { try await metrics.call(MetricsRPC.Summary.self, Empty(), timeout: 5) } }
+        router.get("/api/metrics/series") { r, _ in
+            let request = SeriesRequest(name: r.head.queryValue("name") ?? "requests_per_second", window: r.head.queryValue("window") ?? "1h")
+            return await rpc { try await metrics.call(MetricsRPC.SeriesQuery.self, request, timeout: 5) }
+        }
         router.get("/api/requests") { r, _ in
             let limit = r.head.queryValue("limit").flatMap { Int($0) } ?? 100
             return await rpc { try await metrics.call(MetricsRPC.Requests.self, RecordsRequest(limit: limit), timeout: 5) }

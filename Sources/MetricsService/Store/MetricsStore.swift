@@ -22,6 +22,15 @@ actor MetricsStore {
     }
 
     static let keep = 1000
+    /// Series names, in the order of a sample's values.
+    static let seriesNames = ["requests_per_second", "error_rate", "ttft_p50_ms", "tokens_per_second", "runner_memory_bytes"]
+    /// 1 hour at 2 s, and 24 hours at 1 min.
+    static let fineCapacity = 1800
+    static let coarseCapacity = 1440
+    private var fine: [(at: Double, values: [Double?])] = []
+    private var coarse: [(at: Double, values: [Double?])] = []
+    private var lastSampleAt = 0.0
+    private var runnerMemory = 0.0
     private var recent: [TimedRecord] = []
     private var requests: [Key: Int] = [:]
     private var tokens: [Key: Int] = [:]
@@ -59,6 +68,46 @@ actor MetricsStore {
 
     func setGauge(_ name: String, help: String, values: [Key: Double]) {
         gauges[name] = (help, values)
+        if name == "llama_runner_runner_resident_memory_bytes" { runnerMemory = values.values.reduce(0, +) }
+    }
+
+    /// Appends one point per series for the interval since the last sample (called every 2 s), and
+    /// every minute one averaged point to the 24 h buffer.
+    func sample(now: Double = MetricsStore.unixNow()) {
+        let since = lastSampleAt == 0 ? now - 2 : lastSampleAt
+        lastSampleAt = now
+        let window = recent.filter { $0.at > since && $0.at <= now }
+        let seconds = max(0.001, now - since)
+        let errors = window.filter { $0.record.status >= 400 }.count
+        let ttft = window.filter { $0.record.status < 400 }.map(\.record.timeToFirstByteMs).sorted()
+        let tokens = window.reduce(0) { $0 + $1.record.completionTokens }
+        let values: [Double?] = [Double(window.count) / seconds, window.isEmpty ? nil : Double(errors) / Double(window.count),
+                                 ttft.isEmpty ? nil : ttft[ttft.count / 2], Double(tokens) / seconds, runnerMemory]
+        fine.append((now, values))
+        if fine.count > Self.fineCapacity { fine.removeFirst(fine.count - Self.fineCapacity) }
+        let minute = (now / 60).rounded(.down) * 60
+        if coarse.last.map({ $0.at < minute }) ?? true {
+            let lastMinute = fine.filter { $0.at > minute - 60 && $0.at <= minute }
+            if !lastMinute.isEmpty || !coarse.isEmpty {
+                let averaged: [Double?] = (0..<Self.seriesNames.count).map { i in
+                    let vs = lastMinute.compactMap { $0.values[i] }
+                    return vs.isEmpty ? nil : vs.reduce(0, +) / Double(vs.count)
+                }
+                coarse.append((minute, averaged))
+                if coarse.count > Self.coarseCapacity { coarse.removeFirst(coarse.count - Self.coarseCapacity) }
+            }
+        }
+    }
+
+    func series(_ request: SeriesRequest) throws(RPCFault) -> Series {
+        guard let index = Self.seriesNames.firstIndex(of: request.name) else {
+            throw RPCFault.invalidParams("unknown series \(request.name); one of \(Self.seriesNames.joined(separator: ", "))")
+        }
+        switch request.window {
+        case "1h": return Series(name: request.name, window: "1h", stepSeconds: 2, points: fine.map { [$0.at, $0.values[index]] })
+        case "24h": return Series(name: request.name, window: "24h", stepSeconds: 60, points: coarse.map { [$0.at, $0.values[index]] })
+        default: throw RPCFault.invalidParams("window must be 1h or 24h")
+        }
     }
 
     func latest(_ limit: Int) -> [TimedRecord] { Array(recent.suffix(max(0, min(limit, Self.keep))).reversed()) }

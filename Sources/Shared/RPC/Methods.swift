@@ -544,3 +544,36 @@ extension MetricsRPC {
         public static let name = "metrics.prometheus"
     }
 }
+
+/// `metrics.series` params: a series name and a window (`1h` at 2 s resolution, `24h` at 1 min).
+public struct SeriesRequest: Codable, Sendable {
+    public var name: String
+    public var window: String
+    public init(name: String, window: String = "1h") {
+        self.name = name
+        self.window = window
+    }
+}
+
+/// Points of one series: unix seconds and values (nil where nothing was measured).
+public struct Series: Codable, Sendable, Equatable {
+    public var name: String
+    public var window: String
+    public var stepSeconds: Double
+    public var points: [[Double?]]
+    public init(name: String, window: String, stepSeconds: Double, points: [[Double?]]) {
+        self.name = name
+        self.window = window
+        self.stepSeconds = stepSeconds
+        self.points = points
+    }
+}
+
+extension MetricsRPC {
+    /// One of `requests_per_second`, `error_rate`, `ttft_p50_ms`, `tokens_per_second`, `runner_memory_bytes`.
+    public enum SeriesQuery: RPCMethod {
+        public typealias Params = SeriesRequest
+        public typealias Result = Series
+        public static let name = "metrics.series"
+    }
+}
