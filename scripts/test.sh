@@ -15,6 +15,15 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
+echo "==> chromium and chromedriver (Debian) for the dashboard's browser tests"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver) >/dev/null
+  else
+    echo "chromium is missing: install Debian's chromium and chromium-driver packages" >&2
+  fi
+fi
+
 echo "==> Python test environment (.venv)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install -q --disable-pip-version-check -r Tests/Python/requirements.txt

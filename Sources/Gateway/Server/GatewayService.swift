@@ -103,8 +103,18 @@ final class GatewayService: Service {
             ports.append(Port(key: "dashboard.api_port", host: config.dashboard.host, port: config.dashboard.apiPort,
                               handler: guarded(api, dashboardProxy) { _ in .openAI }))
             var web = baseRouter()
-            web.get("/") { _, _ in
-                .text("Llama Runner \(LlamaRunnerVersion.current): the web dashboard is not built yet; the dashboard API is on port \(config.dashboard.apiPort).\n")
+            let siteConfig = OllamaAPI.json(.object(JSONObject([
+                ("version", .string(LlamaRunnerVersion.current)), ("apiPort", .int(Int(config.dashboard.apiPort))),
+                ("ollamaPort", .int(config.ollama.enabled ? Int(config.ollama.port) : 0)),
+                ("lmstudioPort", .int(config.lmstudio.enabled ? Int(config.lmstudio.port) : 0)),
+            ])))
+            web.get("/dashboard-config.json") { _, _ in siteConfig }
+            if let root = StaticFiles.locate(configured: config.dashboard.webRoot, configDir: context.paths.configDir) {
+                let files = StaticFiles(root: root)
+                web.fallback = { r in files.serve(r) }
+            } else {
+                context.logger.warning("the web dashboard's files were not found (set dashboard.web_root); only its API is served")
+                web.get("/") { _, _ in .text("Llama Runner: the dashboard files were not found; set dashboard.web_root in app_config.json.\n", status: .notFound) }
             }
             ports.append(Port(key: "dashboard.web_port", host: config.dashboard.host, port: config.dashboard.webPort, handler: web))
         }

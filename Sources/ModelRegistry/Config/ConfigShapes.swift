@@ -24,6 +24,7 @@ enum ConfigShapes {
             .init("api_port", port, "dashboard API port (default 8585)"),
             .init("web_port", port, "web dashboard port (default 8080)"),
             .init("admin_token", .anyOf([.nonEmptyString, .null], hint: "a non-empty string or null"), "required for writes when set"),
+            .init("web_root", .nonEmptyString, "folder of the web dashboard's files (default: the repository's dashboard/)"),
         ], others: .warn), "the dashboard"),
         .init("http", .object([
             .init("max_header_bytes", .integer(min: 1024), "request line and headers (431 beyond)"),

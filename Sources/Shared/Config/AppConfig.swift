@@ -41,9 +41,11 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var webPort: UInt16 = 8080
         /// Required for writes when set, and always when binding a non-loopback address.
         public var adminToken: String?
+        /// The web dashboard's files; nil = the repository's `dashboard/` folder.
+        public var webRoot: String?
 
         public init() {}
-        enum CodingKeys: String, CodingKey { case enabled, host, apiPort = "api_port", webPort = "web_port", adminToken = "admin_token" }
+        enum CodingKeys: String, CodingKey { case enabled, host, apiPort = "api_port", webPort = "web_port", adminToken = "admin_token", webRoot = "web_root" }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
@@ -51,6 +53,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             apiPort = try c.decodeIfPresent(UInt16.self, forKey: .apiPort) ?? 8585
             webPort = try c.decodeIfPresent(UInt16.self, forKey: .webPort) ?? 8080
             adminToken = try c.decodeIfPresent(String.self, forKey: .adminToken)
+            webRoot = try c.decodeIfPresent(String.self, forKey: .webRoot)
         }
     }
 

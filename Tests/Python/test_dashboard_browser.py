@@ -1,0 +1,129 @@
+"""The web dashboard in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium).
+Screenshots of each page are written to docs/screenshots/ (committed, for the README)."""
+import json
+import os
+import time
+import urllib.request
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from conftest import ROOT
+
+SHOTS = os.path.join(ROOT, "docs", "screenshots")
+PAGES = ["overview", "models", "logs", "config", "playground"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def console_errors(driver):
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def open_page(driver, mesh, page):
+    driver.get(f"{mesh.url(mesh.web)}/#/{page}")
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script(
+        f"const m = document.querySelector('main[data-page=\"{page}\"]'); return m && m.children.length > 0"))
+
+
+def wait(driver, condition, timeout=30):
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+
+
+def test_every_page_loads_without_console_errors_and_is_captured(browser, mesh):
+    os.makedirs(SHOTS, exist_ok=True)
+    for page in PAGES:
+        open_page(browser, mesh, page)
+        time.sleep(0.5)
+        assert console_errors(browser) == [], f"{page}: console errors"
+        browser.save_screenshot(os.path.join(SHOTS, f"{page}.png"))
+    wait(browser, lambda d: d.find_element(By.ID, "live").text == "live")
+    # Readable at phone width.
+    browser.set_window_size(390, 844)
+    for page in ("overview", "models"):
+        open_page(browser, mesh, page)
+        time.sleep(0.3)
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"), f"{page} scrolls sideways on a phone"
+        browser.save_screenshot(os.path.join(SHOTS, f"{page}-phone.png"))
+    browser.set_window_size(1280, 900)
+
+
+def js_state(driver, model):
+    """The model row's state text, read in one step (the table re-renders on live events)."""
+    return driver.execute_script(
+        "const c = document.querySelector(`tr[data-model=\"${arguments[0]}\"] .state`); return c ? c.textContent : null", model)
+
+
+def js_click(driver, model, button):
+    return driver.execute_script(
+        "const b = document.querySelector(`tr[data-model=\"${arguments[0]}\"] button.${arguments[1]}`); if (b) b.click(); return !!b", model, button)
+
+
+def test_models_load_live_and_the_parameter_editor_validates(browser, mesh):
+    open_page(browser, mesh, "models")
+    wait(browser, lambda d: js_state(d, "smol") is not None)  # the demo model is listed
+    if js_click(browser, "smol-embed", "unload"):
+        wait(browser, lambda d: d.execute_script("return !!document.querySelector('tr[data-model=\"smol-embed\"] button.load')"))
+    assert js_click(browser, "smol-embed", "load")
+    wait(browser, lambda d: js_state(d, "smol-embed") == "ready")
+    assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1, "no page reload"
+
+    config_file = os.path.join(mesh.work, "config", "models_config.json")
+    before = open(config_file).read()
+    assert js_click(browser, "smol-embed", "edit")
+    editor = wait(browser, lambda d: d.find_element(By.ID, "param-editor"))
+    editor.clear()
+    editor.send_keys(json.dumps({"ctx_size": "huge", "embeddings": True, "pooling": "mean"}))
+    browser.find_element(By.ID, "param-save").click()
+    wait(browser, lambda d: "expected an integer" in d.find_element(By.ID, "param-error").text)
+    assert 'models.smol-embed.parameters.ctx_size: expected an integer, got "huge"' in browser.find_element(By.ID, "param-error").text
+    assert open(config_file).read() == before, "a refused edit leaves the file untouched"
+
+    editor = browser.find_element(By.ID, "param-editor")
+    editor.clear()
+    editor.send_keys(json.dumps({"ctx_size": 640, "embeddings": True, "pooling": "mean"}))
+    browser.find_element(By.ID, "param-save").click()
+    wait(browser, lambda d: "saved" in d.find_element(By.ID, "notice").text)
+    assert json.load(open(config_file))["models"]["smol-embed"]["parameters"]["ctx_size"] == 640
+    # The only entry: Chromium's network log of the deliberate 422, not a script error.
+    errors = console_errors(browser)
+    assert all(e["source"] == "network" and "422" in e["message"] for e in errors), errors
+
+
+def test_the_playground_streams_a_reply(browser, mesh):
+    open_page(browser, mesh, "playground")
+    Select(browser.find_element(By.ID, "pg-model")).select_by_value("smol")
+    browser.find_element(By.ID, "pg-send").click()
+    wait(browser, lambda d: d.find_element(By.ID, "pg-stats").get_attribute("data-done") == "true", timeout=60)
+    assert browser.find_element(By.ID, "pg-output").text.strip()
+    assert "tokens/s" in browser.find_element(By.ID, "pg-stats").text
+    browser.save_screenshot(os.path.join(SHOTS, "playground.png"))
+    assert console_errors(browser) == []
+
+
+def test_the_overview_chart_updates_after_requests(browser, mesh):
+    open_page(browser, mesh, "overview")
+    points = lambda d: int(d.find_element(By.CSS_SELECTOR, "#chart-requests_per_second svg").get_attribute("data-points"))
+    value = lambda d: d.find_element(By.CSS_SELECTOR, "#chart-requests_per_second .value").text
+    before_points, before_value = points(browser), value(browser)
+    for _ in range(4):
+        body = json.dumps({"model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}).encode()
+        urllib.request.urlopen(urllib.request.Request(mesh.url(mesh.ollama) + "/api/generate", data=body, method="POST"), timeout=60).read()
+    wait(browser, lambda d: points(d) > before_points and value(d) != "–", timeout=20)
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#recent tr td"), timeout=10)
+    browser.save_screenshot(os.path.join(SHOTS, "overview.png"))
+    assert before_value is not None and console_errors(browser) == []

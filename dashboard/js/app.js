@@ -1,0 +1,47 @@
+// The dashboard shell: hash routing, the live event stream (EventSource reconnects by itself), and
+// a small event bus the pages listen to.
+import { apiBase } from "./api.js";
+import * as overview from "./pages/overview.js";
+import * as models from "./pages/models.js";
+import * as logs from "./pages/logs.js";
+import * as config from "./pages/config.js";
+import * as playground from "./pages/playground.js";
+
+const pages = { overview, models, logs, config, playground };
+const listeners = new Set();
+let current = null;
+
+/** Pages subscribe to live events ({type, data}); returns the unsubscribe function. */
+export function onEvent(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+async function connectEvents() {
+  const live = document.getElementById("live");
+  const source = new EventSource(`${await apiBase()}/api/events`);
+  source.onopen = () => { live.textContent = "live"; live.className = "badge ok"; };
+  source.onerror = () => { live.textContent = "reconnecting…"; live.className = "badge bad"; };
+  for (const type of ["runner", "registry", "metrics", "hello"]) {
+    source.addEventListener(type, (e) => {
+      const data = JSON.parse(e.data);
+      for (const fn of listeners) fn({ type, data });
+    });
+  }
+}
+
+async function route() {
+  const name = (location.hash.replace(/^#\//, "") || "overview").split("/")[0];
+  const page = pages[name] || pages.overview;
+  if (current && current.leave) current.leave();
+  current = page;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === name);
+  const main = document.getElementById("page");
+  main.innerHTML = "";
+  main.dataset.page = name;
+  await page.render(main, { onEvent });
+}
+
+window.addEventListener("hashchange", route);
+connectEvents();
+route();
