@@ -117,13 +117,14 @@ def test_the_playground_streams_a_reply(browser, mesh):
 
 def test_the_overview_chart_updates_after_requests(browser, mesh):
     open_page(browser, mesh, "overview")
-    points = lambda d: int(d.find_element(By.CSS_SELECTOR, "#chart-requests_per_second svg").get_attribute("data-points"))
-    value = lambda d: d.find_element(By.CSS_SELECTOR, "#chart-requests_per_second .value").text
+    # Read in one step: the charts re-render on every metrics tick.
+    points = lambda d: d.execute_script("const s = document.querySelector('#chart-requests_per_second svg'); return s ? Number(s.dataset.points) : -1")
+    value = lambda d: d.execute_script("const v = document.querySelector('#chart-requests_per_second .value'); return v ? v.textContent : null")
     before_points, before_value = points(browser), value(browser)
     for _ in range(4):
         body = json.dumps({"model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}).encode()
         urllib.request.urlopen(urllib.request.Request(mesh.url(mesh.ollama) + "/api/generate", data=body, method="POST"), timeout=60).read()
-    wait(browser, lambda d: points(d) > before_points and value(d) != "–", timeout=20)
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#recent tr td"), timeout=10)
+    wait(browser, lambda d: points(d) > before_points and value(d) not in (None, "–"), timeout=20)
+    wait(browser, lambda d: d.execute_script("return document.querySelectorAll('#recent tr td').length > 0"), timeout=10)
     browser.save_screenshot(os.path.join(SHOTS, "overview.png"))
     assert before_value is not None and console_errors(browser) == []
