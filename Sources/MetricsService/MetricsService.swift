@@ -8,10 +8,15 @@ final class MetricsService: Service {
     let context: ServiceContext
     let store = MetricsStore()
     let runners: RPCClient
+    /// Every service's control socket (for its pid), and the launcher's.
+    let services: [(String, RPCClient)]
+    let launcher: RPCClient
 
     init(context: ServiceContext) {
         self.context = context
         runners = RPCClient(path: context.paths.socket(.runners), loop: context.loop, defaultTimeout: 2)
+        services = ServiceName.startOrder.map { ($0.rawValue, RPCClient(path: context.paths.socket($0), loop: context.loop, defaultTimeout: 1)) }
+        launcher = RPCClient(path: context.paths.launcherSocket, loop: context.loop, defaultTimeout: 1)
     }
 
     var name: String { "metrics" }
@@ -23,26 +28,51 @@ final class MetricsService: Service {
         rpc.register(MetricsRPC.Summary.self) { _ in await store.summary() }
         rpc.register(MetricsRPC.Requests.self) { await store.latest($0.limit ?? 100) }
         rpc.register(MetricsRPC.SeriesQuery.self) { try await store.series($0) }
-        rpc.register(MetricsRPC.Prometheus.self) { _ in
-            let rss = Double(ProcessIdentity.residentBytes(getpid()) ?? 0)
-            return await store.prometheus(processGauges: [("llama_runner_metrics_service_resident_memory_bytes", "Resident memory of metrics-service.", rss)])
-        }
+        rpc.register(MetricsRPC.Prometheus.self) { _ in await store.prometheus(processGauges: []) }
         runners.start()
+        services.forEach { $0.1.start() }
+        launcher.start()
         let loop = context.loop
         let runners = self.runners
+        let services = self.services
+        let launcher = self.launcher
+        let sampler = SamplerBox()
         @Sendable func sample() {
             Task(executorPreference: loop) {
+                let now = MetricsStore.unixNow()
+                // Runners: RSS and CPU% from /proc, active requests from runner-manager.
                 if let list = try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 1) {
                     var rss: [MetricsStore.Key: Double] = [:]
+                    var cpu: [MetricsStore.Key: Double] = [:]
                     var leases: [MetricsStore.Key: Double] = [:]
                     for r in list where r.state == "ready" {
+                        guard let pid = r.pid else { continue }
                         let k = MetricsStore.key([("model", r.model)])
-                        rss[k] = Double(r.rssBytes ?? 0)
+                        let s = sampler.sample(pid, now: now)
+                        rss[k] = Double(s.rss ?? 0)
+                        if let c = s.cpu { cpu[k] = c }
                         leases[k] = Double(r.activeLeases)
                     }
                     await store.setGauge("llama_runner_runner_resident_memory_bytes", help: "Resident memory of each ready runner.", values: rss)
+                    await store.setGauge("llama_runner_runner_cpu_percent", help: "CPU use of each ready runner over the last 2 s (100 = one core).", values: cpu)
                     await store.setGauge("llama_runner_runner_active_requests", help: "Requests a runner is serving now.", values: leases)
                 }
+                // The services themselves, and the launcher.
+                var pids: [(String, Int32)] = []
+                for (name, client) in services {
+                    if let info = try? await client.call(ServiceRPC.Health.self, Empty(), timeout: 0.5) { pids.append((name, info.pid)) }
+                }
+                if let report = try? await launcher.call(LauncherRPC.Status.self, Empty(), timeout: 0.5) { pids.append(("launcher", report.launcherPid)) }
+                var rss: [MetricsStore.Key: Double] = [:]
+                var cpu: [MetricsStore.Key: Double] = [:]
+                for (name, pid) in pids {
+                    let k = MetricsStore.key([("service", name)])
+                    let s = sampler.sample(pid, now: now)
+                    rss[k] = Double(s.rss ?? 0)
+                    if let c = s.cpu { cpu[k] = c }
+                }
+                await store.setGauge("llama_runner_service_resident_memory_bytes", help: "Resident memory of each Llama Runner process.", values: rss)
+                await store.setGauge("llama_runner_service_cpu_percent", help: "CPU use of each Llama Runner process over the last 2 s.", values: cpu)
                 await store.sample()
                 loop.schedule(at: deadline(after: 2)) { sample() }
             }
@@ -50,5 +80,16 @@ final class MetricsService: Service {
         loop.schedule(at: deadline(after: 2)) { sample() }
     }
 
-    func stop() async { await runners.close() }
+    func stop() async {
+        await runners.close()
+        for (_, client) in services { await client.close() }
+        await launcher.close()
+    }
+}
+
+/// The sampler's state, used only from the sampling task (one at a time, every 2 s).
+final class SamplerBox: @unchecked Sendable {
+    // @unchecked Sendable: mutated only by the 2-second sampling chain, which never overlaps itself.
+    private var sampler = ProcessSampler()
+    func sample(_ pid: Int32, now: Double) -> (cpu: Double?, rss: Int?) { sampler.sample(pid, now: now) }
 }

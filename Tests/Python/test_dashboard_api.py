@@ -136,6 +136,30 @@ def test_events_stream_state_changes(mesh):
     assert "runner" in events, events
 
 
+def test_events_carry_live_log_lines(mesh):
+    api = mesh.url(mesh.api)
+    lines = []
+
+    def listen():
+        with httpx.Client(timeout=20) as client:
+            with client.stream("GET", api + "/api/events") as r:
+                event = None
+                for line in r.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event == "log":
+                        lines.append(json.loads(line[5:]))
+                        return
+
+    t = threading.Thread(target=listen)
+    t.start()
+    time.sleep(1.5)
+    call("POST", api + "/api/models/smol/unload")  # runner-manager logs the stop
+    call("POST", api + "/api/models/smol/load")
+    t.join(timeout=20)
+    assert lines and lines[0]["source"] and lines[0]["line"]
+
+
 def test_writes_need_the_admin_token_when_one_is_set(strict_mesh):
     api = strict_mesh.url(strict_mesh.api)
     status, body = call("POST", api + "/api/discover")

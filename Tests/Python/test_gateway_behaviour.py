@@ -170,6 +170,9 @@ def test_prometheus_output_passes_promtool_and_counts_requests(mesh):
     assert 'llama_runner_requests_total{api="ollama",model="smol",route="/api/generate",status="200"}' in text
     assert "llama_runner_time_to_first_byte_seconds_bucket" in text and 'le="+Inf"' in text
     assert "/v1/models/" not in text, "labels carry route templates, never raw paths"
+    assert 'llama_runner_service_resident_memory_bytes{service="gateway"}' in text
+    assert 'llama_runner_service_cpu_percent{service="runner-manager"}' in text
+    assert 'llama_runner_runner_cpu_percent{model="smol"}' in text
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: scripts/test.sh installs Debian's prometheus package"
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)

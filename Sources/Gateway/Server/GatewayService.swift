@@ -55,6 +55,7 @@ final class GatewayService: Service {
                     hub.publish("metrics", value)
                 }
                 loop.schedule(at: deadline(after: 2)) { tick() }
+        LogTail(paths: context.paths, hub: hub).start(loop: loop)
             }
         }
         loop.schedule(at: deadline(after: 2)) { tick() }

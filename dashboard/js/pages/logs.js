@@ -1,9 +1,10 @@
 // Logs: a live tail of each service and each runner, with a filter and pause.
 import { api, el } from "../api.js";
 
-let timer = null;
+let unsubscribe = null;
 
-export async function render(main) {
+// Live lines arrive as `log` events; the first screen comes from /api/logs.
+export async function render(main, { onEvent }) {
   const services = ["gateway", "runner-manager", "model-registry", "metrics-service", "launcher"];
   const status = await api("/api/status");
   const source = el("select", { id: "log-source" },
@@ -31,7 +32,13 @@ export async function render(main) {
   source.addEventListener("change", poll);
   filter.addEventListener("input", show);
   await poll();
-  timer = setInterval(poll, 1000);
+  const wanted = () => (services.includes(source.value) ? source.value : `runner:${source.value}`);
+  unsubscribe = onEvent(({ type, data }) => {
+    if (type !== "log" || pause.checked || data.source !== wanted()) return;
+    all.push(data.line);
+    if (all.length > 2000) all.splice(0, all.length - 2000);
+    show();
+  });
 }
 
-export function leave() { clearInterval(timer); }
+export function leave() { if (unsubscribe) unsubscribe(); }

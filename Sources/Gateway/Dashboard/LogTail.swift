@@ -1,0 +1,51 @@
+import Glibc
+import Shared
+
+/// Live log lines for the dashboard's event stream: while someone listens, every second the new lines
+/// of each service log (`<state>/logs/<service>.log`) and runner log (`logs/runners/<model>.log`) are
+/// published as `log` events `{source, line}`. Offsets start at the end, so only new lines are sent.
+final class LogTail: @unchecked Sendable {
+    // @unchecked Sendable: `offsets` is used only by the one-second chain, which never overlaps itself.
+    let paths: RuntimePaths
+    let hub: EventHub
+    private var offsets: [String: Int] = [:]
+
+    init(paths: RuntimePaths, hub: EventHub) {
+        self.paths = paths
+        self.hub = hub
+    }
+
+    func files() -> [(source: String, path: String)] {
+        var list = (ServiceName.startOrder.map(\.rawValue) + ["launcher"]).map { ($0, paths.log($0)) }
+        let runners = paths.logsDir + "/runners"
+        if let d = opendir(runners) {
+            while let e = readdir(d) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                if name.hasSuffix(".log") { list.append(("runner:" + String(name.dropLast(4)), runners + "/" + name)) }
+            }
+            closedir(d)
+        }
+        return list
+    }
+
+    func poll() {
+        let listening = hub.count > 0
+        for (source, path) in files() {
+            guard let size = FileStamp.of(path)?.size else { continue }
+            let start = offsets[path] ?? size
+            offsets[path] = size
+            guard listening, size > start, let bytes = readFileBytes(path, maxBytes: min(size - start, 256 * 1024)) else { continue }
+            for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").suffix(200) {
+                hub.publish("log", .object(JSONObject([("source", .string(source)), ("line", .string(String(line)))])))
+            }
+        }
+    }
+
+    func start(loop: EventLoop) {
+        @Sendable func tick() {
+            poll()
+            loop.schedule(at: deadline(after: 1)) { tick() }
+        }
+        loop.schedule(at: deadline(after: 1)) { tick() }
+    }
+}
