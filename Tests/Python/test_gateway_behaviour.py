@@ -163,19 +163,38 @@ def test_prometheus_output_passes_promtool_and_counts_requests(mesh):
     for _ in range(3):
         post(mesh.url(mesh.ollama) + "/api/generate", {"model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
     post(mesh.url(mesh.ollama) + "/v1/chat/completions", {"model": "no-such-model", "messages": []})
-    time.sleep(0.3)  # records are fire-and-forget notifications
-    with urllib.request.urlopen(mesh.url(mesh.api) + "/metrics", timeout=10) as r:
-        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = r.read().decode()
+    sampled = ['llama_runner_service_resident_memory_bytes{service="gateway"}', 'llama_runner_service_cpu_percent{service="runner-manager"}',
+               'llama_runner_runner_cpu_percent{model="smol"}', 'llama_runner_runner_busy_slots{model="smol"} 0']
+    deadline = time.time() + 10  # samples come every 2 s, CPU% needs two of them
+    while True:
+        with urllib.request.urlopen(mesh.url(mesh.api) + "/metrics", timeout=10) as r:
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = r.read().decode()
+        if all(s in text for s in sampled) or time.time() > deadline:
+            break
+        time.sleep(0.5)
     assert 'llama_runner_requests_total{api="ollama",model="smol",route="/api/generate",status="200"}' in text
     assert "llama_runner_time_to_first_byte_seconds_bucket" in text and 'le="+Inf"' in text
     assert "/v1/models/" not in text, "labels carry route templates, never raw paths"
-    assert 'llama_runner_service_resident_memory_bytes{service="gateway"}' in text
-    assert 'llama_runner_service_cpu_percent{service="runner-manager"}' in text
-    assert 'llama_runner_runner_cpu_percent{model="smol"}' in text
+    for s in sampled:
+        assert s in text
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: scripts/test.sh installs Debian's prometheus package"
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     summary = rpc(mesh, "metrics.sock", "metrics.summary")
     assert summary["overall"]["requests"] >= 3 and summary["models"]["smol"]["timeToFirstTokenP50Ms"] > 0
+
+
+def test_a_stopped_metrics_service_never_fails_or_slows_requests(mesh):
+    status = get(mesh.url(mesh.api) + "/api/status")[1]
+    pid = status["health"]["services"]["metrics-service"]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(3):
+            start = time.time()
+            code, body, _ = post(mesh.url(mesh.ollama) + "/api/generate", {"model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
+            assert code == 200 and body["done"]
+            assert time.time() - start < 5, "a request must not wait for metrics"
+    finally:
+        os.kill(pid, signal.SIGCONT)
