@@ -27,6 +27,20 @@ struct OllamaAPI: Sendable {
         }
     }
 
+    /// Reads the body, requires `model` (or the legacy `name` where `acceptName`), and resolves it.
+    func modelRequest(_ request: HTTPRequest, acceptName: Bool = false) async -> Result<(doc: JSONValue, name: String, model: ResolvedModel), HTTPResponseBox> {
+        let doc: JSONValue
+        switch await bodies.read(request, shape: .ollama) {
+        case .success(let parsed): doc = parsed.0
+        case .failure(let box): return .failure(box)
+        }
+        guard let name = doc["model"]?.stringValue ?? (acceptName ? doc["name"]?.stringValue : nil), !name.isEmpty else {
+            return .failure(HTTPResponseBox(ErrorShape.ollama.response(.badRequest, "model is required")))
+        }
+        guard let model = catalog.resolve(name) else { return .failure(HTTPResponseBox(openAI.notFound(name, shape: .ollama))) }
+        return .success((doc, name, model))
+    }
+
     static func json(_ v: JSONValue, status: HTTPStatus = .ok) -> HTTPResponse {
         .json(Array(JSONWriter.write(v, pretty: false).utf8), status: status)
     }
@@ -114,15 +128,11 @@ struct OllamaAPI: Sendable {
     }
 
     func show(_ request: HTTPRequest) async -> HTTPResponse {
-        let doc: JSONValue
-        switch await bodies.read(request, shape: .ollama) {
-        case .success(let parsed): doc = parsed.0
+        let (doc, m): (JSONValue, ResolvedModel)
+        switch await modelRequest(request, acceptName: true) {
+        case .success(let r): (doc, m) = (r.doc, r.model)
         case .failure(let box): return box.response
         }
-        guard let name = doc["model"]?.stringValue ?? doc["name"]?.stringValue, !name.isEmpty else {
-            return ErrorShape.ollama.response(.badRequest, "model is required")
-        }
-        guard let m = catalog.resolve(name) else { return openAI.notFound(name, shape: .ollama) }
         let verbose = doc["verbose"]?.boolValue ?? false
         var info = JSONObject()
         var template = ""
@@ -163,13 +173,11 @@ struct OllamaAPI: Sendable {
 
     func generate(_ request: HTTPRequest, chat: Bool) async -> HTTPResponse {
         let shape = ErrorShape.ollama
-        let doc: JSONValue
-        switch await bodies.read(request, shape: shape) {
-        case .success(let parsed): doc = parsed.0
+        let (doc, name, model): (JSONValue, String, ResolvedModel)
+        switch await modelRequest(request) {
+        case .success(let r): (doc, name, model) = (r.doc, r.name, r.model)
         case .failure(let box): return box.response
         }
-        guard let name = doc["model"]?.stringValue, !name.isEmpty else { return shape.response(.badRequest, "model is required") }
-        guard let model = catalog.resolve(name) else { return openAI.notFound(name, shape: .ollama) }
         if model.kind == "embedding" { return shape.response(.badRequest, "\"\(name)\" does not support \(chat ? "chat" : "generate")") }
         let keepAlive: Double?
         switch OllamaTranslation.keepAlive(doc["keep_alive"]) {
@@ -309,13 +317,11 @@ struct OllamaAPI: Sendable {
 
     func embed(_ request: HTTPRequest, legacy: Bool) async -> HTTPResponse {
         let shape = ErrorShape.ollama
-        let doc: JSONValue
-        switch await bodies.read(request, shape: shape) {
-        case .success(let parsed): doc = parsed.0
+        let (doc, name, model): (JSONValue, String, ResolvedModel)
+        switch await modelRequest(request) {
+        case .success(let r): (doc, name, model) = (r.doc, r.name, r.model)
         case .failure(let box): return box.response
         }
-        guard let name = doc["model"]?.stringValue, !name.isEmpty else { return shape.response(.badRequest, "model is required") }
-        guard let model = catalog.resolve(name) else { return openAI.notFound(name, shape: .ollama) }
         var inputs: [JSONValue]
         if legacy {
             inputs = (doc["prompt"]?.stringValue).map { $0.isEmpty ? [] : [.string($0)] } ?? []

@@ -93,14 +93,6 @@ enum ModelScanner {
     }
 }
 
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
-    }
-}
 
 /// `path` relative to `base` when it is below `base`'s parent chain, e.g. `../models/x.gguf` from
 /// `/repo/config` for `/repo/models/x.gguf`; otherwise the absolute path.

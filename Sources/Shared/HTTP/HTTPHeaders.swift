@@ -82,3 +82,13 @@ extension StringProtocol {
         return s[first...last]
     }
 }
+
+extension String {
+    /// Without leading and trailing characters from `set`.
+    public func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
