@@ -13,6 +13,15 @@ if let i = CommandLine.arguments.firstIndex(of: "--print-schema") {
     exit(ExitCode.ok)
 }
 
-ServiceMain.run(.registry, summary: "owns the configuration files and the list of models (also: --print-schema app|models)") { context in
+// `model-registry --check`: validate the configuration, the models and the runtimes, then exit.
+if CommandLine.arguments.contains("--check") {
+    let args = CommandLine.arguments.dropFirst().filter { $0 != "--check" }
+    let options = (try? ServiceOptions.parse(Array(args), service: "model-registry")) ?? (try! ServiceOptions.parse([], environment: [:]))
+    let code = await CheckCommand.run(configDir: options.paths.configDir)
+    fflush(nil)
+    exit(code)
+}
+
+ServiceMain.run(.registry, summary: "owns the configuration files and the list of models (also: --check, --print-schema app|models)") { context in
     [try RegistryService(context: context)]
 }

@@ -172,6 +172,59 @@ import Testing
     }
 }
 
+
+@Suite(.serialized) struct LauncherMaintenanceTests {
+    @Test func checkReportsEachProblemAndExitsOne() async throws {
+        try await Mesh.with { mesh in
+            let (ok, good) = try await mesh.run(["check"])
+            #expect(ok == .exited(0), "\(good)")
+            #expect(good.contains("checks:") && good.contains("0 failed"))
+            try writeText(mesh.paths.configDir + "/models_config.json", #"{"models": {"m": {"model_path": "gone.gguf", "parameters": {"ctx_size": "16k"}}}}"#)
+            let squatter = try Listener(.tcp(host: "127.0.0.1", port: mesh.ports.web), loop: .shared)
+            defer { squatter.close() }
+            let (bad, output) = try await mesh.run(["check"])
+            #expect(bad == .exited(1))
+            #expect(output.contains(#"fail  models_config.json: models.m.parameters.ctx_size: expected an integer, got "16k""#), "\(output)")
+            #expect(output.contains("fail  app_config.json: dashboard.web_port: 127.0.0.1:\(mesh.ports.web) is already in use"), "\(output)")
+            // up refuses on the same port fault, before starting anything.
+            let (up, upOutput) = try await mesh.run(["up"])
+            #expect(up == .exited(1))
+            #expect(upOutput.contains("dashboard.web_port: 127.0.0.1:\(mesh.ports.web) is already in use"))
+            #expect(!upOutput.contains("started model-registry"))
+        }
+    }
+
+    @Test func cleanRemovesOnlyWhatACrashLeftBehind() async throws {
+        try await Mesh.with { mesh in
+            let paths = mesh.paths
+            try paths.prepare()
+            // A stale socket (nothing listens), a record of a runner that is gone, old rotated logs.
+            let stale = Listener.staleSocket(paths.runDir + "/registry.sock")
+            try RunnerRecord.save([RunnerRecord(model: "x", process: ProcessIdentity(pid: 999_999, startTime: 1), port: 1, fingerprint: "f", argv: [], logPath: "")], paths)
+            for n in [1, 5, 6, 9] { try writeText(paths.log("gateway") + ".\(n)", "old") }
+            try writeText(paths.log("gateway"), "current")
+            let (code, output) = try await mesh.run(["clean"])
+            #expect(code == .exited(0), "\(output)")
+            #expect(stale && access(paths.runDir + "/registry.sock", F_OK) != 0)
+            #expect(RunnerRecord.load(paths).isEmpty)
+            #expect(access(paths.log("gateway") + ".6", F_OK) != 0 && access(paths.log("gateway") + ".9", F_OK) != 0)
+            #expect(access(paths.log("gateway") + ".5", F_OK) == 0 && access(paths.log("gateway") + ".1", F_OK) == 0)
+            #expect(access(paths.log("gateway"), F_OK) == 0, "current logs stay")
+            #expect(output.contains("item(s) removed"))
+        }
+    }
+}
+
+extension Listener {
+    /// Leaves a Unix socket file with nobody listening (what a SIGKILLed service leaves).
+    static func staleSocket(_ path: String) -> Bool {
+        guard let l = try? Listener(.unix(path: path), loop: .shared) else { return false }
+        let fd = l.fd
+        Glibc.close(fd)  // closes without unlinking the file
+        return access(path, F_OK) == 0
+    }
+}
+
 func writeText(_ path: String, _ text: String) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw SystemError("open") }

@@ -14,6 +14,8 @@ enum LauncherCommand {
       status             show each service's pid, state, restarts and uptime
       restart <service>  restart one service (model-registry, metrics-service, runner-manager, gateway)
       down               stop every service and the running launcher
+      check              check configuration, runtimes, models, ports, directories, disk and memory
+      clean              remove stale sockets, records of dead runners and old rotated logs
 
     options:
     \(ServiceOptions.helpText)
@@ -46,6 +48,12 @@ enum LauncherCommand {
         case "status", "down":
             guard rest.isEmpty else { usage("\(command!) takes no arguments") }
             runAsync { command == "status" ? await ControlCommands.status(options) : await ControlCommands.down(options) }
+        case "check":
+            guard rest.isEmpty else { usage("check takes no arguments") }
+            runAsync { await CheckCommand.run(options) }
+        case "clean":
+            guard rest.isEmpty else { usage("clean takes no arguments") }
+            exit(CleanCommand.run(options))
         case "restart":
             guard rest.count == 1 else { usage("restart takes one service name") }
             runAsync { await ControlCommands.restart(options, service: rest[0]) }

@@ -56,6 +56,14 @@ enum UpCommand {
             printError("launcher: Llama Runner is already running with state directory \(options.paths.stateDir) (see `launcher status`)")
             exit(ExitCode.failure)
         }
+        // The fatal subset of `launcher check`: taken ports and unusable directories stop us here.
+        var preflight = CheckCommand.Result()
+        CheckCommand.fatal(options, into: &preflight)
+        let faults = preflight.lines.filter { $0.level == "fail" }
+        if !faults.isEmpty {
+            for fault in faults { logger.error("cannot start: \(fault.text)") }
+            exit(ExitCode.failure)
+        }
         let loop = EventLoop.shared
         let supervisor = Supervisor(options: options, logger: logger, binDir: executableDirectory(), loop: loop)
         do {

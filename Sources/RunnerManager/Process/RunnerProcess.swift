@@ -58,28 +58,7 @@ final class RunnerProcess: @unchecked Sendable {
         health = HTTPClient(address: .tcp(host: "127.0.0.1", port: port), loop: loop, maxIdleConnections: 1, connectTimeout: 1)
     }
 
-    /// Finds the runtime binary: a path as configured; else `LLAMA_RUNNER_LLAMA_SERVER`; else on PATH;
-    /// else the project's install (`.venv-llama/bin/`, made by scripts/bootstrap.sh).
-    static func locate(_ runtime: String) -> String? {
-        if runtime.contains("/") { return access(runtime, X_OK) == 0 ? runtime : nil }
-        if runtime == "llama-server", let installed = ProcessEnvironment.get("LLAMA_RUNNER_LLAMA_SERVER"), access(installed, X_OK) == 0 {
-            return installed
-        }
-        for dir in (ProcessEnvironment.get("PATH") ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
-            let candidate = "\(dir)/\(runtime)"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        // The project's own install: <repo>/.venv-llama/bin/<runtime>, found from the executable's
-        // folder (<repo>/.build/<config>/ or <repo>/.build/<triple>/<config>/).
-        var dir = executableDirectory()
-        for _ in 0..<5 {
-            let candidate = "\(dir)/.venv-llama/bin/\(runtime)"
-            if access(candidate, X_OK) == 0 { return candidate }
-            guard let slash = dir.lastIndex(of: "/"), slash != dir.startIndex else { break }
-            dir = String(dir[..<slash])
-        }
-        return nil
-    }
+    static func locate(_ runtime: String) -> String? { RuntimeLocator.locate(runtime) }
 
     /// Spawns the runner on a free loopback port; stdout and stderr append to its log file.
     static func spawn(_ model: ResolvedModel, logsDir: String, loop: EventLoop) throws -> RunnerProcess {

@@ -1,0 +1,67 @@
+import Glibc
+import Shared
+
+/// `model-registry --check`: validates both config files, reads every model file's metadata and looks
+/// for every runtime, printing one line per check (`ok`, `warn` or `fail` first). Exit 0, or 1 when
+/// something failed. `launcher check` and `launcher up` run it.
+enum CheckCommand {
+    static func run(configDir: String) async -> Int32 {
+        var failed = false
+        func line(_ level: String, _ text: String) {
+            print("\(level.padding(5)) \(text)")
+            if level == "fail" { failed = true }
+        }
+        let store: RegistryStore
+        do {
+            store = try RegistryStore(configDir: configDir, logger: Logger(service: "check", level: .error, toStderr: false)) { _ in }
+        } catch {
+            for fault in error.description.split(separator: "\n") { line("fail", String(fault)) }
+            return 1
+        }
+        let status = await store.status()
+        for file in status.files {
+            line("ok", "\(file.name): \(file.state == "default" ? "absent, built-in defaults in force" : "valid")")
+            for w in file.warnings { line("warn", w) }
+        }
+        let app = await store.appConfig
+        for (name, runtime) in app.runtimes.sorted(by: { $0.key < $1.key }) {
+            guard let path = RuntimeLocator.locate(runtime.path.contains("/") ? resolvePath(runtime.path, configDir: configDir) : runtime.path) else {
+                line(runtime.kind == "llama-server" ? "fail" : "warn", "runtime \(name): \(runtime.path) not found (run scripts/bootstrap.sh, or set its path in app_config.json)")
+                continue
+            }
+            let version = runVersion(path)
+            line(version == nil ? "fail" : "ok", "runtime \(name): \(path)" + (version.map { " (\($0))" } ?? " does not run (--version failed)"))
+        }
+        for model in await store.snapshot().models {
+            switch model.state {
+            case "available":
+                let m = model.metadata
+                line("ok", "model \(model.id): \(model.path)" + (m.map { " (\($0.architecture ?? "?"), \($0.quantization ?? "?"), \($0.fileSize / (1 << 20)) MiB)" } ?? ""))
+            case "missing": line("warn", "model \(model.id): no file at \(model.path)")
+            default: line("fail", "model \(model.id): \(model.error ?? "unreadable")")
+            }
+        }
+        return failed ? 1 : 0
+    }
+
+    /// The first line of `<binary> --version`, or nil if it does not run.
+    static func runVersion(_ path: String) -> String? {
+        var template = Array("/tmp/lr-version-XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { return nil }
+        close(fd)
+        let out = String(cString: template)
+        defer { unlink(out) }
+        guard let child = try? ChildProcess.spawn(path, arguments: ["--version"], output: .file(out)) else { return nil }
+        let until = deadline(after: 10)
+        while child.isRunning && monotonicNanos() < until { usleep(10_000) }
+        if child.isRunning { child.signal(SIGKILL) }
+        guard child.exitStatus == .exited(0) || child.exitStatus == .exited(1) else { return nil }
+        let text = readFile(out) ?? ""
+        return text.split(separator: "\n").first { $0.contains("version") }.map { String($0).trimmingCharacters(in: " ") } ?? "runs"
+    }
+}
+
+extension String {
+    func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+}
