@@ -51,6 +51,7 @@ public struct ServiceOptions: Sendable {
                 guard let l = LogLevel(name: name) else { throw UsageError(message: "--log-level: unknown level \(name) (trace, debug, info, warning, error)") }
                 level = l
             case "--help", "-h": help = true
+            case "--health": rest.append(arg)
             default:
                 if arg.hasPrefix("-") && arg != "-" {
                     throw UsageError(message: "unknown option \(arg)")

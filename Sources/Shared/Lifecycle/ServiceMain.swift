@@ -74,8 +74,11 @@ public enum ServiceMain {
             exit(ExitCode.usage)
         }
         if options.wantsHelp {
-            print("\(name) — \(summary)\n\nusage: \(name) [options]\n\n\(ServiceOptions.helpText)")
+            print("\(name) — \(summary)\n\nusage: \(name) [options]\n\n\(ServiceOptions.helpText)\n  --health           ask the running \(name) for its health (exit 0 if ok): for container health checks")
             exit(ExitCode.ok)
+        }
+        if options.arguments == ["--health"] || CommandLine.arguments.contains("--health") {
+            probeHealth(name, paths: options.paths)
         }
         do {
             try options.paths.prepare()
@@ -119,6 +122,23 @@ public enum ServiceMain {
         }
         dispatchMain()
     }
+}
+
+/// `<service> --health`: asks the running service over its socket; prints its health, exit 0 when ok.
+func probeHealth(_ name: ServiceName, paths: RuntimePaths) -> Never {
+    let client = RPCClient(path: paths.socket(name), defaultTimeout: 3)
+    Task(executorPreference: EventLoop.shared) {
+        client.start()
+        do {
+            let info = try await client.call(ServiceRPC.Health.self, Empty(), timeout: 3)
+            print("\(info.service) pid \(info.pid): \(info.status)\(info.detail.map { " (\($0))" } ?? "")")
+            exit(info.status == "ok" ? ExitCode.ok : ExitCode.failure)
+        } catch {
+            printError("\(name) is not answering on \(paths.socket(name)): \(error)")
+            exit(ExitCode.failure)
+        }
+    }
+    dispatchMain()
 }
 
 /// A supervised service (the launcher sets `LLAMA_RUNNER_SUPERVISOR_PID`) stops by itself when its
