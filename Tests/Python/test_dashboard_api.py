@@ -134,6 +134,9 @@ def test_events_stream_state_changes(mesh):
     events = [e for e, _ in seen]
     assert events[0] == "hello"
     assert "runner" in events, events
+    states = [d["state"] for e, d in seen if e == "runner" and d["model"] == "smol-embed"]
+    assert "loading" in states and states[-1] == "ready", states
+    assert any(d.get("detail") for e, d in seen if e == "runner" and d["state"] == "loading"), "loading carries progress lines"
 
 
 def test_events_carry_live_log_lines(mesh):

@@ -225,6 +225,11 @@ actor RunnerManager {
         }
     }
 
+    private func progress(_ model: String, process: RunnerProcess, line: String) {
+        guard processes[model] === process, status[model]?.state == "loading" else { return }
+        context.rpc.notify(RunnersRPC.StateChanged.self, RunnerState(model: model, state: "loading", pid: process.pid, detail: line))
+    }
+
     private func setState(_ model: String, _ state: String, detail: String? = nil, memory: Int? = nil) {
         var s = status[model] ?? Status()
         s.state = state
@@ -254,6 +259,17 @@ actor RunnerManager {
         context.logger.info("starting runner", ("model", spec.id), ("pid", process.pid), ("port", process.port))
         setState(spec.id, "loading")
         watchExit(process)
+        // `runners.state` "loading" again with each new progress line from the runner's log.
+        Task(executorPreference: loop) { [loop] in
+            var last: String?
+            while process.loading {
+                try? await loop.sleep(seconds: 0.25)
+                if process.loading, let line = process.progressLine, line != last {
+                    last = line
+                    await self.progress(spec.id, process: process, line: line)
+                }
+            }
+        }
         do {
             try await process.waitReady(stallTimeout: stallTimeout, loop: loop)
         } catch {
