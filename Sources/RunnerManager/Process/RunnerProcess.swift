@@ -40,6 +40,8 @@ final class RunnerProcess: @unchecked Sendable {
     var loading = true
     /// The latest meaningful log line while loading (shown as progress).
     var progressLine: String?
+    /// The progress line last sent in a `runners.state` notification.
+    var notifiedProgress: String?
 
     var pid: Int32 { identity.pid }
     var endpoint: String { "http://127.0.0.1:\(port)" }

@@ -225,8 +225,11 @@ actor RunnerManager {
         }
     }
 
-    private func progress(_ model: String, process: RunnerProcess, line: String) {
-        guard processes[model] === process, status[model]?.state == "loading" else { return }
+    /// Notifies `runners.state` "loading" with the runner's latest progress line, once per new line.
+    private func progress(_ model: String, process: RunnerProcess) {
+        guard processes[model] === process, status[model]?.state == "loading",
+              let line = process.progressLine, line != process.notifiedProgress else { return }
+        process.notifiedProgress = line
         context.rpc.notify(RunnersRPC.StateChanged.self, RunnerState(model: model, state: "loading", pid: process.pid, detail: line))
     }
 
@@ -261,13 +264,9 @@ actor RunnerManager {
         watchExit(process)
         // `runners.state` "loading" again with each new progress line from the runner's log.
         Task(executorPreference: loop) { [loop] in
-            var last: String?
             while process.loading {
                 try? await loop.sleep(seconds: 0.25)
-                if process.loading, let line = process.progressLine, line != last {
-                    last = line
-                    await self.progress(spec.id, process: process, line: line)
-                }
+                if process.loading { await self.progress(spec.id, process: process) }
             }
         }
         do {
@@ -282,6 +281,7 @@ actor RunnerManager {
             apply(scheduler.startFailed(spec.id, reason: "\(error)", now: Self.now()))
             return
         }
+        progress(spec.id, process: process)  // a fast load still reports its last progress line
         process.loading = false
         readyAt[spec.id] = monotonicNanos()
         let ms = Int((monotonicNanos() - startedAt) / 1_000_000)
