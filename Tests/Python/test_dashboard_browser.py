@@ -1,5 +1,6 @@
 """The web dashboard in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium).
-Screenshots of each page are written to docs/screenshots/ (committed, for the README)."""
+Screenshots of each page are written to .build/screenshots/; with UPDATE_SCREENSHOTS=1 they refresh the
+committed docs/screenshots/ (shown by the README) instead, so a plain test run leaves the checkout clean."""
 import json
 import os
 import time
@@ -13,7 +14,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from conftest import ROOT
 
-SHOTS = os.path.join(ROOT, "docs", "screenshots")
+SHOTS = os.path.join(ROOT, "docs", "screenshots") if os.environ.get("UPDATE_SCREENSHOTS") == "1" \
+    else os.path.join(ROOT, ".build", "screenshots")
 PAGES = ["overview", "models", "logs", "config", "playground"]
 
 
