@@ -17,6 +17,7 @@ bench-http:
 bench-runners:
 	python3 scripts/bench_runners.py
 
-# Time the gateway adds to a real streamed request, against the runner directly (issue 6's benchmark).
+# Time the gateway adds to a real streamed request, against the runner directly and beside llama-server's
+# router mode, plus idle memory (issues 6 and 8); writes docs/benchmarks.md.
 bench-gateway:
-	python3 scripts/bench_gateway.py
+	python3 scripts/bench_gateway.py --write docs/benchmarks.md

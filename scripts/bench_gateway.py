@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Gateway overhead on a real request (issue 6).
+"""Gateway overhead on a real request (issue 6), side by side with llama-server's router mode (issue 8).
 
-The same small request (SmolLM2, max_tokens 8, temperature 0, streamed) is sent alternately straight to
-the runner's llama-server and through the gateway, 200 pairs. Prints median and p99 of time to first
-token (first SSE data event) and total time, and the differences (the gateway's added time; goal:
-median under 0.5 ms). Release builds, keep-alive connections on both sides. Figures, not assertions.
-Usage: python3 scripts/bench_gateway.py [--pairs 200]
+The same small request (SmolLM2, max_tokens 8, temperature 0, streamed) is sent in rotating order straight
+to the runner's llama-server, through the gateway, and through llama-server in router mode (`--models-dir`,
+the same binary, the model already loaded), 200 rounds. Prints median and p99 of time to first token
+(first SSE data event) and total time, and each one's added time over direct (goal for the gateway:
+median under 0.5 ms). Then the idle RSS of our five processes against the router process (runners
+excluded on both sides). Release builds. Figures, not assertions.
+Usage: python3 scripts/bench_gateway.py [--pairs 200] [--write docs/benchmarks.md]
 """
 import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, tempfile, time, urllib.request
 
@@ -55,6 +57,32 @@ def timed(conn):
     return (first - start) * 1000, (end - start) * 1000
 
 
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid):
+    out = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [(int(p), c) for p, c in (line.split(None, 1) for line in out.splitlines())]
+
+
+class Fresh:
+    """llama-server closes the connection after each streamed response: a new one per request."""
+    def __init__(self, port):
+        self.port = port
+
+    def request(self, *a, **k):
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        self.conn.request(*a, **k)
+
+    def getresponse(self):
+        return self.conn.getresponse()
+
+
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -63,6 +91,7 @@ def pct(values, p):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=200)
+    ap.add_argument("--write", help="also write the tables to this markdown file")
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
     bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
@@ -75,6 +104,13 @@ def main():
                "paths": {"models_dirs": []}, "discovery_interval_seconds": 0}, open(os.path.join(config, "app_config.json"), "w"))
     json.dump({"models": {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 1024, "parallel": 1}}}},
               open(os.path.join(config, "models_config.json"), "w"))
+    router_dir = os.path.join(work, "router-models")
+    os.makedirs(router_dir)
+    os.symlink(MODEL, os.path.join(router_dir, "smol.gguf"))
+    router_port = free_ports(1)[0]
+    router = subprocess.Popen([os.path.join(ROOT, ".venv-llama", "bin", "llama-server"), "--models-dir", router_dir, "--models-max", "1",
+                               "--host", "127.0.0.1", "--port", str(router_port), "-c", "1024", "-np", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", state, "--config-dir", config],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -90,40 +126,57 @@ def main():
         endpoint = rpc(os.path.join(state, "run", "runners.sock"), "runners.list")[0]["endpoint"]
         runner_port = int(endpoint.rsplit(":", 1)[1])
 
-        class Direct:
-            """llama-server closes the connection after each streamed response: a new one per request."""
-            def request(self, *a, **k):
-                self.conn = http.client.HTTPConnection("127.0.0.1", runner_port, timeout=60)
-                self.conn.request(*a, **k)
-
-            def getresponse(self):
-                return self.conn.getresponse()
-
-        direct = Direct()
+        # The router names the model after its file: smol.gguf → "smol", the same request body for all three.
+        # A new connection per request on all three legs, so none is favoured by keep-alive.
+        legs = {"direct": Fresh(runner_port), "gateway": Fresh(lmstudio), "router": Fresh(router_port)}
         for _ in range(10):
-            timed(direct)
-            timed(gateway)
-        d_ttft, d_total, g_ttft, g_total = [], [], [], []
+            for conn in legs.values():
+                timed(conn)  # the router loads its model on the first one
+        results = {name: ([], []) for name in legs}
+        names = list(legs)
         for i in range(args.pairs):
-            for conn, ttft, total in ((direct, d_ttft, d_total), (gateway, g_ttft, g_total)) if i % 2 == 0 else ((gateway, g_ttft, g_total), (direct, d_ttft, d_total)):
-                a, b = timed(conn)
-                ttft.append(a)
-                total.append(b)
+            for name in names[i % 3:] + names[:i % 3]:
+                a, b = timed(legs[name])
+                results[name][0].append(a)
+                results[name][1].append(b)
+        time.sleep(3)  # idle
+        ours = [(pid, comm) for pid, comm in children(launcher.pid) if "llama-server" not in comm]
+        ours.append((launcher.pid, "launcher"))
+        ours_rss = {comm: rss_kb(pid) for pid, comm in ours}
+        router_rss = rss_kb(router.pid)
     finally:
         launcher.send_signal(signal.SIGINT)
+        router.send_signal(signal.SIGTERM)
         launcher.wait(timeout=60)
+        router.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
+    lines = [f"SmolLM2-135M Q4_1, streamed chat, max_tokens 8, temperature 0; {args.pairs} rounds in rotating order; "
+             f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}", "",
+             "| | TTFT median | TTFT p99 | total median | total p99 | added TTFT (median of per-round differences) | added total |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    d_ttft, d_total = results["direct"]
+    labels = {"direct": "direct to llama-server", "gateway": "**Llama Runner gateway**", "router": "llama-server router mode"}
+    for name in names:
+        ttft, total = results[name]
+        added = "—" if name == "direct" else \
+            f"{statistics.median([x - y for x, y in zip(ttft, d_ttft)]):.2f} ms | {statistics.median([x - y for x, y in zip(total, d_total)]):.2f} ms"
+        if name == "direct":
+            added += " | —"
+        lines.append(f"| {labels[name]} | {statistics.median(ttft):.2f} ms | {pct(ttft, 99):.2f} ms | "
+                     f"{statistics.median(total):.2f} ms | {pct(total, 99):.2f} ms | {added} |")
+    lines += ["", "Idle RSS with the model loaded (runners excluded):", "",
+              "| process | RSS |", "|---|---:|"]
+    for comm, kb in sorted(ours_rss.items()):
+        lines.append(f"| {comm} | {kb / 1024:.1f} MB |")
+    lines.append(f"| **Llama Runner, all five** | **{sum(ours_rss.values()) / 1024:.1f} MB** |")
+    lines.append(f"| llama-server router process | {router_rss / 1024:.1f} MB |")
     print()
-    print(f"SmolLM2-135M Q4_1, streamed chat, max_tokens 8, temperature 0; {args.pairs} alternating pairs; {os.cpu_count()} cores")
-    print()
-    print("| | TTFT median | TTFT p99 | total median | total p99 |")
-    print("|---|---:|---:|---:|---:|")
-    print(f"| direct to llama-server | {statistics.median(d_ttft):.2f} ms | {pct(d_ttft, 99):.2f} ms | {statistics.median(d_total):.2f} ms | {pct(d_total, 99):.2f} ms |")
-    print(f"| through the gateway | {statistics.median(g_ttft):.2f} ms | {pct(g_ttft, 99):.2f} ms | {statistics.median(g_total):.2f} ms | {pct(g_total, 99):.2f} ms |")
-    dt = [g - d for g, d in zip(g_ttft, d_ttft)]
-    dT = [g - d for g, d in zip(g_total, d_total)]
-    print(f"| **added by the gateway** (per pair) | **{statistics.median(dt):.2f} ms** | {pct(dt, 99):.2f} ms | **{statistics.median(dT):.2f} ms** | {pct(dT, 99):.2f} ms |")
+    print("\n".join(lines))
+    if args.write:
+        with open(args.write, "w") as f:
+            f.write("# Benchmarks\n\nWritten by `make bench-gateway` (scripts/bench_gateway.py); release builds, same machine, "
+                    "same run, same llama-server binary.\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
