@@ -57,6 +57,19 @@ def timed(conn):
     return (first - start) * 1000, (end - start) * 1000
 
 
+NOTES = """
+Reading the figures: each leg opens a new connection per request (llama-server closes the connection after
+a streamed response, so this is how its own clients see it). Per-round differences of a millisecond or two
+are within this shared 2-core machine's noise; a gateway median below direct is not a real speed-up. The
+swap row includes stopping the other model and loading this one: compare it with `make bench-runners`,
+which shows how much of it is llama-server's own spawn-to-ready. Memory: our services link Foundation and
+each sits near 15 MB idle (goal 12 MB); five processes cost about 4.5× the router's single one.
+
+Not measured here yet (issue 8): LiteLLM, wrk against the router's `/health` (`make bench-http` measures
+ours against nginx), and the 256-client streaming load test.
+"""
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -91,6 +104,7 @@ def pct(values, p):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=200)
+    ap.add_argument("--swaps", type=int, default=10, help="A→B→A cycles with one model slot")
     ap.add_argument("--write", help="also write the tables to this markdown file")
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
@@ -101,12 +115,14 @@ def main():
     config, state = os.path.join(work, "config"), os.path.join(work, "state")
     os.makedirs(config)
     json.dump({"proxies": {"ollama": {"port": ollama}, "lmstudio": {"port": lmstudio}}, "dashboard": {"api_port": api, "web_port": web},
-               "paths": {"models_dirs": []}, "discovery_interval_seconds": 0}, open(os.path.join(config, "app_config.json"), "w"))
-    json.dump({"models": {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 1024, "parallel": 1}}}},
+               "paths": {"models_dirs": []}, "discovery_interval_seconds": 0,
+               "limits": {"max_loaded_models": 1}}, open(os.path.join(config, "app_config.json"), "w"))
+    json.dump({"models": {name: {"model_path": MODEL, "parameters": {"ctx_size": 1024, "parallel": 1}} for name in ("smol", "smol-b")}},
               open(os.path.join(config, "models_config.json"), "w"))
     router_dir = os.path.join(work, "router-models")
     os.makedirs(router_dir)
-    os.symlink(MODEL, os.path.join(router_dir, "smol.gguf"))
+    for name in ("smol", "smol-b"):
+        os.symlink(MODEL, os.path.join(router_dir, name + ".gguf"))
     router_port = free_ports(1)[0]
     router = subprocess.Popen([os.path.join(ROOT, ".venv-llama", "bin", "llama-server"), "--models-dir", router_dir, "--models-max", "1",
                                "--host", "127.0.0.1", "--port", str(router_port), "-c", "1024", "-np", "1"],
@@ -144,6 +160,17 @@ def main():
         ours.append((launcher.pid, "launcher"))
         ours_rss = {comm: rss_kb(pid) for pid, comm in ours}
         router_rss = rss_kb(router.pid)
+        # Swap A→B→A with one model slot on both (ours: max_loaded_models 1; router: --models-max 1): time from
+        # the request to the first data event, which includes stopping the other model and loading this one.
+        global BODY
+        plain = BODY
+        swaps = {"gateway": [], "router": []}
+        for _ in range(args.swaps):
+            for name in ("gateway", "router"):
+                for model in (b"smol-b", b"smol"):
+                    BODY = plain.replace(b'"model": "smol"', b'"model": "' + model + b'"')
+                    swaps[name].append(timed(legs[name])[0])
+        BODY = plain
     finally:
         launcher.send_signal(signal.SIGINT)
         router.send_signal(signal.SIGTERM)
@@ -165,6 +192,12 @@ def main():
             added += " | —"
         lines.append(f"| {labels[name]} | {statistics.median(ttft):.2f} ms | {pct(ttft, 99):.2f} ms | "
                      f"{statistics.median(total):.2f} ms | {pct(total, 99):.2f} ms | {added} |")
+    lines += ["", f"Swap with one model slot ({args.swaps} A→B→A cycles, request to first data event, including the "
+              "other model's stop and this one's load):", "",
+              "| | median | p90 | max |", "|---|---:|---:|---:|"]
+    for name in ("gateway", "router"):
+        v = swaps[name]
+        lines.append(f"| {labels[name]} (max 1 model) | {statistics.median(v):.0f} ms | {pct(v, 90):.0f} ms | {max(v):.0f} ms |")
     lines += ["", "Idle RSS with the model loaded (runners excluded):", "",
               "| process | RSS |", "|---|---:|"]
     for comm, kb in sorted(ours_rss.items()):
@@ -176,7 +209,7 @@ def main():
     if args.write:
         with open(args.write, "w") as f:
             f.write("# Benchmarks\n\nWritten by `make bench-gateway` (scripts/bench_gateway.py); release builds, same machine, "
-                    "same run, same llama-server binary.\n\n" + "\n".join(lines) + "\n")
+                    "same run, same llama-server binary.\n\n" + "\n".join(lines) + "\n" + NOTES)
 
 
 if __name__ == "__main__":
