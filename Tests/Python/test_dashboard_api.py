@@ -163,6 +163,38 @@ def test_events_carry_live_log_lines(mesh):
     assert lines and lines[0]["source"] and lines[0]["line"]
 
 
+def test_each_log_line_is_sent_once(mesh):
+    """The gateway tails the log files once, however long it has run (a tail per metrics tick once
+    repeated every line as many times as ticks had passed)."""
+    api = mesh.url(mesh.api)
+    time.sleep(4.5)  # more than two metrics ticks since start
+    lines = []
+    stop = threading.Event()
+
+    def listen():
+        with httpx.Client(timeout=20) as client:
+            with client.stream("GET", api + "/api/events") as r:
+                event = None
+                for line in r.iter_lines():
+                    if stop.is_set():
+                        return
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event == "log":
+                        lines.append(json.loads(line[5:]))
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    time.sleep(1)
+    call("POST", api + "/api/models/smol/unload")
+    call("POST", api + "/api/models/smol/load")
+    time.sleep(3)
+    stop.set()
+    keys = [(d["source"], d["line"]) for d in lines]
+    assert keys, "some log lines arrived"
+    assert len(keys) == len(set(keys)), [k for k in keys if keys.count(k) > 1][:3]
+
+
 def test_writes_need_the_admin_token_when_one_is_set(strict_mesh):
     api = strict_mesh.url(strict_mesh.api)
     status, body = call("POST", api + "/api/discover")

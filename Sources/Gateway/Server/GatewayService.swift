@@ -39,9 +39,11 @@ final class GatewayService: Service {
             hub.publish("registry", .object(JSONObject([("revision", .string(revision))])))
         }
         await catalog.start()
+        let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog)
         runners.onNotification { method, data in
-            if method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data),
-               let encoded = try? JSONEncoder().encode(state), let value = try? JSONParser.parse([UInt8](encoded)).0 {
+            guard method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data) else { return }
+            relay.runnerStateChanged(model: state.model, state: state.state)
+            if let encoded = try? JSONEncoder().encode(state), let value = try? JSONParser.parse([UInt8](encoded)).0 {
                 hub.publish("runner", value)
             }
         }
@@ -55,11 +57,10 @@ final class GatewayService: Service {
                     hub.publish("metrics", value)
                 }
                 loop.schedule(at: deadline(after: 2)) { tick() }
-        LogTail(paths: context.paths, hub: hub).start(loop: loop)
             }
         }
         loop.schedule(at: deadline(after: 2)) { tick() }
-        let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog)
+        LogTail(paths: context.paths, hub: hub).start(loop: loop)
         let openAI = OpenAIRoutes(catalog: catalog, relay: relay, bodies: JSONBodyReader(limit: config.limits.requestBodyBytes))
         func baseRouter() -> Router {
             var router = Router()

@@ -8,7 +8,8 @@ final class RunnerRelay: Sendable {
     let runners: RPCClient
     let metrics: RPCClient
     let catalog: ModelCatalog
-    private let pools = Mutex<[String: HTTPClient]>([:])
+    /// Keep-alive connections per runner endpoint, and the endpoint each model was last granted on.
+    private let pools = Mutex<(clients: [String: HTTPClient], endpoints: [String: String])>(([:], [:]))
 
     init(runners: RPCClient, metrics: RPCClient, catalog: ModelCatalog) {
         self.runners = runners
@@ -27,14 +28,29 @@ final class RunnerRelay: Sendable {
         let overheadMs: Double
     }
 
-    func client(_ endpoint: String) -> HTTPClient {
+    func client(_ endpoint: String, model: String) -> HTTPClient {
         pools.withLock { p in
-            if let c = p[endpoint] { return c }
+            p.endpoints[model] = endpoint
+            if let c = p.clients[endpoint] { return c }
             let port = UInt16(endpoint.split(separator: ":").last ?? "") ?? 0
             let c = HTTPClient(address: .tcp(host: "127.0.0.1", port: port), maxIdleConnections: 64)
-            p[endpoint] = c
+            p.clients[endpoint] = c
             return c
         }
+    }
+
+    /// A runner that is stopping gets its idle keep-alive connections closed at once: llama-server's
+    /// SIGTERM exit waits about 100 ms on an open idle connection, and a swap waits for that exit.
+    /// Once it has stopped or failed, its pool is dropped (a new runner gets a new port).
+    func runnerStateChanged(model: String, state: String) {
+        guard state == "stopping" || state == "stopped" || state == "failed" else { return }
+        let client = pools.withLock { p -> HTTPClient? in
+            guard let endpoint = p.endpoints[model] else { return nil }
+            if state == "stopping" { return p.clients[endpoint] }
+            p.endpoints[model] = nil
+            return p.clients.removeValue(forKey: endpoint)
+        }
+        client?.closeIdle()
     }
 
     /// Acquires a runner for `model` and sends `body` to `path`. On failure, the error response in `shape`.
@@ -50,7 +66,7 @@ final class RunnerRelay: Sendable {
         let acquireEnd = monotonicNanos()
         let upstream: HTTPClientResponse
         do {
-            upstream = try await client(grant.endpoint).send(HTTPClientRequest(method: "POST", target: path,
+            upstream = try await client(grant.endpoint, model: model.id).send(HTTPClientRequest(method: "POST", target: path,
                                                                                headers: ["Content-Type": "application/json", "Accept": accept],
                                                                                body: .bytes(body)), timeout: 900)
         } catch {
