@@ -65,8 +65,8 @@ swap row includes stopping the other model and loading this one: compare it with
 which shows how much of it is llama-server's own spawn-to-ready. Memory: our services link Foundation and
 each sits near 15 MB idle (goal 12 MB); five processes cost about 4.5× the router's single one.
 
-Not measured here yet (issue 8): LiteLLM, wrk against the router's `/health` (`make bench-http` measures
-ours against nginx), and the 256-client streaming load test.
+Gateway capacity (wrk against ours, nginx, llama-server's and the router's `/health`) is `make bench-http`.
+Not measured yet (issue 8): LiteLLM and the 256-client streaming load test.
 """
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Gateway throughput benchmark (issue 3).
+"""Gateway throughput benchmark (issues 3 and 8).
 
 Runs the whole mesh (`launcher up`, release build) on free loopback ports and, in the same run, nginx
 with one worker answering the same constant body, then drives both with wrk (keep-alive) on
 GET /api/version at 1, 16 and 64 connections. Prints requests/s and p50/p99 latency for each and the
-ratio to nginx. Figures, not assertions: the machine is shared and noisy.
+ratio to nginx. Beside them, `GET /health` on llama-server (serving the demo model) and on llama-server
+in router mode (`--models-dir`), the same binary. Figures, not assertions: the machine is shared and noisy.
 
 Usage: python3 scripts/bench_http.py [--duration 10] [--connections 1,16,64]
 """
@@ -80,7 +81,10 @@ def main():
                             capture_output=True, text=True).stdout.strip()
 
     work = tempfile.mkdtemp(prefix="lr-bench-")
-    ollama, lmstudio, api, web, nginx_port = free_ports(5)
+    ollama, lmstudio, api, web, nginx_port, direct_port, router_port = free_ports(7)
+    binary = os.path.join(ROOT, ".venv-llama", "bin", "llama-server")
+    model = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    peers = os.path.exists(binary) and os.path.exists(model)  # installed by scripts/bootstrap.sh
     os.makedirs(f"{work}/config")
     with open(f"{work}/config/app_config.json", "w") as f:
         json.dump({"proxies": {"ollama": {"port": ollama}, "lmstudio": {"port": lmstudio}},
@@ -105,6 +109,14 @@ http {{
                                 stdout=subprocess.DEVNULL, stderr=open(f"{work}/launcher.err", "w"))
     nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", f"{work}/nginx.conf", "-p", work],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    llama = []
+    if peers:
+        os.makedirs(f"{work}/router-models")
+        os.symlink(model, f"{work}/router-models/smol.gguf")
+        llama = [subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(direct_port), "-c", "1024", "-np", "1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                 subprocess.Popen([binary, "--models-dir", f"{work}/router-models", "--host", "127.0.0.1", "--port", str(router_port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     results = []
     try:
         ours = f"http://127.0.0.1:{ollama}/api/version"
@@ -113,13 +125,18 @@ http {{
         wait_http(ref)
         with urllib.request.urlopen(ours) as r:
             assert r.read().decode() == BODY, "gateway body differs from the nginx body"
+        others = [f"http://127.0.0.1:{direct_port}/health", f"http://127.0.0.1:{router_port}/health"] if peers else []
+        for url in others:
+            wait_http(url, timeout=120)
         for c in conns:
             run_wrk(ours, c, 2)  # warm-up
             run_wrk(ref, c, 2)
             n = run_wrk(ref, c, args.duration)
             g = run_wrk(ours, c, args.duration)
-            results.append((c, g, n))
-            print(f"  {c:>3} connections: gateway {g['rps']:,.0f} req/s, nginx {n['rps']:,.0f} req/s", flush=True)
+            peer = [run_wrk(url, c, args.duration) for url in others]
+            results.append((c, g, n, peer))
+            print(f"  {c:>3} connections: gateway {g['rps']:,.0f} req/s, nginx {n['rps']:,.0f} req/s"
+                  + "".join(f", {name} {p['rps']:,.0f} req/s" for name, p in zip(("llama-server", "router"), peer)), flush=True)
         gateway_pid = None
         try:
             status = subprocess.run([f"{bindir}/launcher", "status", "--state-dir", f"{work}/state"], capture_output=True, text=True).stdout
@@ -130,8 +147,12 @@ http {{
     finally:
         launcher.send_signal(signal.SIGINT)
         nginx.send_signal(signal.SIGQUIT)
+        for p in llama:
+            p.send_signal(signal.SIGTERM)
         launcher.wait(timeout=60)
         nginx.wait(timeout=30)
+        for p in llama:
+            p.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -140,9 +161,17 @@ http {{
     print()
     print("| connections | gateway req/s | gateway p50 | gateway p99 | nginx req/s | nginx p50 | nginx p99 | gateway / nginx |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for c, g, n in results:
+    for c, g, n, _ in results:
         print(f"| {c} | {g['rps']:,.0f} | {g['p50_ms']:.3f} ms | {g['p99_ms']:.3f} ms | {n['rps']:,.0f} | {n['p50_ms']:.3f} ms | {n['p99_ms']:.3f} ms | {g['rps'] / n['rps']:.2f}× |")
-    for c, g, n in results:
+    if peers:
+        print()
+        print("| connections | gateway `/api/version` req/s | llama-server `/health` req/s | p99 | router `/health` req/s | p99 | gateway / router |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for c, g, _, (d, r) in results:
+            print(f"| {c} | {g['rps']:,.0f} | {d['rps']:,.0f} | {d['p99_ms']:.3f} ms | {r['rps']:,.0f} | {r['p99_ms']:.3f} ms | {g['rps'] / r['rps']:.2f}× |")
+    else:
+        print("\n(llama-server or the demo model is not installed: run scripts/bootstrap.sh for the llama-server columns)")
+    for c, g, n, _ in results:
         if g["errors"] or g["socket_errors"]:
             print(f"gateway at {c} connections: {g['errors']} non-2xx, socket errors: {g['socket_errors']}")
     if rss_kb:
