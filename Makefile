@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test bench-http bench-runners bench-gateway
+.PHONY: up test bench-http bench-runners bench-gateway bench-load
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -21,3 +21,7 @@ bench-runners:
 # router mode, plus idle memory (issues 6 and 8); writes docs/benchmarks.md.
 bench-gateway:
 	python3 scripts/bench_gateway.py --write docs/benchmarks.md
+
+# 256 concurrent streaming clients for 60 s, direct and through the gateway: errors, chunk gaps, gateway RSS (issue 8).
+bench-load:
+	python3 scripts/bench_load.py
