@@ -11,31 +11,9 @@ Usage: python3 scripts/bench_gateway.py [--pairs 200] [--write docs/benchmarks.m
 """
 import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, tempfile, time, urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+from benchlib import MODEL, ROOT, children, free_ports, pct, rpc, rss_kb, wait_http
 BODY = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8,
                    "temperature": 0, "stream": True}).encode()
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def rpc(path, method, params=None):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(path)
-    s.sendall((json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}) + "\n").encode())
-    buf = b""
-    while not buf.endswith(b"\n"):
-        buf += s.recv(1 << 20)
-    s.close()
-    return json.loads(buf)["result"]
 
 
 def timed(conn):
@@ -70,19 +48,6 @@ Not measured yet (issue 8): LiteLLM and the 256-client streaming load test.
 """
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def children(pid):
-    out = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [(int(p), c) for p, c in (line.split(None, 1) for line in out.splitlines())]
-
-
 class Fresh:
     """llama-server closes the connection after each streamed response: a new one per request."""
     def __init__(self, port):
@@ -94,11 +59,6 @@ class Fresh:
 
     def getresponse(self):
         return self.conn.getresponse()
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def main():
@@ -130,13 +90,7 @@ def main():
     launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", state, "--config-dir", config],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{api}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
+        wait_http(f"http://127.0.0.1:{api}/health")
         gateway = http.client.HTTPConnection("127.0.0.1", lmstudio, timeout=60)
         timed(gateway)  # loads the model
         endpoint = rpc(os.path.join(state, "run", "runners.sock"), "runners.list")[0]["endpoint"]

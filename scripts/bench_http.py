@@ -11,18 +11,8 @@ Usage: python3 scripts/bench_http.py [--duration 10] [--connections 1,16,64]
 """
 import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, free_ports, wait_http
 BODY = '{"version":"0.12.6"}'
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def ensure_tools():
@@ -31,18 +21,6 @@ def ensure_tools():
         print(f"installing {' '.join(missing)} (Debian packages)…", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=False)
         subprocess.run(["apt-get", "install", "-y", "-qq"] + missing, check=True)
-
-
-def wait_http(url, timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
 def to_ms(text):

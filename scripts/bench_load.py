@@ -10,7 +10,7 @@ Usage: python3 scripts/bench_load.py [--clients 256] [--seconds 60] [--parallel 
 """
 import argparse, http.client, json, os, shutil, signal, statistics, subprocess, tempfile, threading, time, urllib.request
 
-from bench_gateway import MODEL, ROOT, free_ports, pct, rpc, rss_kb, children
+from benchlib import MODEL, ROOT, children, free_ports, pct, rpc, rss_kb, wait_http
 
 BODY = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Count to ten"}], "max_tokens": 16,
                    "temperature": 0, "stream": True}).encode()
@@ -89,13 +89,7 @@ def main():
     launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", state, "--config-dir", config],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{api}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
+        wait_http(f"http://127.0.0.1:{api}/health")
         phase(lmstudio, 1, 0.01)  # loads the model
         endpoint = rpc(os.path.join(state, "run", "runners.sock"), "runners.list")[0]["endpoint"]
         runner_port = int(endpoint.rsplit(":", 1)[1])
