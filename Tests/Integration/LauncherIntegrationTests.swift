@@ -31,7 +31,7 @@ import Testing
             #expect(try await mesh.interrupt() == .exited(0))
             for (name, pid) in pids { #expect(!processExists(pid), "\(name) (pid \(pid)) is still in /proc") }
             #expect(!processExists(launcherPid))
-            #expect(listDirectory(mesh.paths.runDir).filter { $0.hasSuffix(".sock") } == [])
+            #expect((listDirectory(mesh.paths.runDir) ?? []).filter { $0.hasSuffix(".sock") } == [])
         }
     }
 
@@ -113,7 +113,7 @@ import Testing
             #expect(status == .exited(1))
             let out = mesh.launcherOutput
             #expect(out.contains("proxies.lmstudio.port: 127.0.0.1:\(mesh.ports.lmstudio) is already in use"), "\(out)")
-            #expect(listDirectory(mesh.paths.runDir).filter { $0.hasSuffix(".sock") } == [])
+            #expect((listDirectory(mesh.paths.runDir) ?? []).filter { $0.hasSuffix(".sock") } == [])
         }
     }
 

@@ -14,9 +14,7 @@ final class Mesh {
     static var binDir: String { executableDirectory() }
 
     init() throws {
-        var template = Array("/tmp/lr-mesh-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp") }
-        dir = String(cString: made)
+        dir = try makeTemporaryDirectory(prefix: "lr-mesh")
         paths = RuntimePaths(stateDir: dir + "/state", configDir: dir + "/config")
         ports = (0, 0, 0, 0)
         control = RPCClient(path: paths.launcherSocket, defaultTimeout: 5)
@@ -172,24 +170,3 @@ func processState(_ pid: Int32) -> Character? {
 }
 
 /// Files in a directory.
-func listDirectory(_ path: String) -> [String] {
-    guard let d = opendir(path) else { return [] }
-    defer { closedir(d) }
-    var names: [String] = []
-    while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-}
-
-func removeTree(_ path: String) {
-    var st = stat()
-    guard lstat(path, &st) == 0 else { return }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-        for name in listDirectory(path) { removeTree(path + "/" + name) }
-        rmdir(path)
-    } else {
-        unlink(path)
-    }
-}

@@ -14,8 +14,7 @@ import Testing
         let client: RPCClient
 
         init(models: String = #"{"models": {"m": {"model_path": "m.gguf"}}}"#) throws {
-            var template = Array("/tmp/lr-regi-XXXXXX".utf8CString)
-            dir = String(cString: mkdtemp(&template)!)
+            dir = try makeTemporaryDirectory(prefix: "lr-regi")
             paths = RuntimePaths(stateDir: dir + "/state", configDir: dir + "/config")
             try makeDirectories(paths.configDir)
             try AtomicFile.write(Array(#"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0}"#.utf8), to: paths.configDir + "/app_config.json")
@@ -132,7 +131,7 @@ import Testing
             }
             // A restart cleans up any temporary file a killed writer left behind.
             try await registry.start()
-            #expect(!listDirectory(registry.paths.configDir).contains { $0.contains(".tmp.") })
+            #expect(!(listDirectory(registry.paths.configDir) ?? []).contains { $0.contains(".tmp.") })
         } catch {
             await registry.finish()
             throw error

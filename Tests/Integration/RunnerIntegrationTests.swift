@@ -22,8 +22,7 @@ final class RunnerRig: @unchecked Sendable {
     let runners: RPCClient
 
     init(maxLoaded: Int = 2, ttl: Int = 300, extraModels: String = "") throws {
-        var template = Array("/tmp/lr-run-XXXXXX".utf8CString)
-        dir = String(cString: mkdtemp(&template)!)
+        dir = try makeTemporaryDirectory(prefix: "lr-run")
         paths = RuntimePaths(stateDir: dir + "/state", configDir: dir + "/config")
         try makeDirectories(paths.configDir)
         try AtomicFile.write(Array("""
@@ -98,7 +97,7 @@ final class RunnerRig: @unchecked Sendable {
 
 /// llama-server processes on this machine running `model` with this ctx_size.
 func llamaServers(ctx: Int) -> [Int32] {
-    listDirectory("/proc").compactMap(Int32.init).filter { pid in
+    (listDirectory("/proc") ?? []).compactMap(Int32.init).filter { pid in
         guard let cmd = readFileBytes("/proc/\(pid)/cmdline", maxBytes: 8192) else { return false }
         let args = cmd.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         return args.first?.hasSuffix("llama-server") == true && args.contains(demoModel)

@@ -104,30 +104,9 @@ func writeFile(_ path: String, _ text: String) throws {
 
 /// A temporary directory for one test, removed afterwards.
 func withTemporaryDirectory(_ body: (String) async throws -> Void) async throws {
-    var template = Array("/tmp/lr-reg-XXXXXX".utf8CString)
-    guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp") }
-    let path = String(cString: made)
+    let path = try makeTemporaryDirectory(prefix: "lr-reg")
     defer { removeTree(path) }
     try await body(path)
-}
-
-func removeTree(_ path: String) {
-    var st = stat()
-    guard lstat(path, &st) == 0 else { return }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-        if let d = opendir(path) {
-            var names: [String] = []
-            while let e = readdir(d) {
-                let n = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-                if n != "." && n != ".." { names.append(n) }
-            }
-            closedir(d)
-            names.forEach { removeTree(path + "/" + $0) }
-        }
-        rmdir(path)
-    } else {
-        unlink(path)
-    }
 }
 
 /// The repository root (for the committed config files and the demo model).

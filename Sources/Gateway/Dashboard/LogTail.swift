@@ -18,12 +18,8 @@ final class LogTail: @unchecked Sendable {
     func files() -> [(source: String, path: String)] {
         var list = (ServiceName.startOrder.map(\.rawValue) + ["launcher"]).map { ($0, paths.log($0)) }
         let runners = paths.logsDir + "/runners"
-        if let d = opendir(runners) {
-            while let e = readdir(d) {
-                let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-                if name.hasSuffix(".log") { list.append(("runner:" + String(name.dropLast(4)), runners + "/" + name)) }
-            }
-            closedir(d)
+        for name in listDirectory(runners) ?? [] where name.hasSuffix(".log") {
+            list.append(("runner:" + String(name.dropLast(4)), runners + "/" + name))
         }
         return list
     }

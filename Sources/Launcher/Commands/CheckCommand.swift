@@ -106,7 +106,7 @@ enum CleanCommand {
     static func run(_ options: ServiceOptions) -> Int32 {
         let paths = options.paths
         var removed: [String] = []
-        for name in listDirectory(paths.runDir) where name.hasSuffix(".sock") {
+        for name in listDirectory(paths.runDir) ?? [] where name.hasSuffix(".sock") {
             let path = paths.runDir + "/" + name
             if !Sockets.isUnixSocketLive(path) && unlink(path) == 0 { removed.append(path) }
         }
@@ -117,7 +117,7 @@ enum CleanCommand {
             removed.append("\(records.count - alive.count) record(s) of runners that are gone from \(RunnerRecord.path(paths))")
         }
         for dir in [paths.logsDir, paths.logsDir + "/runners"] {
-            for name in listDirectory(dir) {
+            for name in listDirectory(dir) ?? [] {
                 guard let dot = name.lastIndex(of: "."), let n = Int(name[name.index(after: dot)...]), name[..<dot].hasSuffix(".log"), n > 5 else { continue }
                 if unlink(dir + "/" + name) == 0 { removed.append(dir + "/" + name) }
             }
@@ -125,16 +125,5 @@ enum CleanCommand {
         for r in removed { print("removed \(r)") }
         print(removed.isEmpty ? "nothing to clean" : "\(removed.count) item(s) removed")
         return ExitCode.ok
-    }
-
-    static func listDirectory(_ path: String) -> [String] {
-        guard let d = opendir(path) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
     }
 }

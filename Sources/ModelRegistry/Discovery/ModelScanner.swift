@@ -38,16 +38,11 @@ enum ModelScanner {
         var st = stat()
         guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return }
         guard visited.insert([UInt64(st.st_dev), UInt64(st.st_ino)]).inserted else { return }  // loop or seen
-        guard let d = opendir(dir) else {
+        guard let entries = listDirectory(dir) else {
             problems.append("\(dir): \(String(cString: strerror(errno)))")
             return
         }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." && !name.hasPrefix(".") { names.append(name) }
-        }
-        closedir(d)
+        let names = entries.filter { !$0.hasPrefix(".") }
         for name in names.sorted() {
             let path = dir + "/" + name
             var entry = stat()

@@ -55,11 +55,8 @@ struct ConfigFiles: Sendable {
 
     /// Backups, newest first.
     func backups() -> [BackupInfo] {
-        guard let d = opendir(backupsDir) else { return [] }
-        defer { closedir(d) }
         var result: [BackupInfo] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        for name in listDirectory(backupsDir) ?? [] {
             guard let info = Self.parseBackupName(name) else { continue }
             var st = stat()
             stat("\(backupsDir)/\(name)", &st)

@@ -46,15 +46,8 @@ public enum AtomicFile {
 
     /// Removes temporary files left in `dir` by a writer that died mid-write.
     public static func removeStaleTemporaries(in dir: String, for name: String) {
-        guard let d = opendir(dir) else { return }
-        defer { closedir(d) }
         let prefix = temporaryPrefix(for: name)
-        var stale: [String] = []
-        while let e = readdir(d) {
-            let entry = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if entry.hasPrefix(prefix) { stale.append(entry) }
-        }
-        for entry in stale { unlink("\(dir)/\(entry)") }
+        for entry in listDirectory(dir) ?? [] where entry.hasPrefix(prefix) { unlink("\(dir)/\(entry)") }
     }
 }
 

@@ -121,24 +121,7 @@ func withServer(_ configuration: HTTPServer.Configuration = HTTPServer.Configura
 
 /// A temporary directory, removed afterwards.
 func withTemporaryDirectory(_ body: (String) async throws -> Void) async throws {
-    var template = Array("/tmp/lr-test-XXXXXX".utf8CString)
-    guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp") }
-    let path = String(cString: made)
+    let path = try makeTemporaryDirectory(prefix: "lr-test")
     defer { removeTree(path) }
     try await body(path)
-}
-
-/// `rm -rf` for test directories.
-func removeTree(_ path: String) {
-    if let dir = opendir(path) {
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name == "." || name == ".." { continue }
-            let child = path + "/" + name
-            var st = stat()
-            if lstat(child, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeTree(child) } else { unlink(child) }
-        }
-        closedir(dir)
-    }
-    rmdir(path)
 }
