@@ -108,24 +108,32 @@ def test_metrics_requests_and_logs(mesh):
     assert call("GET", api + "/api/logs/nothing-here")[0] == 404
 
 
-def test_events_stream_state_changes(mesh):
-    api = mesh.url(mesh.api)
-    seen = []
-
-    def listen():
+def listen_events(api, handle):
+    """Starts a thread reading `/api/events`; `handle(event, data)` gets each event and returns True to stop."""
+    def run():
         with httpx.Client(timeout=20) as client:
             with client.stream("GET", api + "/api/events") as r:
                 event = None
                 for line in r.iter_lines():
                     if line.startswith("event:"):
                         event = line[6:].strip()
-                    elif line.startswith("data:") and event:
-                        seen.append((event, json.loads(line[5:])))
-                        if event == "runner" and seen[-1][1]["state"] == "ready":
-                            return
+                    elif line.startswith("data:") and event and handle(event, json.loads(line[5:])):
+                        return
 
-    t = threading.Thread(target=listen)
+    t = threading.Thread(target=run, daemon=True)
     t.start()
+    return t
+
+
+def test_events_stream_state_changes(mesh):
+    api = mesh.url(mesh.api)
+    seen = []
+
+    def handle(event, data):
+        seen.append((event, data))
+        return event == "runner" and data["state"] == "ready"
+
+    t = listen_events(api, handle)
     time.sleep(0.5)
     call("POST", api + "/api/models/smol-embed/unload")
     time.sleep(1)
@@ -143,19 +151,13 @@ def test_events_carry_live_log_lines(mesh):
     api = mesh.url(mesh.api)
     lines = []
 
-    def listen():
-        with httpx.Client(timeout=20) as client:
-            with client.stream("GET", api + "/api/events") as r:
-                event = None
-                for line in r.iter_lines():
-                    if line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:") and event == "log":
-                        lines.append(json.loads(line[5:]))
-                        return
+    def handle(event, data):
+        if event == "log":
+            lines.append(data)
+            return True
+        return False
 
-    t = threading.Thread(target=listen)
-    t.start()
+    t = listen_events(api, handle)
     time.sleep(1.5)
     call("POST", api + "/api/models/smol/unload")  # runner-manager logs the stop
     call("POST", api + "/api/models/smol/load")
@@ -171,20 +173,12 @@ def test_each_log_line_is_sent_once(mesh):
     lines = []
     stop = threading.Event()
 
-    def listen():
-        with httpx.Client(timeout=20) as client:
-            with client.stream("GET", api + "/api/events") as r:
-                event = None
-                for line in r.iter_lines():
-                    if stop.is_set():
-                        return
-                    if line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:") and event == "log":
-                        lines.append(json.loads(line[5:]))
+    def handle(event, data):
+        if event == "log":
+            lines.append(data)
+        return stop.is_set()
 
-    t = threading.Thread(target=listen, daemon=True)
-    t.start()
+    listen_events(api, handle)
     time.sleep(1)
     call("POST", api + "/api/models/smol/unload")
     call("POST", api + "/api/models/smol/load")
