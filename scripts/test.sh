@@ -24,6 +24,15 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   fi
 fi
 
+echo "==> espeak-ng and sox (Debian) to speak the audio tests' clips"
+if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq --no-install-recommends espeak-ng sox) >/dev/null
+  else
+    echo "espeak-ng or sox is missing: install Debian's espeak-ng and sox packages" >&2
+  fi
+fi
+
 echo "==> Python test environment (.venv)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install -q --disable-pip-version-check -r Tests/Python/requirements.txt

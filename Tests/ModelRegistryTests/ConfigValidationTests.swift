@@ -22,7 +22,7 @@ import Testing
     @Test func aWrongTypeNamesFilePathAndValue() {
         let doc = models(#"{"models": {"qwen": {"model_path": "q.gguf", "parameters": {"ctx_size": "16k"}}}}"#)
         #expect(errors(models: doc) == [#"models_config.json: models.qwen.parameters.ctx_size: expected an integer, got "16k""#])
-        let app = try! JSONParser.parse(#"{"proxies": {"ollama": {"port": 70000}}, "limits": {"memory_budget": "lots"}, "runtimes": {"llama-server": {"kind": "llama-server", "path": "llama-server"}, "w": {"kind": "whisper", "path": "w"}}}"#)
+        let app = try! JSONParser.parse(#"{"proxies": {"ollama": {"port": 70000}}, "limits": {"memory_budget": "lots"}, "runtimes": {"llama-server": {"kind": "llama-server", "path": "llama-server"}, "whisper-server": {"kind": "whisper-server", "path": "whisper-server"}, "w": {"kind": "whisper", "path": "w"}}}"#)
         #expect(errors(app: app) == [
             "app_config.json: proxies.ollama.port: expected an integer from 1 to 65535, got 70000",
             "app_config.json: runtimes.w.kind: expected one of \"llama-server\", \"whisper-server\", got \"whisper\"",
@@ -60,7 +60,7 @@ import Testing
         #expect(errors(models: doc) == [
             #"models_config.json: models.a.aliases[1]: alias "b" is the id of another model"#,
             #"models_config.json: models.a.aliases[3]: alias "twice" is listed twice"#,
-            #"models_config.json: models.b.llama_cpp_runtime: runtime "vllm" is not defined in app_config.json runtimes (defined: "llama-server")"#,
+            #"models_config.json: models.b.llama_cpp_runtime: runtime "vllm" is not defined in app_config.json runtimes (defined: "llama-server", "whisper-server")"#,
             #"models_config.json: models.b.aliases[0]: alias "shared" is also an alias of "a""#,
             "models_config.json: default_model: model \"ghost\" does not exist (models: a, b)",
         ])

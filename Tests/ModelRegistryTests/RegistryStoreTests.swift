@@ -137,6 +137,32 @@ final class Changes: Sendable {
         }
     }
 
+    @Test func whisperModelsAreCheckedByTheirHeaderAndTakeNoDefaultParameters() async throws {
+        try await withTemporaryDirectory { dir in
+            let config = dir + "/config"
+            try makeDirectories(config)
+            var header = [UInt8]()
+            for v: Int32 in [0x6767_6d6c, 51864, 1500, 384, 6, 4, 448, 384, 6, 4, 80, 1] { withUnsafeBytes(of: v.littleEndian) { header += $0 } }
+            try AtomicFile.write(header, to: dir + "/good.bin")
+            try writeFile(dir + "/gguf.bin", "GGUF and the rest of a llama model, not a whisper one.......")
+            try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0}"#)
+            try writeFile(config + "/models_config.json", """
+                {"default_parameters": {"ctx_size": 2048}, "models": {
+                  "good": {"model_path": "../good.bin", "llama_cpp_runtime": "whisper-server", "parameters": {"threads": 2}},
+                  "wrong": {"model_path": "../gguf.bin", "llama_cpp_runtime": "whisper-server"},
+                  "gone": {"model_path": "../gone.bin", "llama_cpp_runtime": "whisper-server"}}}
+                """)
+            let store = try RegistryStore(configDir: config, logger: Logger(service: "test", level: .error, toStderr: false)) { _ in }
+            let models = Dictionary(uniqueKeysWithValues: await store.snapshot().models.map { ($0.id, $0) })
+            #expect(models["good"]?.state == "available")
+            #expect(models["good"]?.kind == "audio")
+            #expect(models["good"]?.parameters == .object(JSONObject([("threads", .int(2))])), "default_parameters are llama-server flags")
+            #expect(models["wrong"]?.state == "unreadable")
+            #expect(models["wrong"]?.error?.contains("not a whisper.cpp ggml model") == true)
+            #expect(models["gone"]?.state == "missing")
+        }
+    }
+
     @Test func missingFilesUseTheBuiltInDefaults() async throws {
         try await withTemporaryDirectory { dir in
             let store = try RegistryStore(configDir: dir, logger: Logger(service: "test", level: .error, toStderr: false)) { _ in }

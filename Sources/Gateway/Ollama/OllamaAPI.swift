@@ -59,9 +59,10 @@ struct OllamaAPI: Sendable {
     }
 
     static func details(_ m: ResolvedModel) -> JSONValue {
-        let family = m.metadata?.architecture ?? "unknown"
+        let whisper = m.runtimeKind == "whisper-server"
+        let family = whisper ? "whisper" : m.metadata?.architecture ?? "unknown"
         return .object(JSONObject([
-            ("parent_model", .string("")), ("format", .string("gguf")), ("family", .string(family)),
+            ("parent_model", .string("")), ("format", .string(whisper ? "ggml" : "gguf")), ("family", .string(family)),
             ("families", .array([.string(family)] + (m.mmproj != nil ? [.string("clip")] : []))),
             ("parameter_size", .string(m.metadata?.sizeLabel ?? parameterSize(m.metadata?.parameterCount ?? 0))),
             ("quantization_level", .string(m.metadata?.quantization ?? "unknown")),
@@ -97,8 +98,10 @@ struct OllamaAPI: Sendable {
         return rfc3339(nanos: ts.tv_sec * 1_000_000_000 + ts.tv_nsec)
     }
 
+    /// Audio (whisper) models are left out: the Ollama API cannot use them, and Ollama apps would offer
+    /// them for chat. They still show in `/api/ps` while loaded, since they take memory.
     func tags() -> HTTPResponse {
-        let models: [JSONValue] = catalog.current.models.filter { !$0.unlisted && $0.state == "available" }.map { m in
+        let models: [JSONValue] = catalog.current.models.filter { !$0.unlisted && $0.state == "available" && $0.kind != "audio" }.map { m in
             let stamp = FileStamp.of(m.path)
             let size = (stamp?.size ?? 0) + (m.mmproj.flatMap { FileStamp.of($0)?.size } ?? 0)
             return .object(JSONObject([
@@ -151,6 +154,8 @@ struct OllamaAPI: Sendable {
         var capabilities: [JSONValue] = []
         if m.kind == "embedding" {
             capabilities = [.string("embedding")]
+        } else if m.kind == "audio" {
+            capabilities = []  // speech to text, through /v1/audio/transcriptions only
         } else {
             capabilities = [.string("completion")]
             if m.mmproj != nil { capabilities.append(.string("vision")) }

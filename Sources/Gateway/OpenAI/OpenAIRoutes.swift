@@ -38,6 +38,8 @@ struct OpenAIRoutes: Sendable {
     let bodies: JSONBodyReader
     /// `owned_by` in model lists: LM Studio clients expect "organization_owner".
     var ownedBy = "llama-runner"
+    /// Where audio uploads are spooled while their `model` field is awaited (the run directory).
+    var spoolDirectory = "/tmp"
 
     /// Routes relayed to the runner: (public path, api label).
     static let relayed: [(String, String)] = [
@@ -53,6 +55,7 @@ struct OpenAIRoutes: Sendable {
         for (path, api) in Self.relayed {
             router.post(path) { request, _ in await forward(request, path: path, api: api) }
         }
+        AudioRoutes(catalog: catalog, relay: relay, limit: bodies.limit, spoolDirectory: spoolDirectory).register(on: &router)
     }
 
     func loadedModels() async -> Set<String>? {

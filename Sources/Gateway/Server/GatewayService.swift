@@ -61,7 +61,8 @@ final class GatewayService: Service {
         }
         loop.schedule(at: deadline(after: 2)) { tick() }
         LogTail(paths: context.paths, hub: hub).start(loop: loop)
-        let openAI = OpenAIRoutes(catalog: catalog, relay: relay, bodies: JSONBodyReader(limit: config.limits.requestBodyBytes))
+        var openAI = OpenAIRoutes(catalog: catalog, relay: relay, bodies: JSONBodyReader(limit: config.limits.requestBodyBytes))
+        openAI.spoolDirectory = context.paths.runDir
         func baseRouter() -> Router {
             var router = Router()
             router.get("/health") { _, _ in await health.response() }

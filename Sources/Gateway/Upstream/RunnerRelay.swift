@@ -53,9 +53,30 @@ final class RunnerRelay: Sendable {
         client?.closeIdle()
     }
 
+    /// Routes that only audio (whisper-server) models serve; every other relayed route needs a llama-server model.
+    static let audioRoutes: Set<String> = ["/v1/audio/transcriptions"]
+
     /// Acquires a runner for `model` and sends `body` to `path`. On failure, the error response in `shape`.
+    /// A model of the wrong kind for the route (a chat model for transcription, an audio model for chat)
+    /// is refused with 400 before anything loads.
     func call(_ request: HTTPRequest, model: ResolvedModel, path: String, body: [UInt8], keepAlive: Double? = nil,
               parameters: JSONValue? = nil, shape: ErrorShape, accept: String = "application/json") async -> Result<Call, HTTPResponseBox> {
+        await call(request, model: model, path: path, upload: .bytes(body), contentType: "application/json", keepAlive: keepAlive,
+                   parameters: parameters, shape: shape, accept: accept)
+    }
+
+    func call(_ request: HTTPRequest, model: ResolvedModel, path: String, upload: HTTPClientRequest.Body, contentType: String,
+              keepAlive: Double? = nil, parameters: JSONValue? = nil, shape: ErrorShape,
+              accept: String = "application/json") async -> Result<Call, HTTPResponseBox> {
+        let audioRoute = Self.audioRoutes.contains(path)
+        if audioRoute != (model.kind == "audio") {
+            let audio = catalog.current.models.filter { $0.kind == "audio" && !$0.unlisted }.map(\.id)
+            let message = audioRoute
+                ? "model '\(model.id)' is a \(model.kind) model; transcription needs an audio (whisper) model" +
+                  (audio.isEmpty ? " and none is configured" : ": \(audio.joined(separator: ", "))")
+                : "model '\(model.id)' is an audio (whisper) model; it only serves /v1/audio/transcriptions and /v1/audio/translations"
+            return .failure(HTTPResponseBox(shape.response(.badRequest, message, param: "model", code: "model_not_supported")))
+        }
         let acquireStart = monotonicNanos()
         let grant: AcquireResult
         do {
@@ -67,8 +88,13 @@ final class RunnerRelay: Sendable {
         let upstream: HTTPClientResponse
         do {
             upstream = try await client(grant.endpoint, model: model.id).send(HTTPClientRequest(method: "POST", target: path,
-                                                                               headers: ["Content-Type": "application/json", "Accept": accept],
-                                                                               body: .bytes(body)), timeout: 900)
+                                                                               headers: ["Content-Type": contentType, "Accept": accept],
+                                                                               body: upload), timeout: 900)
+        } catch let error as HTTPError {
+            // The request body failed on its way up (an upload over the limit, a malformed form).
+            release(grant.lease)
+            return .failure(HTTPResponseBox(shape.response(error.status, error.message,
+                                                           headers: error.closesConnection ? ["Connection": "close"] : HTTPHeaders())))
         } catch {
             release(grant.lease)
             return .failure(HTTPResponseBox(shape.response(.badGateway, "the runner for \(model.id) did not answer: \(error)")))
@@ -100,13 +126,14 @@ final class RunnerRelay: Sendable {
         }
     }
 
-    func record(_ call: Call, api: String, route: String, status: Int, firstByteAt: UInt64?, usage: Usage, clientGone: Bool) {
+    func record(_ call: Call, api: String, route: String, status: Int, firstByteAt: UInt64?, usage: Usage, clientGone: Bool,
+                audioSeconds: Double? = nil) {
         let now = monotonicNanos()
         metrics.notify(MetricsRPC.Record.self, RequestRecord(
             model: call.model.id, api: api, route: route, status: status,
             timeToFirstByteMs: Double((firstByteAt ?? now) &- call.receivedAt) / 1e6, durationMs: Double(now &- call.receivedAt) / 1e6,
             promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, loadMs: call.grant.loadDurationMs,
-            overheadMs: call.overheadMs, clientDisconnected: clientGone))
+            overheadMs: call.overheadMs, clientDisconnected: clientGone, audioSeconds: audioSeconds))
     }
 
     /// Headers every relayed response carries.
@@ -120,9 +147,10 @@ final class RunnerRelay: Sendable {
     /// arrives (each SSE event is flushed when it comes). A client that goes away closes the upstream
     /// connection, which stops generation; an upstream that dies mid-stream ends the stream with an
     /// error event in `shape`.
-    func passthrough(_ call: Call, api: String, route: String, shape: ErrorShape) -> HTTPResponse {
+    func passthrough(_ call: Call, api: String, route: String, shape: ErrorShape, contentType: String? = nil,
+                     audioSeconds: Double? = nil) -> HTTPResponse {
         var headers = timingHeaders(call)
-        let contentType = call.upstream.headers["content-type"] ?? "application/json"
+        let contentType = contentType ?? call.upstream.headers["content-type"] ?? "application/json"
         headers.add("Content-Type", contentType)
         let isStream = contentType.hasPrefix("text/event-stream")
         if isStream { headers.add("Cache-Control", "no-cache") }
@@ -154,7 +182,8 @@ final class RunnerRelay: Sendable {
             }
             let usage = Self.usage(in: tail)
             release(call.grant.lease, usage: usage)
-            record(call, api: api, route: route, status: status.code, firstByteAt: firstByte, usage: usage, clientGone: clientGone)
+            record(call, api: api, route: route, status: status.code, firstByteAt: firstByte, usage: usage, clientGone: clientGone,
+                   audioSeconds: audioSeconds)
         })
     }
 

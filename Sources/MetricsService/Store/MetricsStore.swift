@@ -39,6 +39,9 @@ actor MetricsStore {
     private var firstByte: [Key: Histogram] = [:]
     private var loads: [Key: Histogram] = [:]
     private var overhead: [Key: Histogram] = [:]
+    /// Transcriptions: seconds of audio received, and the time each took (request to end, without load).
+    private var audioSeconds: [Key: Double] = [:]
+    private var audioProcessing: [Key: Histogram] = [:]
     /// Sampled gauges (runner RSS, etc.), replaced on each sample.
     private var gauges: [String: (help: String, values: [Key: Double])] = [:]
 
@@ -63,6 +66,11 @@ actor MetricsStore {
         duration[k, default: Histogram()].observe(r.durationMs / 1000)
         firstByte[k, default: Histogram()].observe(r.timeToFirstByteMs / 1000)
         overhead[Self.key([("api", r.api)]), default: Histogram()].observe(r.overheadMs / 1000)
+        if r.route.hasPrefix("/v1/audio/") && r.status < 400 {
+            let m = Self.key([("model", r.model)])
+            if let seconds = r.audioSeconds { audioSeconds[m, default: 0] += seconds }
+            audioProcessing[m, default: Histogram()].observe(max(0, r.durationMs - Double(r.loadMs)) / 1000)
+        }
         if r.loadMs > 0 { loads[Self.key([("model", r.model)]), default: Histogram()].observe(Double(r.loadMs) / 1000) }
     }
 
@@ -191,6 +199,10 @@ actor MetricsStore {
         histogram("llama_runner_request_duration_seconds", "Time from request to the end of the response.", duration)
         histogram("llama_runner_time_to_first_byte_seconds", "Time from request to the first response byte (first token when streaming).", firstByte)
         histogram("llama_runner_model_load_duration_seconds", "Time requests waited for a model to load.", loads)
+        var audio = "# HELP llama_runner_audio_seconds_total Seconds of audio transcribed or translated (WAV uploads), by model.\n# TYPE llama_runner_audio_seconds_total counter\n"
+        for (k, v) in audioSeconds.sorted(by: { $0.key < $1.key }) { audio += "llama_runner_audio_seconds_total\(Self.labels(k)) \(Self.number(v))\n" }
+        families.append(("llama_runner_audio_seconds_total", audio))
+        histogram("llama_runner_audio_processing_seconds", "Time to answer a transcription or translation, excluding the model load.", audioProcessing)
         histogram("llama_runner_gateway_overhead_seconds", "The gateway's own time per request, excluding loads and the runner.", overhead)
         for (name, gauge) in gauges {
             var t = "# HELP \(name) \(gauge.help)\n# TYPE \(name) gauge\n"

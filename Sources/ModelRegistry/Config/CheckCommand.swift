@@ -29,11 +29,19 @@ enum CheckCommand {
                 line(runtime.kind == "llama-server" ? "fail" : "warn", "runtime \(name): \(runtime.path) not found (run scripts/bootstrap.sh, or set its path in app_config.json)")
                 continue
             }
+            if runtime.kind == "whisper-server" {
+                // whisper-server has no --version; its --help names the flag runners depend on.
+                let help = runVersion(path, argument: "--help", marker: "--inference-path")
+                line(help == nil ? "fail" : "ok", "runtime \(name): \(path)" + (help == nil ? " does not run (--help failed or lacks --inference-path)" : " (whisper.cpp server)"))
+                continue
+            }
             let version = runVersion(path)
             line(version == nil ? "fail" : "ok", "runtime \(name): \(path)" + (version.map { " (\($0))" } ?? " does not run (--version failed)"))
         }
         for model in await store.snapshot().models {
             switch model.state {
+            case "available" where model.runtimeKind == "whisper-server":
+                line("ok", "model \(model.id): \(model.path) (whisper.cpp ggml, \((FileStamp.of(model.path)?.size ?? 0) / (1 << 20)) MiB)")
             case "available":
                 let m = model.metadata
                 line("ok", "model \(model.id): \(model.path)" + (m.map { " (\($0.architecture ?? "?"), \($0.quantization ?? "?"), \($0.fileSize / (1 << 20)) MiB)" } ?? ""))
@@ -44,21 +52,23 @@ enum CheckCommand {
         return failed ? 1 : 0
     }
 
-    /// The first line of `<binary> --version`, or nil if it does not run.
-    static func runVersion(_ path: String) -> String? {
+    /// The first line of `<binary> --version` that mentions `marker`, or nil if it does not run
+    /// (or, with another argument, prints no such line).
+    static func runVersion(_ path: String, argument: String = "--version", marker: String = "version") -> String? {
         var template = Array("/tmp/lr-version-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         guard fd >= 0 else { return nil }
         close(fd)
         let out = String(cString: template)
         defer { unlink(out) }
-        guard let child = try? ChildProcess.spawn(path, arguments: ["--version"], output: .file(out)) else { return nil }
+        guard let child = try? ChildProcess.spawn(path, arguments: [argument], output: .file(out)) else { return nil }
         let until = deadline(after: 10)
         while child.isRunning && monotonicNanos() < until { usleep(10_000) }
         if child.isRunning { child.signal(SIGKILL) }
         guard child.exitStatus == .exited(0) || child.exitStatus == .exited(1) else { return nil }
         let text = readFile(out) ?? ""
-        return text.split(separator: "\n").first { $0.contains("version") }.map { String($0).trimmingCharacters(in: " ") } ?? "runs"
+        let found = text.split(separator: "\n").first { $0.contains(marker) }.map { String($0).trimmingCharacters(in: " ") }
+        return argument == "--version" ? found ?? "runs" : found
     }
 }
 

@@ -16,6 +16,15 @@ enum BuiltInConfig {
           "parameters": {},
           "auto_discovered": false,
           "auto_update_model": false
+        },
+        "whisper-tiny-en": {
+          "model_path": "../models/ggml-tiny.en.bin",
+          "llama_cpp_runtime": "whisper-server",
+          "kind": "audio",
+          "display_name": "Whisper tiny.en (speech to text)",
+          "parameters": {},
+          "auto_discovered": false,
+          "auto_update_model": false
         }
       }
     }

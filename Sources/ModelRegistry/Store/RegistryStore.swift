@@ -380,13 +380,18 @@ actor RegistryStore {
             let runtimeName = entry["llama_cpp_runtime"]?.stringValue ?? "llama-server"
             let runtime = appConfig.runtimes[runtimeName] ?? AppConfig.Runtime(kind: "llama-server", path: runtimeName)
             let runtimePath = runtime.path.contains("/") ? resolvePath(runtime.path, configDir: configDir) : runtime.path
-            var parameters = defaults
+            // default_parameters are llama-server flags: whisper-server runners take only their own.
+            var parameters = runtime.kind == "whisper-server" ? JSONObject() : defaults
             for (k, v) in entry["parameters"]?.objectValue?.entries ?? [] { parameters[k] = v }
             var state = "available"
             var error: String?
             var meta: ModelMetadata?
             if runtime.kind == "whisper-server" {
-                if access(path, R_OK) != 0 { state = "missing" }
+                switch WhisperModelFile.check(path) {
+                case .missing: state = "missing"; error = "no file at \(path)"
+                case .invalid(let why): state = "unreadable"; error = why
+                case .valid: break
+                }
             } else {
                 switch metadata(path) {
                 case .success(let m)?: meta = m.summary

@@ -3,10 +3,13 @@ import Shared
 /// The command line of a runner, built from the model's merged parameters: each becomes
 /// `--key-with-dashes value` (true → a bare flag, false/null → omitted, arrays comma-joined), then
 /// `--mmproj`, then the host and port runner-manager chose. A user's own `host`/`port` never reach
-/// argv (the manager owns the endpoint), and nothing goes through a shell.
+/// argv (the manager owns the endpoint), and nothing goes through a shell. whisper-server runners get
+/// `--inference-path /v1/audio/transcriptions`, the path the gateway relays uploads to.
 enum RunnerArguments {
     /// Parameters the manager sets itself, or that mean nothing to the runner.
-    static let reserved: Set<String> = ["host", "port", "model", "m", "mmproj", "alias", "api_key", "api-key"]
+    static let reserved: Set<String> = ["host", "port", "model", "m", "mmproj", "alias", "api_key", "api-key",
+                                        "inference_path", "inference-path", "request_path", "request-path"]
+    static let whisperInferencePath = "/v1/audio/transcriptions"
 
     static func build(_ model: ResolvedModel, host: String, port: UInt16) -> [String] {
         loadArguments(model) + ["--host", host, "--port", String(port)]
@@ -29,6 +32,7 @@ enum RunnerArguments {
         if let mmproj = model.mmproj { argv += ["--mmproj", mmproj] }
         // Responses then name the model as clients know it, not by its file path.
         if model.runtimeKind == "llama-server" { argv += ["--alias", model.id] }
+        if model.runtimeKind == "whisper-server" { argv += ["--inference-path", whisperInferencePath] }
         return argv
     }
 
@@ -52,16 +56,20 @@ enum RunnerArguments {
         return String(hash, radix: 16)
     }
 
-    /// How many requests a runner serves at once: its `--parallel`, or 4.
+    /// How many requests a runner serves at once: its `--parallel`, or 4; whisper-server transcribes one
+    /// upload at a time (the others queue in the scheduler, not in its socket backlog).
     static func concurrency(_ model: ResolvedModel) -> Int {
+        if model.runtimeKind == "whisper-server" { return 1 }
         let p = model.parameters["parallel"]?.intValue ?? model.parameters["np"]?.intValue ?? 4
         return max(1, p)
     }
 
     /// Memory a runner will take: the file, plus its KV cache (layers × context × KV heads × head size
     /// × 2 for K and V × 2 bytes for f16), plus a fixed overhead for compute buffers and the process.
+    /// whisper-server: the file plus the same overhead (tiny.en, 78 MB, measured 151 MB RSS after a transcription).
     static func memoryEstimate(_ model: ResolvedModel) -> Int {
         let overhead = 128 << 20
+        if model.runtimeKind == "whisper-server" { return (FileStamp.of(model.path)?.size ?? 0) + overhead }
         guard let meta = model.metadata else { return overhead }
         let requested = model.parameters["ctx_size"]?.intValue ?? model.parameters["c"]?.intValue ?? 0
         let context = requested > 0 ? requested : (meta.contextLength ?? 4096)

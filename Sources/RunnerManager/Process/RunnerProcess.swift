@@ -103,10 +103,9 @@ final class RunnerProcess: @unchecked Sendable {
 
     var isAlive: Bool { child.map(\.isRunning) ?? identity.isAlive }
 
-    /// Answers `GET /health` with 200 (llama-server: loaded; whisper-server: `GET /` once listening).
+    /// Answers `GET /health` with 200 (llama-server and whisper-server: once the model is loaded).
     func isHealthy(timeout: Double = 0.5) async -> Bool {
-        let target = kind == "whisper-server" ? "/" : "/health"
-        guard let r = try? await health.send(HTTPClientRequest(target: target), timeout: timeout) else { return false }
+        guard let r = try? await health.send(HTTPClientRequest(target: "/health"), timeout: timeout) else { return false }
         _ = try? await r.collect(upTo: 1 << 20)
         return r.status.code == 200
     }

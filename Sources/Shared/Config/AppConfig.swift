@@ -149,8 +149,10 @@ public struct AppConfig: Codable, Sendable, Equatable {
     /// Per service (`default` for the rest): trace, debug, info, warning, error.
     public var logLevels: [String: String]
 
-    /// The runtimes present when a config names none: `llama-server` from PATH or the project's install.
-    public static let defaultRuntimes = ["llama-server": Runtime(kind: "llama-server", path: "llama-server")]
+    /// The runtimes present when a config names none: `llama-server` and `whisper-server` from PATH or
+    /// the project's install.
+    public static let defaultRuntimes = ["llama-server": Runtime(kind: "llama-server", path: "llama-server"),
+                                         "whisper-server": Runtime(kind: "whisper-server", path: "whisper-server")]
 
     public init() {
         ollama = Proxy(port: 11434)

@@ -450,8 +450,11 @@ public struct RequestRecord: Codable, Sendable, Equatable {
     public var loadMs: Int
     public var overheadMs: Double
     public var clientDisconnected: Bool
+    /// Seconds of audio in a transcription request (WAV uploads), nil for everything else.
+    public var audioSeconds: Double?
     public init(model: String, api: String, route: String, status: Int, timeToFirstByteMs: Double, durationMs: Double,
-                promptTokens: Int, completionTokens: Int, loadMs: Int, overheadMs: Double, clientDisconnected: Bool) {
+                promptTokens: Int, completionTokens: Int, loadMs: Int, overheadMs: Double, clientDisconnected: Bool,
+                audioSeconds: Double? = nil) {
         self.model = model
         self.api = api
         self.route = route
@@ -463,6 +466,7 @@ public struct RequestRecord: Codable, Sendable, Equatable {
         self.loadMs = loadMs
         self.overheadMs = overheadMs
         self.clientDisconnected = clientDisconnected
+        self.audioSeconds = audioSeconds
     }
 }
 
