@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test bench-http bench-runners bench-gateway bench-load
+.PHONY: up test bench-http bench-runners bench-gateway bench-load bench-audio
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -25,3 +25,7 @@ bench-gateway:
 # 256 concurrent streaming clients for 60 s, direct and through the gateway: errors, chunk gaps, gateway RSS (issue 8).
 bench-load:
 	python3 scripts/bench_load.py
+
+# Speech to text through the gateway against whisper-server direct (issue 9).
+bench-audio:
+	python3 scripts/bench_audio.py

@@ -61,8 +61,12 @@ struct AudioRoutes: Sendable {
             return shape.response(.badRequest, "model is required, and no audio (whisper) model is configured", param: "model")
         }
         if translate { upload.prefix(field: "translate", value: "true") }
+        // With the client's Content-Length, whisper-server gets one too (it reads chunked uploads slower).
+        let declared = request.head.headers["content-length"].flatMap { Int($0) }
+        let body: HTTPClientRequest.Body = if let declared { .streamOfLength(declared + upload.prefixBytes) { try await upload.next() } }
+                                           else { .stream { try await upload.next() } }
         let call: RunnerRelay.Call
-        switch await relay.call(request, model: model, path: Self.upstreamPath, upload: .stream { try await upload.next() },
+        switch await relay.call(request, model: model, path: Self.upstreamPath, upload: body,
                                 contentType: "multipart/form-data; boundary=\(boundary)", shape: shape, accept: "*/*") {
         case .success(let c): call = c
         case .failure(let box): return box.response
@@ -140,11 +144,15 @@ final class AudioUpload: @unchecked Sendable {
         return scanner.error == nil
     }
 
+    /// Bytes added before the client's own (see `prefix`).
+    private(set) var prefixBytes = 0
+
     /// A form field to send before everything the client sent.
     func prefix(field: String, value: String) {
         let part = Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(field)\"\r\n\r\n\(value)\r\n".utf8)
         memory.insert(part, at: 0)
         memoryBytes += part.count
+        prefixBytes += part.count
     }
 
     private func spool(_ piece: [UInt8]) throws {
@@ -176,8 +184,10 @@ final class AudioUpload: @unchecked Sendable {
     /// The next piece for whisper-server: the spool first, then the rest of the upload as it arrives.
     func next() async throws -> [UInt8]? {
         if !memory.isEmpty {
-            let piece = memory.removeFirst()
-            memoryBytes -= piece.count
+            // One write for the whole memory spool, not one per piece as it arrived.
+            let piece = memory.count == 1 ? memory[0] : memory.flatMap { $0 }
+            memory.removeAll()
+            memoryBytes = 0
             return piece
         }
         if fileRead < fileWritten {

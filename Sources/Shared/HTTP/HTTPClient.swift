@@ -8,6 +8,9 @@ public struct HTTPClientRequest: Sendable {
         case bytes([UInt8])
         /// Pulled piece by piece and sent chunked; nil ends it. Not replayable, so never retried.
         case stream(@Sendable () async throws -> [UInt8]?)
+        /// Pulled piece by piece and sent as exactly `length` bytes with a Content-Length (some servers
+        /// read a chunked body slower); a source that yields more or fewer fails the request.
+        case streamOfLength(Int, @Sendable () async throws -> [UInt8]?)
     }
 
     public var method: String
@@ -85,7 +88,7 @@ public final class HTTPClient: Sendable {
 
     func exchange(_ request: HTTPClientRequest, on pooled: PooledConnection, deadline: UInt64) async throws -> HTTPClientResponse {
         let connection = pooled.connection
-        let replayable: Bool = if case .stream = request.body { false } else { true }
+        let replayable: Bool = switch request.body { case .stream, .streamOfLength: false; default: true }
         let out = ByteBuffer(capacity: 1024)
         out.append(request.method)
         out.append(byte: 32)
@@ -106,6 +109,7 @@ public final class HTTPClient: Sendable {
             out.append("\r\n" as StaticString)
         }
         var streamSource: (@Sendable () async throws -> [UInt8]?)?
+        var streamLength: Int?
         switch request.body {
         case .none:
             if request.method == "POST" || request.method == "PUT" || request.method == "PATCH" {
@@ -120,10 +124,26 @@ public final class HTTPClient: Sendable {
         case .stream(let source):
             out.append("Transfer-Encoding: chunked\r\n\r\n" as StaticString)
             streamSource = source
+        case .streamOfLength(let length, let source):
+            out.append("Content-Length: " as StaticString)
+            out.append(decimal: length)
+            out.append("\r\n\r\n" as StaticString)
+            streamSource = source
+            streamLength = length
         }
         do {
             try await connection.write(out)
-            if let source = streamSource {
+            if let source = streamSource, let length = streamLength {
+                var sent = 0
+                while let piece = try await source() {
+                    if piece.isEmpty { continue }
+                    sent += piece.count
+                    guard sent <= length else { throw HTTPClientError.bodyLengthMismatch(declared: length, sent: sent) }
+                    out.append(piece)
+                    try await connection.write(out)
+                }
+                guard sent == length else { throw HTTPClientError.bodyLengthMismatch(declared: length, sent: sent) }
+            } else if let source = streamSource {
                 while let piece = try await source() {
                     if piece.isEmpty { continue }
                     out.append(hex: piece.count)
@@ -197,6 +217,7 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
     case malformedResponse(String)
     case bodyTooLarge(Int)
     case staleConnection
+    case bodyLengthMismatch(declared: Int, sent: Int)
 
     public var description: String {
         switch self {
@@ -206,6 +227,7 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
         case .malformedResponse(let m): "malformed upstream response: \(m)"
         case .bodyTooLarge(let n): "upstream response body is larger than \(n) bytes"
         case .staleConnection: "pooled connection was closed by the upstream"
+        case .bodyLengthMismatch(let declared, let sent): "the request body source gave \(sent) bytes for a declared length of \(declared)"
         }
     }
 }

@@ -23,6 +23,18 @@ import Testing
                 parts.withLock { $0.isEmpty ? nil : $0.removeFirst() }
             })))
             #expect(try await streamed.collect() == Array("abc".utf8))
+            // With a declared length it goes out with Content-Length; a source that disagrees fails.
+            let sized = Mutex<[[UInt8]]>([Array("de".utf8), Array("f".utf8)])
+            let withLength = try await client.send(HTTPClientRequest(method: "POST", target: "/echo", body: .streamOfLength(3, {
+                sized.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+            })))
+            #expect(try await withLength.collect() == Array("def".utf8))
+            let short = Mutex<[[UInt8]]>([Array("gh".utf8)])
+            await #expect(throws: HTTPClientError.bodyLengthMismatch(declared: 3, sent: 2)) {
+                _ = try await client.send(HTTPClientRequest(method: "POST", target: "/echo", body: .streamOfLength(3, {
+                    short.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+                })))
+            }
             client.closeIdle()
         }
     }
