@@ -11,7 +11,7 @@ Usage: python3 scripts/bench_gateway.py [--pairs 200] [--write docs/benchmarks.m
 """
 import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, tempfile, time, urllib.request
 
-from benchlib import MODEL, ROOT, children, free_ports, pct, rpc, rss_kb, wait_http
+from benchlib import MODEL, ROOT, children, free_ports, pct, pss_kb, rpc, rss_kb, wait_http
 BODY = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8,
                    "temperature": 0, "stream": True}).encode()
 
@@ -40,11 +40,17 @@ Reading the figures: each leg opens a new connection per request (llama-server c
 a streamed response, so this is how its own clients see it). Per-round differences of a millisecond or two
 are within this shared 2-core machine's noise; a gateway median below direct is not a real speed-up. The
 swap row includes stopping the other model and loading this one: compare it with `make bench-runners`,
-which shows how much of it is llama-server's own spawn-to-ready. Memory: our services link Foundation and
-each sits near 15 MB idle (goal 12 MB); five processes cost about 4.5× the router's single one.
+which shows how much of it is llama-server's own spawn-to-ready.
 
-Gateway capacity (wrk against ours, nginx, llama-server's and the router's `/health`) is `make bench-http`.
-Not measured yet (issue 8): LiteLLM and the 256-client streaming load test.
+Memory: the services import only FoundationEssentials. Each one's RSS (about 15 MB; goal 12 MB) is mostly
+the Swift runtime, FoundationEssentials and libc, shared by all five and counted in full by RSS in each;
+the PSS total is what the five really cost together. Linking the Swift runtime statically
+(`--static-swift-stdlib`) was tried: RSS fell to 11.5-13.3 MB per service and 58.5 MB summed, but the PSS
+total rose from 25 to 46 MB (each process gets a private copy of the runtime) and each binary grew to 27 MB,
+so the shared, dynamic build stays.
+
+Gateway capacity (wrk against ours, nginx, llama-server's and the router's `/health`) is `make bench-http`;
+256 streaming clients is `make bench-load`; speech to text is `make bench-audio`. Not measured yet: LiteLLM.
 """
 
 
@@ -113,7 +119,8 @@ def main():
         ours = [(pid, comm) for pid, comm in children(launcher.pid) if "llama-server" not in comm]
         ours.append((launcher.pid, "launcher"))
         ours_rss = {comm: rss_kb(pid) for pid, comm in ours}
-        router_rss = rss_kb(router.pid)
+        ours_pss = {comm: pss_kb(pid) for pid, comm in ours}
+        router_rss, router_pss = rss_kb(router.pid), pss_kb(router.pid)
         # Swap A→B→A with one model slot on both (ours: max_loaded_models 1; router: --models-max 1): time from
         # the request to the first data event, which includes stopping the other model and loading this one.
         global BODY
@@ -152,12 +159,14 @@ def main():
     for name in ("gateway", "router"):
         v = swaps[name]
         lines.append(f"| {labels[name]} (max 1 model) | {statistics.median(v):.0f} ms | {pct(v, 90):.0f} ms | {max(v):.0f} ms |")
-    lines += ["", "Idle RSS with the model loaded (runners excluded):", "",
-              "| process | RSS |", "|---|---:|"]
+    lines += ["", "Idle memory with the model loaded (runners excluded). RSS counts the shared Swift runtime and libc in "
+              "full in every process; PSS divides shared pages among the processes mapping them, so the PSS total is what "
+              "the five cost together:", "",
+              "| process | RSS | PSS |", "|---|---:|---:|"]
     for comm, kb in sorted(ours_rss.items()):
-        lines.append(f"| {comm} | {kb / 1024:.1f} MB |")
-    lines.append(f"| **Llama Runner, all five** | **{sum(ours_rss.values()) / 1024:.1f} MB** |")
-    lines.append(f"| llama-server router process | {router_rss / 1024:.1f} MB |")
+        lines.append(f"| {comm} | {kb / 1024:.1f} MB | {ours_pss[comm] / 1024:.1f} MB |")
+    lines.append(f"| **Llama Runner, all five** | **{sum(ours_rss.values()) / 1024:.1f} MB** (sum) | **{sum(ours_pss.values()) / 1024:.1f} MB** |")
+    lines.append(f"| llama-server router process | {router_rss / 1024:.1f} MB | {router_pss / 1024:.1f} MB |")
     print()
     print("\n".join(lines))
     if args.write:

@@ -55,6 +55,16 @@ def rss_kb(pid):
     return 0
 
 
+def pss_kb(pid):
+    """Proportional set size: private pages plus a share of pages mapped by several processes (the five
+    services share libswiftCore, FoundationEssentials and libc, which RSS counts in full for each)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
 def children(pid):
     out = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [(int(p), c) for p, c in (line.split(None, 1) for line in out.splitlines())]
