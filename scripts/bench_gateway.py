@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Gateway overhead on a real request (issue 6), side by side with llama-server's router mode (issue 8).
+"""Gateway overhead on a real request (issue 6), side by side with llama-server's router mode and LiteLLM (issue 8).
 
 The same small request (SmolLM2, max_tokens 8, temperature 0, streamed) is sent in rotating order straight
-to the runner's llama-server, through the gateway, and through llama-server in router mode (`--models-dir`,
-the same binary, the model already loaded), 200 rounds. Prints median and p99 of time to first token
-(first SSE data event) and total time, and each one's added time over direct (goal for the gateway:
-median under 0.5 ms). Then the idle RSS of our five processes against the router process (runners
-excluded on both sides). Release builds. Figures, not assertions.
-Usage: python3 scripts/bench_gateway.py [--pairs 200] [--write docs/benchmarks.md]
+to the runner's llama-server, through the gateway, through llama-server in router mode (`--models-dir`, the
+same binary, the model already loaded) and through the LiteLLM proxy (PyPI `litellm[proxy]`, pinned, in
+.venv-bench) pointed at the same llama-server, 200 rounds. Prints median and p99 of time to first token
+(first SSE data event) and total time, and each one's added time over direct (goal for the gateway: median
+under 0.5 ms). Then the swap A→B→A with one model slot and cold starts (ours vs the router), and idle RSS and
+PSS of our five processes against the router and LiteLLM (runners excluded). Release builds. Figures, not
+assertions.
+Usage: python3 scripts/bench_gateway.py [--pairs 200] [--swaps 10] [--colds 8] [--write docs/benchmarks.md]
 """
 import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, tempfile, time, urllib.request
 
-from benchlib import MODEL, ROOT, children, free_ports, pct, pss_kb, rpc, rss_kb, wait_http
+from benchlib import MODEL, ROOT, children, direct_run, free_ports, pct, pss_kb, rpc, rss_kb, wait_http
 BODY = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8,
                    "temperature": 0, "stream": True}).encode()
 
@@ -50,18 +52,68 @@ total rose from 25 to 46 MB (each process gets a private copy of the runtime) an
 so the shared, dynamic build stays.
 
 Gateway capacity (wrk against ours, nginx, llama-server's and the router's `/health`) is `make bench-http`;
-256 streaming clients is `make bench-load`; speech to text is `make bench-audio`. Not measured yet: LiteLLM.
-"""
+256 streaming clients is `make bench-load`; speech to text is `make bench-audio`. """
+
+
+LITELLM = "litellm[proxy]==1.108.7"
+LITELLM_KEY = "sk-bench-0123456789abcdef0123"
+
+
+def litellm_binary():
+    """LiteLLM's proxy from PyPI, pinned, in its own virtualenv (.venv-bench; about a minute the first time)."""
+    venv = os.path.join(ROOT, ".venv-bench")
+    binary = os.path.join(venv, "bin", "litellm")
+    if not os.path.exists(binary):
+        print(f"installing {LITELLM} into .venv-bench…", flush=True)
+        subprocess.run(["python3", "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "--disable-pip-version-check", LITELLM], check=True)
+    return binary
+
+
+def start_litellm(work, upstream_port):
+    """LiteLLM proxy with one model, `smol`, pointed at the given llama-server (OpenAI-compatible)."""
+    port = free_ports(1)[0]
+    config = os.path.join(work, "litellm.yaml")
+    with open(config, "w") as f:
+        f.write(f"model_list:\n  - model_name: smol\n    litellm_params:\n      model: openai/smol\n"
+                f"      api_base: http://127.0.0.1:{upstream_port}/v1\n      api_key: none\n")
+    env = dict(os.environ, LITELLM_MASTER_KEY=LITELLM_KEY, LITELLM_LOG="ERROR")
+    process = subprocess.Popen([litellm_binary(), "--config", config, "--host", "127.0.0.1", "--port", str(port)], cwd=work,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+    return process, port
+
+
+def post(port, path, doc):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", path, body=json.dumps(doc).encode(), headers={"Content-Type": "application/json"})
+    return json.loads(conn.getresponse().read())
+
+
+def get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", path)
+    return json.loads(conn.getresponse().read())
+
+
+def wait_until(predicate, seconds=60):
+    deadline = time.time() + seconds
+    while not predicate():
+        if time.time() > deadline:
+            raise SystemExit("timed out waiting for an unload")
+        time.sleep(0.01)
 
 
 class Fresh:
     """llama-server closes the connection after each streamed response: a new one per request."""
-    def __init__(self, port):
-        self.port = port
 
-    def request(self, *a, **k):
+    def __init__(self, port, headers=None):
+        self.port = port
+        self.headers = headers or {}
+
+    def request(self, method, url, body=None, headers=None):
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        self.conn.request(*a, **k)
+        self.conn.request(method, url, body=body, headers={**(headers or {}), **self.headers})
 
     def getresponse(self):
         return self.conn.getresponse()
@@ -71,6 +123,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=200)
     ap.add_argument("--swaps", type=int, default=10, help="A→B→A cycles with one model slot")
+    ap.add_argument("--colds", type=int, default=12, help="cold starts each: llama-server alone, ours, the router")
     ap.add_argument("--write", help="also write the tables to this markdown file")
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
@@ -95,6 +148,7 @@ def main():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", state, "--config-dir", config],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    litellm = None
     try:
         wait_http(f"http://127.0.0.1:{api}/health")
         gateway = http.client.HTTPConnection("127.0.0.1", lmstudio, timeout=60)
@@ -102,16 +156,19 @@ def main():
         endpoint = rpc(os.path.join(state, "run", "runners.sock"), "runners.list")[0]["endpoint"]
         runner_port = int(endpoint.rsplit(":", 1)[1])
 
-        # The router names the model after its file: smol.gguf → "smol", the same request body for all three.
-        # A new connection per request on all three legs, so none is favoured by keep-alive.
-        legs = {"direct": Fresh(runner_port), "gateway": Fresh(lmstudio), "router": Fresh(router_port)}
+        litellm, litellm_port = start_litellm(work, runner_port)
+        # The router names the model after its file: smol.gguf → "smol", the same request body for all four.
+        # A new connection per request on every leg, so none is favoured by keep-alive. LiteLLM relays to the
+        # same llama-server the direct leg and the gateway use.
+        legs = {"direct": Fresh(runner_port), "gateway": Fresh(lmstudio), "router": Fresh(router_port),
+                "litellm": Fresh(litellm_port, {"Authorization": f"Bearer {LITELLM_KEY}"})}
         for _ in range(10):
             for conn in legs.values():
                 timed(conn)  # the router loads its model on the first one
         results = {name: ([], []) for name in legs}
         names = list(legs)
         for i in range(args.pairs):
-            for name in names[i % 3:] + names[:i % 3]:
+            for name in names[i % len(names):] + names[:i % len(names)]:
                 a, b = timed(legs[name])
                 results[name][0].append(a)
                 results[name][1].append(b)
@@ -121,6 +178,11 @@ def main():
         ours_rss = {comm: rss_kb(pid) for pid, comm in ours}
         ours_pss = {comm: pss_kb(pid) for pid, comm in ours}
         router_rss, router_pss = rss_kb(router.pid), pss_kb(router.pid)
+        lite = [litellm.pid] + [pid for pid, _ in children(litellm.pid)]
+        litellm_rss, litellm_pss = sum(rss_kb(p) for p in lite), sum(pss_kb(p) for p in lite)
+        litellm.send_signal(signal.SIGTERM)
+        litellm.wait(timeout=30)
+        legs.pop("litellm")
         # Swap A→B→A with one model slot on both (ours: max_loaded_models 1; router: --models-max 1): time from
         # the request to the first data event, which includes stopping the other model and loading this one.
         global BODY
@@ -132,7 +194,23 @@ def main():
                     BODY = plain.replace(b'"model": "smol"', b'"model": "' + model + b'"')
                     swaps[name].append(timed(legs[name])[0])
         BODY = plain
+        # Cold start: the request that finds its model unloaded, to the first data event; beside it in the
+        # same rotation, llama-server's own spawn-to-ready for the same model and arguments.
+        colds = {"spawn": [], "gateway": [], "router": []}
+        binary = os.path.join(ROOT, ".venv-llama", "bin", "llama-server")
+        for _ in range(args.colds):
+            colds["spawn"].append(direct_run(binary, ("--ctx-size", "1024", "--parallel", "1", "--alias", "smol")))
+            rpc(os.path.join(state, "run", "runners.sock"), "runners.unload", {"model": "smol"})
+            wait_until(lambda: not [r for r in rpc(os.path.join(state, "run", "runners.sock"), "runners.list")
+                                    if r["state"] in ("loading", "ready", "stopping")])
+            colds["gateway"].append(timed(legs["gateway"])[0])
+            post(router_port, "/models/unload", {"model": "smol"})
+            wait_until(lambda: all(m["status"]["value"] == "unloaded" for m in get(router_port, "/models")["data"]))
+            colds["router"].append(timed(legs["router"])[0])
     finally:
+        if litellm and litellm.poll() is None:
+            litellm.send_signal(signal.SIGTERM)
+            litellm.wait(timeout=30)
         launcher.send_signal(signal.SIGINT)
         router.send_signal(signal.SIGTERM)
         launcher.wait(timeout=60)
@@ -144,7 +222,8 @@ def main():
              "| | TTFT median | TTFT p99 | total median | total p99 | added TTFT (median of per-round differences) | added total |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     d_ttft, d_total = results["direct"]
-    labels = {"direct": "direct to llama-server", "gateway": "**Llama Runner gateway**", "router": "llama-server router mode"}
+    labels = {"direct": "direct to llama-server", "gateway": "**Llama Runner gateway**", "router": "llama-server router mode",
+              "litellm": f"LiteLLM proxy ({LITELLM.split('==')[1]})"}
     for name in names:
         ttft, total = results[name]
         added = "—" if name == "direct" else \
@@ -159,6 +238,15 @@ def main():
     for name in ("gateway", "router"):
         v = swaps[name]
         lines.append(f"| {labels[name]} (max 1 model) | {statistics.median(v):.0f} ms | {pct(v, 90):.0f} ms | {max(v):.0f} ms |")
+    spawn = statistics.median(colds["spawn"])
+    lines += ["", f"Cold start ({args.colds} each, rotating): request for an unloaded model to its first data event, and "
+              "the same minus llama-server's own spawn-to-ready (same binary, model and arguments, spawned by the script, "
+              "/health polled every 2 ms):", "",
+              "| | median | p90 | minus spawn-to-ready (median) |", "|---|---:|---:|---:|",
+              f"| llama-server spawn-to-ready alone | {spawn:.0f} ms | {pct(colds['spawn'], 90):.0f} ms | — |"]
+    for name in ("gateway", "router"):
+        v = colds[name]
+        lines.append(f"| {labels[name]} | {statistics.median(v):.0f} ms | {pct(v, 90):.0f} ms | {statistics.median(v) - spawn:+.0f} ms |")
     lines += ["", "Idle memory with the model loaded (runners excluded). RSS counts the shared Swift runtime and libc in "
               "full in every process; PSS divides shared pages among the processes mapping them, so the PSS total is what "
               "the five cost together:", "",
@@ -167,6 +255,7 @@ def main():
         lines.append(f"| {comm} | {kb / 1024:.1f} MB | {ours_pss[comm] / 1024:.1f} MB |")
     lines.append(f"| **Llama Runner, all five** | **{sum(ours_rss.values()) / 1024:.1f} MB** (sum) | **{sum(ours_pss.values()) / 1024:.1f} MB** |")
     lines.append(f"| llama-server router process | {router_rss / 1024:.1f} MB | {router_pss / 1024:.1f} MB |")
+    lines.append(f"| LiteLLM proxy (its processes) | {litellm_rss / 1024:.1f} MB | {litellm_pss / 1024:.1f} MB |")
     print()
     print("\n".join(lines))
     if args.write:

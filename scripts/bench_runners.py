@@ -11,33 +11,7 @@ Usage: python3 scripts/bench_runners.py [--runs 20] [--cycles 5]
 """
 import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
-from benchlib import MODEL, ROOT, free_ports, rpc
-
-
-def healthy(port):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        c.request("GET", "/health")
-        ok = c.getresponse().status == 200
-        c.close()
-        return ok
-    except OSError:
-        return False
-
-
-def direct_run(binary):
-    port = free_ports(1)[0]
-    start = time.perf_counter()
-    p = subprocess.Popen([binary, "--model", MODEL, "--ctx-size", "512", "--host", "127.0.0.1", "--port", str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    while not healthy(port):
-        if p.poll() is not None:
-            raise SystemExit("llama-server exited during the direct run")
-        time.sleep(0.002)
-    elapsed = (time.perf_counter() - start) * 1000
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=30)
-    return elapsed
+from benchlib import MODEL, ROOT, direct_run, free_ports, healthy, rpc
 
 
 def wait_stopped(sock, model):

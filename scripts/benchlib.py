@@ -1,6 +1,6 @@
 """What the benchmark scripts share: paths, free loopback ports, waiting for health, one RPC call,
-process RSS and percentiles."""
-import json, os, socket, subprocess, time, urllib.request
+llama-server's own spawn-to-ready time, process RSS/PSS and percentiles."""
+import http.client, json, os, signal, socket, subprocess, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -73,3 +73,30 @@ def children(pid):
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def healthy(port):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        c.request("GET", "/health")
+        ok = c.getresponse().status == 200
+        c.close()
+        return ok
+    except OSError:
+        return False
+
+
+def direct_run(binary, extra=("--ctx-size", "512")):
+    """llama-server's own spawn-to-ready time in ms: spawned here, /health polled every 2 ms."""
+    port = free_ports(1)[0]
+    start = time.perf_counter()
+    p = subprocess.Popen([binary, "--model", MODEL, *extra, "--host", "127.0.0.1", "--port", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while not healthy(port):
+        if p.poll() is not None:
+            raise SystemExit("llama-server exited during the direct run")
+        time.sleep(0.002)
+    elapsed = (time.perf_counter() - start) * 1000
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+    return elapsed
