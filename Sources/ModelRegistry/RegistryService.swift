@@ -14,7 +14,7 @@ final class RegistryService: Service {
         self.context = context
         let rpc = context.rpc
         let logger = context.logger
-        store = try RegistryStore(configDir: context.paths.configDir, logger: logger) { revision in
+        store = try RegistryStore(configDir: context.paths.configDir, logger: logger, cacheFile: MetadataCacheFile(paths: context.paths)) { revision in
             logger.info("configuration changed", ("revision", revision))
             rpc.notify(RegistryRPC.Changed.self, Revision(revision: revision))
         }

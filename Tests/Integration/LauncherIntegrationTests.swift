@@ -203,6 +203,12 @@ import Testing
             try RunnerRecord.save([RunnerRecord(model: "x", process: ProcessIdentity(pid: 999_999, startTime: 1), port: 1, fingerprint: "f", argv: [], logPath: "")], paths)
             for n in [1, 5, 6, 9] { try writeText(paths.log("gateway") + ".\(n)", "old") }
             try writeText(paths.log("gateway"), "current")
+            // The metadata cache: one entry for a file that exists, one for a file that is gone.
+            let present = paths.stateDir + "/present.gguf"
+            try writeText(present, "gguf")
+            let cache = MetadataCacheFile(paths: paths)
+            try cache.save([present: .init(stamp: FileStamp.of(present)!, value: .int(1)),
+                            paths.stateDir + "/deleted.gguf": .init(stamp: FileStamp(inode: 1, size: 2, modifiedNanos: 3), value: .int(2))])
             let (code, output) = try await mesh.run(["clean"])
             #expect(code == .exited(0), "\(output)")
             #expect(stale && access(paths.runDir + "/registry.sock", F_OK) != 0)
@@ -210,6 +216,8 @@ import Testing
             #expect(access(paths.log("gateway") + ".6", F_OK) != 0 && access(paths.log("gateway") + ".9", F_OK) != 0)
             #expect(access(paths.log("gateway") + ".5", F_OK) == 0 && access(paths.log("gateway") + ".1", F_OK) == 0)
             #expect(access(paths.log("gateway"), F_OK) == 0, "current logs stay")
+            #expect(Array(cache.load().keys) == [present], "only the entry of the deleted file is pruned")
+            #expect(output.contains("1 metadata cache entry of files that no longer exist"))
             #expect(output.contains("item(s) removed"))
         }
     }

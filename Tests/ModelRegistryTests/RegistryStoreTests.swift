@@ -137,6 +137,42 @@ final class Changes: Sendable {
         }
     }
 
+    @Test func metadataIsCachedOnDiskAndUsedWhileTheFileIsUnchanged() async throws {
+        try await withTemporaryDirectory { dir in
+            let config = dir + "/config"
+            try makeDirectories(config)
+            try GGUFWriter.chat(context: 4096).write(to: dir + "/m.gguf")
+            try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0}"#)
+            try writeFile(config + "/models_config.json", #"{"models": {"m": {"model_path": "../m.gguf"}}}"#)
+            let cache = MetadataCacheFile(path: dir + "/state/cache/model-metadata.json")
+            func open() throws -> RegistryStore {
+                try RegistryStore(configDir: config, logger: Logger(service: "test", level: .error, toStderr: false), cacheFile: cache) { _ in }
+            }
+            let parsed = try await open().snapshot().models.first?.metadata
+            #expect(parsed?.contextLength == 4096)
+            let path = absolutePath(dir + "/m.gguf")
+            #expect(try await open().snapshot().models.first?.metadata == parsed, "the cached copy round-trips exactly")
+            let saved = try #require(cache.load()[path])
+            #expect(saved.stamp == FileStamp.of(path))
+            // A restart reads the cache, not the file: a doctored entry with the file's own stamp shows through.
+            var doctored = try #require(saved.value.objectValue)
+            var entries = try #require(doctored["entries"]?.objectValue)
+            entries["llama.context_length"] = .int(777)
+            doctored["entries"] = .object(entries)
+            try cache.save([path: .init(stamp: saved.stamp, value: .object(doctored))])
+            #expect(try await open().snapshot().models.first?.metadata?.contextLength == 777)
+            // A changed file is read again, and the cache follows it.
+            usleep(10_000)  // a new modification time even on coarse clocks
+            try GGUFWriter.chat(context: 8192).write(to: dir + "/m.gguf")
+            #expect(try await open().snapshot().models.first?.metadata?.contextLength == 8192)
+            #expect(cache.load()[path]?.stamp == FileStamp.of(path))
+            // A corrupt cache file is ignored (and rewritten), never fatal.
+            try writeFile(cache.path, "{not json")
+            #expect(try await open().snapshot().models.first?.metadata?.contextLength == 8192)
+            #expect(cache.load()[path] != nil)
+        }
+    }
+
     @Test func whisperModelsAreCheckedByTheirHeaderAndTakeNoDefaultParameters() async throws {
         try await withTemporaryDirectory { dir in
             let config = dir + "/config"

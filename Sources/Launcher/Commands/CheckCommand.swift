@@ -101,7 +101,8 @@ enum CheckCommand {
 }
 
 /// `launcher clean`: removes what a crash can leave behind — stale sockets, records of runners that are
-/// gone, rotated logs beyond retention — and nothing else.
+/// gone, rotated logs beyond retention — and the metadata cache's entries of model files that no longer
+/// exist; nothing else.
 enum CleanCommand {
     static func run(_ options: ServiceOptions) -> Int32 {
         let paths = options.paths
@@ -121,6 +122,13 @@ enum CleanCommand {
                 guard let dot = name.lastIndex(of: "."), let n = Int(name[name.index(after: dot)...]), name[..<dot].hasSuffix(".log"), n > 5 else { continue }
                 if unlink(dir + "/" + name) == 0 { removed.append(dir + "/" + name) }
             }
+        }
+        let cache = MetadataCacheFile(paths: paths)
+        do {
+            let gone = try cache.prune()
+            if !gone.isEmpty { removed.append("\(gone.count) metadata cache entr\(gone.count == 1 ? "y" : "ies") of files that no longer exist from \(cache.path)") }
+        } catch {
+            print("cannot prune \(cache.path): \(error)")
         }
         for r in removed { print("removed \(r)") }
         print(removed.isEmpty ? "nothing to clean" : "\(removed.count) item(s) removed")

@@ -15,7 +15,8 @@ enum LauncherCommand {
       restart <service>  restart one service (model-registry, metrics-service, runner-manager, gateway)
       down               stop every service and the running launcher
       check              check configuration, runtimes, models, ports, directories, disk and memory
-      clean              remove stale sockets, records of dead runners and old rotated logs
+      clean              remove stale sockets, records of dead runners, old rotated logs and
+                         metadata cached for model files that no longer exist
 
     options:
     \(ServiceOptions.helpText)

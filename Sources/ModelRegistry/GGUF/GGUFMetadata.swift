@@ -11,6 +11,26 @@ struct GGUFMetadata: Sendable, Equatable {
 
     var architecture: String? { entries["general.architecture"]?.stringValue }
 
+    /// As stored in the persistent metadata cache (`MetadataCacheFile`).
+    var cacheValue: JSONValue {
+        .object(JSONObject([("version", .int(version)), ("tensor_count", .int(tensorCount)), ("file_size", .int(fileSize)),
+                            ("parameter_count", .int(parameterCount)), ("entries", .object(entries))]))
+    }
+
+    init(version: Int, tensorCount: Int, fileSize: Int, parameterCount: Int, entries: JSONObject) {
+        self.version = version
+        self.tensorCount = tensorCount
+        self.fileSize = fileSize
+        self.parameterCount = parameterCount
+        self.entries = entries
+    }
+
+    init?(cacheValue v: JSONValue) {
+        guard let version = v["version"]?.intValue, let tensors = v["tensor_count"]?.intValue, let size = v["file_size"]?.intValue,
+              let parameters = v["parameter_count"]?.intValue, let entries = v["entries"]?.objectValue else { return nil }
+        self.init(version: version, tensorCount: tensors, fileSize: size, parameterCount: parameters, entries: entries)
+    }
+
     func archValue(_ suffix: String) -> JSONValue? {
         guard let arch = architecture else { return nil }
         return entries["\(arch).\(suffix)"]

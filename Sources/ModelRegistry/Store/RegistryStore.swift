@@ -28,6 +28,10 @@ actor RegistryStore {
     private var appState: FileState
     private var modelsState: FileState
     private var metadataCache: [String: CachedMetadata] = [:]
+    /// The persistent cache (nil in tests that do not ask for one): loaded at start, written when changed.
+    private let cacheFile: MetadataCacheFile?
+    private var persisted: [String: MetadataCacheFile.Entry] = [:]
+    private var persistedDirty = false
     private var cachedSnapshot: RegistrySnapshot?
     private(set) var lastDiscovery: DiscoveryReport?
 
@@ -35,7 +39,8 @@ actor RegistryStore {
 
     /// Loads both files. An invalid file (or a pair that contradicts itself) is a `ConfigError`
     /// listing every fault, so the service refuses to start with a message the user can act on.
-    init(configDir: String, logger: Logger, onChange: @escaping @Sendable (String) -> Void) throws(ConfigError) {
+    init(configDir: String, logger: Logger, cacheFile: MetadataCacheFile? = nil,
+         onChange: @escaping @Sendable (String) -> Void) throws(ConfigError) {
         let files = ConfigFiles(configDir: configDir)
         AtomicFile.removeStaleTemporaries(in: configDir, for: ConfigFiles.appName)
         AtomicFile.removeStaleTemporaries(in: configDir, for: ConfigFiles.modelsName)
@@ -80,6 +85,8 @@ actor RegistryStore {
         self.appConfig = typed
         self.app = app
         self.models = models
+        self.cacheFile = cacheFile
+        self.persisted = cacheFile?.load() ?? [:]
     }
 
     /// A content hash of both documents: the same content always has the same revision, across restarts.
@@ -99,6 +106,14 @@ actor RegistryStore {
         if let cachedSnapshot { return cachedSnapshot }
         let built = buildSnapshot()
         cachedSnapshot = built
+        if persistedDirty, let cacheFile {
+            do {
+                try cacheFile.save(persisted)
+                persistedDirty = false
+            } catch {
+                logger.warning("cannot write the metadata cache", ("path", cacheFile.path), ("error", "\(error)"))
+            }
+        }
         return built
     }
 
@@ -359,12 +374,20 @@ actor RegistryStore {
     func metadata(_ path: String) -> Result<GGUFMetadata, GGUFError>? {
         guard let stamp = FileStamp.of(path) else {
             metadataCache[path] = nil
+            if persisted.removeValue(forKey: path) != nil { persistedDirty = true }
             return nil
         }
         if let cached = metadataCache[path], cached.stamp == stamp { return cached.result }
+        if let saved = persisted[path], saved.stamp == stamp, let meta = GGUFMetadata(cacheValue: saved.value) {
+            metadataCache[path] = CachedMetadata(stamp: stamp, result: .success(meta))
+            return .success(meta)
+        }
         let result: Result<GGUFMetadata, GGUFError>
         do {
-            result = .success(try GGUFReader.read(path: path))
+            let meta = try GGUFReader.read(path: path)
+            result = .success(meta)
+            persisted[path] = MetadataCacheFile.Entry(stamp: stamp, value: meta.cacheValue)
+            persistedDirty = true
         } catch {
             result = .failure(error)
         }

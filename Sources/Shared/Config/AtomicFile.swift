@@ -57,6 +57,12 @@ public struct FileStamp: Sendable, Equatable {
     public let size: Int
     public let modifiedNanos: Int
 
+    public init(inode: UInt64, size: Int, modifiedNanos: Int) {
+        self.inode = inode
+        self.size = size
+        self.modifiedNanos = modifiedNanos
+    }
+
     /// The stamp of the file at `path`, or nil when there is none.
     public static func of(_ path: String) -> FileStamp? {
         var st = stat()
