@@ -45,11 +45,16 @@ def test_compose_runs_each_service_in_its_own_container():
     assert "fail  app_config.json" not in check.stdout and "fail  models_config.json" not in check.stdout, check.stdout
 
 
-def test_dockerfile_builds_three_stages_from_the_pinned_sources():
+def test_dockerfile_builds_four_stages_from_the_pinned_sources():
     text = open(os.path.join(DEPLOY, "Dockerfile")).read()
     stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?", text, re.M)
-    assert [s[1] for s in stages] == ["swift-build", "llama-build", ""], stages
+    assert [s[1] for s in stages] == ["swift-build", "llama-build", "whisper-build", ""], stages
     assert "COPY --from=swift-build" in text and "COPY --from=llama-build" in text
+    assert "COPY --from=whisper-build /whisper-server /usr/local/bin/whisper-server" in text
+    assert "RUN scripts/install_whisper_server.sh" in text and "COPY scripts/install_whisper_server.sh scripts/" in text
+    assert os.access(os.path.join(ROOT, "scripts", "install_whisper_server.sh"), os.X_OK)
+    runtimes = json.load(open(os.path.join(DEPLOY, "config", "app_config.json")))["runtimes"]
+    assert {r["kind"] for r in runtimes.values()} == {"llama-server", "whisper-server"}
     built = re.search(r"for exe in ([^;]+);", text).group(1).split()
     assert set(built) == SERVICES | {"launcher"}
     pinned = re.search(r'VERSION="([^"]+)"', open(os.path.join(ROOT, "scripts", "install_llama_server.sh")).read()).group(1)
