@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test bench-http bench-runners bench-gateway bench-load bench-audio
+.PHONY: up test bench bench-http bench-runners bench-gateway bench-load bench-audio
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -18,9 +18,9 @@ bench-runners:
 	python3 scripts/bench_runners.py
 
 # Time the gateway adds to a real streamed request, against the runner directly and beside llama-server's
-# router mode, plus idle memory (issues 6 and 8); writes docs/benchmarks.md.
+# router mode, plus idle memory (issues 6 and 8) (make bench gathers it into docs/benchmarks.md).
 bench-gateway:
-	python3 scripts/bench_gateway.py --write docs/benchmarks.md
+	python3 scripts/bench_gateway.py
 
 # 256 concurrent streaming clients for 60 s, direct and through the gateway: errors, chunk gaps, gateway RSS (issue 8).
 bench-load:
@@ -29,3 +29,7 @@ bench-load:
 # Speech to text through the gateway against whisper-server direct (issue 9).
 bench-audio:
 	python3 scripts/bench_audio.py
+
+# Every benchmark above but bench-runners, gathered into docs/benchmarks.md with the machine described (issue 8).
+bench:
+	python3 scripts/bench_all.py

@@ -10,7 +10,7 @@ Usage: python3 scripts/bench_audio.py [--rounds 20]
 """
 import argparse, http.client, json, os, shutil, signal, statistics, subprocess, tempfile, time, uuid
 
-from benchlib import ROOT, free_ports, pct, rpc, rss_kb, wait_http, children
+from benchlib import Report, ROOT, free_ports, pct, rpc, rss_kb, wait_http, children
 
 WHISPER_MODEL = os.path.join(ROOT, "models", "ggml-tiny.en.bin")
 
@@ -39,6 +39,7 @@ def timed(port, body, ctype):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--markdown", help="also write the report to this file")
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
     bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
@@ -86,16 +87,18 @@ def main():
         launcher.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
 
+    report = Report()
     base = statistics.median(results["direct"])
-    print(f"whisper tiny.en, {len(audio) / 32000:.1f} s clip, {args.rounds} rounds in rotating order; last transcript: {text.strip()!r}\n")
-    print("| path | median ms | p90 ms | added (median) |")
-    print("|---|---:|---:|---:|")
+    report(f"whisper tiny.en, {len(audio) / 32000:.1f} s clip, {args.rounds} rounds in rotating order; last transcript: {text.strip()!r}\n")
+    report("| path | median ms | p90 ms | added (median) |")
+    report("|---|---:|---:|---:|")
     for name, values in results.items():
         median = statistics.median(values)
-        print(f"| {name} | {median:.1f} | {pct(values, 90):.1f} | {median - base:+.1f} ms |")
-    print(f"\ngateway RSS {before / 1024:.1f} MB before and {after / 1024:.1f} MB after a 20 MB upload sent file-first "
+        report(f"| {name} | {median:.1f} | {pct(values, 90):.1f} | {median - base:+.1f} ms |")
+    report(f"\ngateway RSS {before / 1024:.1f} MB before and {after / 1024:.1f} MB after a 20 MB upload sent file-first "
           f"(status {big_status}: whisper reads the padded WAV)")
 
+    report.write(args.markdown)
 
 if __name__ == "__main__":
     main()

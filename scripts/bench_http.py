@@ -11,7 +11,7 @@ Usage: python3 scripts/bench_http.py [--duration 10] [--connections 1,16,64]
 """
 import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
-from benchlib import ROOT, free_ports, wait_http
+from benchlib import Report, ROOT, free_ports, wait_http
 BODY = '{"version":"0.12.6"}'
 
 
@@ -49,6 +49,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", default="1,16,64")
+    ap.add_argument("--markdown", help="also write the report to this file")
     args = ap.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
 
@@ -133,28 +134,30 @@ http {{
             p.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
+    report = Report()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print()
-    print(f"GET /api/version, keep-alive, wrk {args.duration} s per run, {os.cpu_count()} cores ({cpu}), wrk on the same cores")
-    print()
-    print("| connections | gateway req/s | gateway p50 | gateway p99 | nginx req/s | nginx p50 | nginx p99 | gateway / nginx |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    report()
+    report(f"GET /api/version, keep-alive, wrk {args.duration} s per run, {os.cpu_count()} cores ({cpu}), wrk on the same cores")
+    report()
+    report("| connections | gateway req/s | gateway p50 | gateway p99 | nginx req/s | nginx p50 | nginx p99 | gateway / nginx |")
+    report("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c, g, n, _ in results:
-        print(f"| {c} | {g['rps']:,.0f} | {g['p50_ms']:.3f} ms | {g['p99_ms']:.3f} ms | {n['rps']:,.0f} | {n['p50_ms']:.3f} ms | {n['p99_ms']:.3f} ms | {g['rps'] / n['rps']:.2f}× |")
+        report(f"| {c} | {g['rps']:,.0f} | {g['p50_ms']:.3f} ms | {g['p99_ms']:.3f} ms | {n['rps']:,.0f} | {n['p50_ms']:.3f} ms | {n['p99_ms']:.3f} ms | {g['rps'] / n['rps']:.2f}× |")
     if peers:
-        print()
-        print("| connections | gateway `/api/version` req/s | llama-server `/health` req/s | p99 | router `/health` req/s | p99 | gateway / router |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        report()
+        report("| connections | gateway `/api/version` req/s | llama-server `/health` req/s | p99 | router `/health` req/s | p99 | gateway / router |")
+        report("|---:|---:|---:|---:|---:|---:|---:|")
         for c, g, _, (d, r) in results:
-            print(f"| {c} | {g['rps']:,.0f} | {d['rps']:,.0f} | {d['p99_ms']:.3f} ms | {r['rps']:,.0f} | {r['p99_ms']:.3f} ms | {g['rps'] / r['rps']:.2f}× |")
+            report(f"| {c} | {g['rps']:,.0f} | {d['rps']:,.0f} | {d['p99_ms']:.3f} ms | {r['rps']:,.0f} | {r['p99_ms']:.3f} ms | {g['rps'] / r['rps']:.2f}× |")
     else:
-        print("\n(llama-server or the demo model is not installed: run scripts/bootstrap.sh for the llama-server columns)")
+        report("\n(llama-server or the demo model is not installed: run scripts/bootstrap.sh for the llama-server columns)")
     for c, g, n, _ in results:
         if g["errors"] or g["socket_errors"]:
-            print(f"gateway at {c} connections: {g['errors']} non-2xx, socket errors: {g['socket_errors']}")
+            report(f"gateway at {c} connections: {g['errors']} non-2xx, socket errors: {g['socket_errors']}")
     if rss_kb:
-        print(f"\ngateway RSS after the runs: {rss_kb / 1024:.1f} MiB")
+        report(f"\ngateway RSS after the runs: {rss_kb / 1024:.1f} MiB")
 
+    report.write(args.markdown)
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ Usage: python3 scripts/bench_load.py [--clients 256] [--seconds 60] [--parallel 
 """
 import argparse, http.client, json, os, shutil, signal, statistics, subprocess, tempfile, threading, time, urllib.request
 
-from benchlib import MODEL, ROOT, children, free_ports, pct, rpc, rss_kb, wait_http
+from benchlib import Report, MODEL, ROOT, children, free_ports, pct, rpc, rss_kb, wait_http
 
 BODY = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Count to ten"}], "max_tokens": 16,
                    "temperature": 0, "stream": True}).encode()
@@ -73,6 +73,7 @@ def main():
     ap.add_argument("--clients", type=int, default=256)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--parallel", type=int, default=4, help="llama-server slots")
+    ap.add_argument("--markdown", help="also write the report to this file")
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
     bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
@@ -101,25 +102,29 @@ def main():
         gateway, g_gaps = phase(lmstudio, args.clients, args.seconds)
         time.sleep(2)
         rss_after = rss_kb(gateway_pid)
+        time.sleep(10)  # the services hand freed heap back every 10 s (Shared/Lifecycle/MemoryTrim.swift)
+        rss_idle = rss_kb(gateway_pid)
     finally:
         launcher.send_signal(signal.SIGINT)
         launcher.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
 
-    print()
-    print(f"{args.clients} concurrent streaming clients, {args.seconds} s each phase, SmolLM2-135M Q4_1 with {args.parallel} slots, "
+    report = Report()
+    report()
+    report(f"{args.clients} concurrent streaming clients, {args.seconds} s each phase, SmolLM2-135M Q4_1 with {args.parallel} slots, "
           f"max_tokens 16; {os.cpu_count()} cores")
-    print()
-    print("| | completed | errors | chunk gap median | chunk gap p99 |")
-    print("|---|---:|---:|---:|---:|")
+    report()
+    report("| | completed | errors | chunk gap median | chunk gap p99 |")
+    report("|---|---:|---:|---:|---:|")
     for name, t, g in (("direct to llama-server", direct, d_gaps), ("through the gateway", gateway, g_gaps)):
-        print(f"| {name} | {t['done']} | {t['errors']} | {statistics.median(g):.2f} ms | {pct(g, 99):.2f} ms |")
-    print()
-    print(f"gateway RSS: {rss_before / 1024:.1f} MB before, {rss_after / 1024:.1f} MB after")
+        report(f"| {name} | {t['done']} | {t['errors']} | {statistics.median(g):.2f} ms | {pct(g, 99):.2f} ms |")
+    report()
+    report(f"gateway RSS: {rss_before / 1024:.1f} MB before, {rss_after / 1024:.1f} MB 2 s after, {rss_idle / 1024:.1f} MB 12 s after")
     for name, t in (("direct", direct), ("gateway", gateway)):
         for e in t["examples"]:
-            print(f"{name} error: {e}")
+            report(f"{name} error: {e}")
 
+    report.write(args.markdown)
 
 if __name__ == "__main__":
     main()

@@ -100,3 +100,19 @@ def direct_run(binary, extra=("--ctx-size", "512")):
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=30)
     return elapsed
+
+
+class Report:
+    """The lines of a benchmark's final report: printed as they come, and kept for `--markdown FILE`
+    (`make bench` gathers every report into docs/benchmarks.md)."""
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, line=""):
+        print(line)
+        self.lines.extend(str(line).split("\n"))
+
+    def write(self, path):
+        if path:
+            with open(path, "w") as f:
+                f.write("\n".join(self.lines).strip("\n") + "\n")

@@ -115,6 +115,7 @@ public enum ServiceMain {
             context.group.withLock { $0 = group }
             group.handleSignals()
             watchSupervisor(context: context)
+            MemoryTrim.start(loop: loop)
             logger.info("starting", ("pid", getpid()), ("state_dir", options.paths.stateDir), ("config_dir", options.paths.configDir))
             let code = await group.run()
             if code == ExitCode.ok { logger.info("stopped") }

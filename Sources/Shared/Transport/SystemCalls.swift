@@ -33,6 +33,10 @@ enum GNU {
     /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34): close every inherited descriptor ≥ n in the child.
     static let addCloseFrom: AddCloseFrom? =
         dlsym(handle, "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: AddCloseFrom.self) }
+
+    typealias MallocTrim = @convention(c) (Int) -> Int32
+    /// `malloc_trim(3)`: return free heap memory to the system (see `MemoryTrim`).
+    static let mallocTrim: MallocTrim? = dlsym(handle, "malloc_trim").map { unsafeBitCast($0, to: MallocTrim.self) }
 }
 
 /// Monotonic time in nanoseconds (`CLOCK_MONOTONIC`): the clock for every deadline and duration,
