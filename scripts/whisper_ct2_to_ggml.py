@@ -189,64 +189,60 @@ def whisper_tensors(ct2):
             raise ConversionError(f"{src}: the fused key bias is not zero; whisper.cpp's key projection has none")
         yield f"{dst}.weight", weight, False
 
-    def layers(prefix):
-        n = 0
-        while f"{prefix}/layer_{n}/ffn/linear_0/weight" in ct2:
-            n += 1
-        return n
+    def value(dst, weight, bias):
+        yield f"{dst}.weight", weight, False
+        yield f"{dst}.bias", bias, True
+
+    def self_attention(dst, src):
+        """A block's self-attention: fused QKV split back into query, key (no bias) and value."""
+        fused = f"{src}/self_attention/linear_0"
+        (qw, qb), (kw, kb), (vw, vb) = split(fused, 3)
+        yield from norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+        yield from value(f"{dst}.attn.query", qw, qb)
+        yield from keys_without_bias(f"{dst}.attn.key", kw, kb, fused)
+        yield from value(f"{dst}.attn.value", vw, vb)
+        yield from linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+
+    def mlp(dst, src):
+        yield from norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
+        yield from linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
+        yield from linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
 
     yield "encoder.positional_embedding", get("encoder/position_encodings/encodings"), True
     for i in (1, 2):
         yield f"encoder.conv{i}.weight", get(f"encoder/conv{i}/weight"), False
         bias = get(f"encoder/conv{i}/bias")
         yield f"encoder.conv{i}.bias", Tensor((bias.shape[0], 1), bias.dtype, bias.data), True
-    for i in range(layers("encoder")):
-        src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        yield from norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        (qw, qb), (kw, kb), (vw, vb) = split(f"{src}/self_attention/linear_0", 3)
-        yield f"{dst}.attn.query.weight", qw, False
-        yield f"{dst}.attn.query.bias", qb, True
-        yield from keys_without_bias(f"{dst}.attn.key", kw, kb, f"{src}/self_attention/linear_0")
-        yield f"{dst}.attn.value.weight", vw, False
-        yield f"{dst}.attn.value.bias", vb, True
-        yield from linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
-        yield from norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
-        yield from linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
-        yield from linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+    for i in range(layer_count(ct2, "encoder")):
+        yield from self_attention(f"encoder.blocks.{i}", f"encoder/layer_{i}")
+        yield from mlp(f"encoder.blocks.{i}", f"encoder/layer_{i}")
     yield from norm("encoder.ln_post", "encoder/layer_norm")
 
     yield "decoder.positional_embedding", get("decoder/position_encodings/encodings"), True
     yield "decoder.token_embedding.weight", get("decoder/embeddings/weight"), False
-    for i in range(layers("decoder")):
+    for i in range(layer_count(ct2, "decoder")):
         src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        yield from norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        (qw, qb), (kw, kb), (vw, vb) = split(f"{src}/self_attention/linear_0", 3)
-        yield f"{dst}.attn.query.weight", qw, False
-        yield f"{dst}.attn.query.bias", qb, True
-        yield from keys_without_bias(f"{dst}.attn.key", kw, kb, f"{src}/self_attention/linear_0")
-        yield f"{dst}.attn.value.weight", vw, False
-        yield f"{dst}.attn.value.bias", vb, True
-        yield from linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        yield from self_attention(dst, src)
+        # Cross-attention: query alone, fused KV split back into key (no bias) and value.
         yield from norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
         yield from linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
         (kw, kb), (vw, vb) = split(f"{src}/attention/linear_1", 2)
         yield from keys_without_bias(f"{dst}.cross_attn.key", kw, kb, f"{src}/attention/linear_1")
-        yield f"{dst}.cross_attn.value.weight", vw, False
-        yield f"{dst}.cross_attn.value.bias", vb, True
+        yield from value(f"{dst}.cross_attn.value", vw, vb)
         yield from linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
-        yield from norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
-        yield from linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
-        yield from linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+        yield from mlp(dst, src)
     yield from norm("decoder.ln", "decoder/layer_norm")
 
 
-def hyperparameters(ct2):
-    def count(prefix):
-        n = 0
-        while f"{prefix}/layer_{n}/ffn/linear_0/weight" in ct2:
-            n += 1
-        return n
+def layer_count(ct2, prefix):
+    """Blocks in the encoder or decoder: layer_0, layer_1… while they exist."""
+    n = 0
+    while f"{prefix}/layer_{n}/ffn/linear_0/weight" in ct2:
+        n += 1
+    return n
 
+
+def hyperparameters(ct2):
     try:
         embeddings = ct2["decoder/embeddings/weight"]
         audio_pos = ct2["encoder/position_encodings/encodings"]
@@ -255,9 +251,9 @@ def hyperparameters(ct2):
         return {
             "n_vocab": embeddings.shape[0],
             "n_audio_ctx": audio_pos.shape[0], "n_audio_state": audio_pos.shape[1],
-            "n_audio_head": ct2["encoder/num_heads"].scalar(), "n_audio_layer": count("encoder"),
+            "n_audio_head": ct2["encoder/num_heads"].scalar(), "n_audio_layer": layer_count(ct2, "encoder"),
             "n_text_ctx": text_pos.shape[0], "n_text_state": text_pos.shape[1],
-            "n_text_head": ct2["decoder/num_heads"].scalar(), "n_text_layer": count("decoder"),
+            "n_text_head": ct2["decoder/num_heads"].scalar(), "n_text_layer": layer_count(ct2, "decoder"),
             "n_mels": conv1.shape[1],
         }
     except KeyError as e:

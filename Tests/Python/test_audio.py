@@ -1,7 +1,7 @@
 """Speech to text through the gateway: the real whisper-server built by scripts/install_whisper_server.sh,
 the Whisper tiny.en model converted by scripts/whisper_ct2_to_ggml.py, clips spoken by espeak-ng, and
 the official `openai` client."""
-import json, os, shutil, signal, subprocess, tempfile, time, urllib.request
+import os, shutil, signal, subprocess, tempfile, time, urllib.request
 
 import httpx
 import openai

