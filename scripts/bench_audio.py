@@ -8,9 +8,9 @@ median and p90 of the total time and the gateway's added time, and the gateway's
 uploading a 20 MB file (the spool keeps uploads out of memory). Release builds. Figures, not assertions.
 Usage: python3 scripts/bench_audio.py [--rounds 20]
 """
-import argparse, http.client, json, os, shutil, signal, statistics, subprocess, tempfile, time, uuid
+import argparse, http.client, json, os, shutil, statistics, subprocess, tempfile, time, uuid
 
-from benchlib import Report, ROOT, free_ports, pct, rpc, rss_kb, wait_http, children
+from benchlib import Mesh, Report, ROOT, pct, rpc, rss_kb
 
 WHISPER_MODEL = os.path.join(ROOT, "models", "ggml-tiny.en.bin")
 
@@ -41,29 +41,19 @@ def main():
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--markdown", help="also write the report to this file")
     args = ap.parse_args()
-    subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
-    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.strip()
-    work = tempfile.mkdtemp(prefix="lr-bench-audio-")
+    work = tempfile.mkdtemp(prefix="lr-bench-audio-clip-")
     clip = os.path.join(work, "clip.wav")
     subprocess.run(["espeak-ng", "-s", "140", "-w", clip + ".raw", "Please send the report to the office before Friday afternoon."], check=True)
     subprocess.run(["sox", clip + ".raw", "-r", "16000", "-c", "1", "-b", "16", clip], check=True)
     audio = open(clip, "rb").read()
-    ollama, lmstudio, api, web = free_ports(4)
-    config, state = os.path.join(work, "config"), os.path.join(work, "state")
-    os.makedirs(config)
-    json.dump({"proxies": {"ollama": {"port": ollama}, "lmstudio": {"port": lmstudio}}, "dashboard": {"api_port": api, "web_port": web},
-               "paths": {"models_dirs": []}, "discovery_interval_seconds": 0, "limits": {"request_body_bytes": 64 << 20}},
-              open(os.path.join(config, "app_config.json"), "w"))
-    json.dump({"models": {"whisper": {"model_path": WHISPER_MODEL, "llama_cpp_runtime": "whisper-server", "kind": "audio"}}},
-              open(os.path.join(config, "models_config.json"), "w"))
-    launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", state, "--config-dir", config],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shutil.rmtree(work, ignore_errors=True)
+    mesh = Mesh("lr-bench-audio-", {"limits": {"request_body_bytes": 64 << 20}},
+                {"models": {"whisper": {"model_path": WHISPER_MODEL, "llama_cpp_runtime": "whisper-server", "kind": "audio"}}})
+    lmstudio = mesh.lmstudio
     try:
-        wait_http(f"http://127.0.0.1:{api}/health")
         body, ctype = form(audio)
         timed(lmstudio, body, ctype)  # loads the model
-        runner = rpc(os.path.join(state, "run", "runners.sock"), "runners.list")[0]
+        runner = rpc(mesh.runners_socket, "runners.list")[0]
         direct_port = int(runner["endpoint"].rsplit(":", 1)[1])
         legs = {"direct": (direct_port, True), "gateway": (lmstudio, True), "gateway, file first": (lmstudio, False)}
         results = {name: [] for name in legs}
@@ -75,7 +65,7 @@ def main():
                 body, ctype = form(audio, model_first)
                 elapsed, text = timed(port, body, ctype)
                 results[name].append(elapsed)
-        gateway_pid = next(pid for pid, comm in children(launcher.pid) if comm == "gateway")
+        gateway_pid = mesh.pid("gateway")
         before = rss_kb(gateway_pid)
         big, ctype = form(audio + b"\0" * (20 << 20), model_first=False)
         conn = http.client.HTTPConnection("127.0.0.1", lmstudio, timeout=300)
@@ -83,9 +73,7 @@ def main():
         big_status = conn.getresponse().status
         after = rss_kb(gateway_pid)
     finally:
-        launcher.send_signal(signal.SIGINT)
-        launcher.wait(timeout=60)
-        shutil.rmtree(work, ignore_errors=True)
+        mesh.stop()
 
     report = Report()
     base = statistics.median(results["direct"])

@@ -11,9 +11,9 @@ PSS of our five processes against the router and LiteLLM (runners excluded). Rel
 assertions.
 Usage: python3 scripts/bench_gateway.py [--pairs 200] [--swaps 10] [--colds 8] [--write docs/benchmarks.md]
 """
-import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, tempfile, time, urllib.request
+import argparse, http.client, json, os, signal, statistics, subprocess, time
 
-from benchlib import MODEL, ROOT, children, direct_run, free_ports, pct, pss_kb, rpc, rss_kb, wait_http
+from benchlib import MODEL, ROOT, Mesh, children, direct_run, free_ports, pct, pss_kb, rpc, rss_kb, wait_http
 BODY = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8,
                    "temperature": 0, "stream": True}).encode()
 
@@ -126,18 +126,9 @@ def main():
     ap.add_argument("--colds", type=int, default=12, help="cold starts each: llama-server alone, ours, the router")
     ap.add_argument("--write", help="also write the tables to this markdown file")
     args = ap.parse_args()
-    subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
-    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.strip()
-    work = tempfile.mkdtemp(prefix="lr-bench-gw-")
-    ollama, lmstudio, api, web = free_ports(4)
-    config, state = os.path.join(work, "config"), os.path.join(work, "state")
-    os.makedirs(config)
-    json.dump({"proxies": {"ollama": {"port": ollama}, "lmstudio": {"port": lmstudio}}, "dashboard": {"api_port": api, "web_port": web},
-               "paths": {"models_dirs": []}, "discovery_interval_seconds": 0,
-               "limits": {"max_loaded_models": 1}}, open(os.path.join(config, "app_config.json"), "w"))
-    json.dump({"models": {name: {"model_path": MODEL, "parameters": {"ctx_size": 1024, "parallel": 1}} for name in ("smol", "smol-b")}},
-              open(os.path.join(config, "models_config.json"), "w"))
+    mesh = Mesh("lr-bench-gw-", {"limits": {"max_loaded_models": 1}},
+                {"models": {name: {"model_path": MODEL, "parameters": {"ctx_size": 1024, "parallel": 1}} for name in ("smol", "smol-b")}})
+    work, lmstudio = mesh.work, mesh.lmstudio
     router_dir = os.path.join(work, "router-models")
     os.makedirs(router_dir)
     for name in ("smol", "smol-b"):
@@ -146,14 +137,11 @@ def main():
     router = subprocess.Popen([os.path.join(ROOT, ".venv-llama", "bin", "llama-server"), "--models-dir", router_dir, "--models-max", "1",
                                "--host", "127.0.0.1", "--port", str(router_port), "-c", "1024", "-np", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", state, "--config-dir", config],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     litellm = None
     try:
-        wait_http(f"http://127.0.0.1:{api}/health")
         gateway = http.client.HTTPConnection("127.0.0.1", lmstudio, timeout=60)
         timed(gateway)  # loads the model
-        endpoint = rpc(os.path.join(state, "run", "runners.sock"), "runners.list")[0]["endpoint"]
+        endpoint = rpc(mesh.runners_socket, "runners.list")[0]["endpoint"]
         runner_port = int(endpoint.rsplit(":", 1)[1])
 
         litellm, litellm_port = start_litellm(work, runner_port)
@@ -173,8 +161,8 @@ def main():
                 results[name][0].append(a)
                 results[name][1].append(b)
         time.sleep(3)  # idle
-        ours = [(pid, comm) for pid, comm in children(launcher.pid) if "llama-server" not in comm]
-        ours.append((launcher.pid, "launcher"))
+        ours = [(pid, comm) for pid, comm in children(mesh.launcher.pid) if "llama-server" not in comm]
+        ours.append((mesh.launcher.pid, "launcher"))
         ours_rss = {comm: rss_kb(pid) for pid, comm in ours}
         ours_pss = {comm: pss_kb(pid) for pid, comm in ours}
         router_rss, router_pss = rss_kb(router.pid), pss_kb(router.pid)
@@ -200,8 +188,8 @@ def main():
         binary = os.path.join(ROOT, ".venv-llama", "bin", "llama-server")
         for _ in range(args.colds):
             colds["spawn"].append(direct_run(binary, ("--ctx-size", "1024", "--parallel", "1", "--alias", "smol")))
-            rpc(os.path.join(state, "run", "runners.sock"), "runners.unload", {"model": "smol"})
-            wait_until(lambda: not [r for r in rpc(os.path.join(state, "run", "runners.sock"), "runners.list")
+            rpc(mesh.runners_socket, "runners.unload", {"model": "smol"})
+            wait_until(lambda: not [r for r in rpc(mesh.runners_socket, "runners.list")
                                     if r["state"] in ("loading", "ready", "stopping")])
             colds["gateway"].append(timed(legs["gateway"])[0])
             post(router_port, "/models/unload", {"model": "smol"})
@@ -211,11 +199,9 @@ def main():
         if litellm and litellm.poll() is None:
             litellm.send_signal(signal.SIGTERM)
             litellm.wait(timeout=30)
-        launcher.send_signal(signal.SIGINT)
         router.send_signal(signal.SIGTERM)
-        launcher.wait(timeout=60)
         router.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
+        mesh.stop()
 
     lines = [f"SmolLM2-135M Q4_1, streamed chat, max_tokens 8, temperature 0; {args.pairs} rounds in rotating order; "
              f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}", "",

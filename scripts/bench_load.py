@@ -8,9 +8,9 @@ gateway's RSS before and after. The bench config raises `limits.queue_size` to t
 default, 64 waiting requests per model, would turn the rest away with 503 by design).
 Usage: python3 scripts/bench_load.py [--clients 256] [--seconds 60] [--parallel 4]
 """
-import argparse, http.client, json, os, shutil, signal, statistics, subprocess, tempfile, threading, time, urllib.request
+import argparse, http.client, json, os, statistics, threading, time
 
-from benchlib import Report, MODEL, ROOT, children, free_ports, pct, rpc, rss_kb, wait_http
+from benchlib import Mesh, Report, MODEL, pct, rpc, rss_kb
 
 BODY = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Count to ten"}], "max_tokens": 16,
                    "temperature": 0, "stream": True}).encode()
@@ -75,26 +75,14 @@ def main():
     ap.add_argument("--parallel", type=int, default=4, help="llama-server slots")
     ap.add_argument("--markdown", help="also write the report to this file")
     args = ap.parse_args()
-    subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
-    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.strip()
-    work = tempfile.mkdtemp(prefix="lr-bench-load-")
-    ollama, lmstudio, api, web = free_ports(4)
-    config, state = os.path.join(work, "config"), os.path.join(work, "state")
-    os.makedirs(config)
-    json.dump({"proxies": {"ollama": {"port": ollama}, "lmstudio": {"port": lmstudio}}, "dashboard": {"api_port": api, "web_port": web},
-               "paths": {"models_dirs": []}, "discovery_interval_seconds": 0, "limits": {"queue_size": args.clients * 2}},
-              open(os.path.join(config, "app_config.json"), "w"))
-    json.dump({"models": {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 512 * args.parallel, "parallel": args.parallel}}}},
-              open(os.path.join(config, "models_config.json"), "w"))
-    launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", state, "--config-dir", config],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mesh = Mesh("lr-bench-load-", {"limits": {"queue_size": args.clients * 2}},
+                {"models": {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 512 * args.parallel, "parallel": args.parallel}}}})
+    lmstudio = mesh.lmstudio
     try:
-        wait_http(f"http://127.0.0.1:{api}/health")
         phase(lmstudio, 1, 0.01)  # loads the model
-        endpoint = rpc(os.path.join(state, "run", "runners.sock"), "runners.list")[0]["endpoint"]
+        endpoint = rpc(mesh.runners_socket, "runners.list")[0]["endpoint"]
         runner_port = int(endpoint.rsplit(":", 1)[1])
-        gateway_pid = next(pid for pid, comm in children(launcher.pid) if comm == "gateway")
+        gateway_pid = mesh.pid("gateway")
         rss_before = rss_kb(gateway_pid)
         print(f"{args.clients} clients × {args.seconds} s direct…", flush=True)
         direct, d_gaps = phase(runner_port, args.clients, args.seconds)
@@ -105,9 +93,7 @@ def main():
         time.sleep(10)  # the services hand freed heap back every 10 s (Shared/Lifecycle/MemoryTrim.swift)
         rss_idle = rss_kb(gateway_pid)
     finally:
-        launcher.send_signal(signal.SIGINT)
-        launcher.wait(timeout=60)
-        shutil.rmtree(work, ignore_errors=True)
+        mesh.stop()
 
     report = Report()
     report()

@@ -1,6 +1,6 @@
 """What the benchmark scripts share: paths, free loopback ports, waiting for health, one RPC call,
 llama-server's own spawn-to-ready time, process RSS/PSS and percentiles."""
-import http.client, json, os, signal, socket, subprocess, time, urllib.request
+import http.client, json, os, shutil, signal, socket, subprocess, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -116,3 +116,43 @@ class Report:
         if path:
             with open(path, "w") as f:
                 f.write("\n".join(self.lines).strip("\n") + "\n")
+
+
+class Mesh:
+    """Llama Runner from the release build (bootstrapped first) on free ports, with its own temporary
+    config and state: `app` is merged into the ports and an empty models_dirs, `models` is the models
+    config. `stop()` ends it with SIGINT (what Ctrl+C does) and removes the directory."""
+    def __init__(self, prefix, app, models):
+        subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
+        bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                                capture_output=True, text=True).stdout.strip()
+        self.work = tempfile.mkdtemp(prefix=prefix)
+        self.ollama, self.lmstudio, self.api, self.web = free_ports(4)
+        config, self.state = os.path.join(self.work, "config"), os.path.join(self.work, "state")
+        os.makedirs(config)
+        doc = {"proxies": {"ollama": {"port": self.ollama}, "lmstudio": {"port": self.lmstudio}},
+               "dashboard": {"api_port": self.api, "web_port": self.web}, "paths": {"models_dirs": []},
+               "discovery_interval_seconds": 0, **app}
+        with open(os.path.join(config, "app_config.json"), "w") as f:
+            json.dump(doc, f)
+        with open(os.path.join(config, "models_config.json"), "w") as f:
+            json.dump(models, f)
+        self.launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", self.state, "--config-dir", config],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_http(f"http://127.0.0.1:{self.api}/health")
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def runners_socket(self):
+        return os.path.join(self.state, "run", "runners.sock")
+
+    def pid(self, comm):
+        return next(pid for pid, c in children(self.launcher.pid) if c == comm)
+
+    def stop(self):
+        self.launcher.send_signal(signal.SIGINT)
+        self.launcher.wait(timeout=60)
+        shutil.rmtree(self.work, ignore_errors=True)
