@@ -1,4 +1,5 @@
-"""A whole Llama Runner for the compatibility tests: `launcher up` from the debug build on free ports
+"""A whole Llama Runner for the compatibility tests: `launcher up` from the release build (what `make up`
+runs, so optimiser-only faults show here; the Swift suites cover the debug build) on free ports
 and a temporary state directory, serving the demo model with the real llama-server."""
 import json, os, shutil, signal, socket, subprocess, tempfile, time, urllib.request
 
@@ -19,7 +20,7 @@ def free_ports(n):
 
 
 def bin_dir():
-    return subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
 class Mesh:

@@ -33,6 +33,23 @@ def post(url, body, headers=None):
         return e.code, json.loads(e.read()), dict(e.headers)
 
 
+def test_health_names_every_service_with_its_own_report(mesh):
+    """Each service's health, under its own name, with its own pid, on every public port. The release
+    build of Swift 6.3 once listed a single service here with another one's report (ServiceHealth.probe)."""
+    pids = {}
+    for port in (mesh.ollama, mesh.lmstudio, mesh.api):
+        for _ in range(3):
+            status, body, _ = get(mesh.url(port) + "/health")
+            assert status == 200 and body["status"] == "ok" and body["down"] == [] and body["errors"] == {}
+            services = body["services"]
+            assert sorted(services) == ["gateway", "metrics-service", "model-registry", "runner-manager"]
+            for name, info in services.items():
+                assert info["service"] == name and info["status"] == "ok"
+                pids.setdefault(name, set()).add(info["pid"])
+    assert all(len(p) == 1 for p in pids.values()), pids
+    assert len({next(iter(p)) for p in pids.values()}) == 4, "four distinct processes"
+
+
 def test_lmstudio_v0_shapes_field_by_field(mesh):
     base = mesh.url(mesh.lmstudio)
     status, body, _ = get(base + "/api/v0/models")

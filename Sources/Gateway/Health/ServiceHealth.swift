@@ -19,13 +19,7 @@ struct ServiceHealth: Sendable {
         report.services[ServiceName.gateway.rawValue] = context.healthInfo()
         await withTaskGroup(of: (ServiceName, Result<HealthInfo, any Error>).self) { group in
             for (name, client) in clients {
-                group.addTask {
-                    do {
-                        return (name, .success(try await client.call(ServiceRPC.Health.self, Empty(), timeout: 1)))
-                    } catch {
-                        return (name, .failure(error))
-                    }
-                }
+                group.addTask { await Self.probe(name, client) }
             }
             for await (name, result) in group {
                 switch result {
@@ -42,5 +36,19 @@ struct ServiceHealth: Sendable {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let body = (try? encoder.encode(report)).map { [UInt8]($0) } ?? []
         return .json(body, status: report.down.isEmpty ? .ok : .serviceUnavailable)
+    }
+
+    /// One service's `health`. The tuple is built only after the call has returned: Swift 6.3 at `-O`
+    /// loses the part of a task's tuple result written before a suspension — `return (name, try await …)`
+    /// inside a child task came back with every name as `.registry`, so `/health` listed one service
+    /// (swiftlang/swift#91911). `Tests/Python` runs the release build so a miscompile like it shows.
+    private static func probe(_ name: ServiceName, _ client: RPCClient) async -> (ServiceName, Result<HealthInfo, any Error>) {
+        let result: Result<HealthInfo, any Error>
+        do {
+            result = .success(try await client.call(ServiceRPC.Health.self, Empty(), timeout: 1))
+        } catch {
+            result = .failure(error)
+        }
+        return (name, result)
     }
 }

@@ -70,7 +70,11 @@ enum TickNotification: RPCNotification {
             client.start()
             let results = try await withThrowingTaskGroup(of: (Int, String).self) { group in
                 for i in 0..<1000 {
-                    group.addTask { (i, try await client.call(EchoMethod.self, Text(text: "call-\(i)")).text) }
+                    group.addTask {
+                        // Build the tuple after the await (swiftlang/swift#91911; see ServiceHealth.probe).
+                        let text = try await client.call(EchoMethod.self, Text(text: "call-\(i)")).text
+                        return (i, text)
+                    }
                 }
                 var all: [(Int, String)] = []
                 for try await r in group { all.append(r) }
