@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Shared
 
 /// The dashboard API on 8585 (issue 7): models (config + runtime state + metadata), load/unload, edits
@@ -20,9 +19,7 @@ struct DashboardAPI: Sendable {
     static func json(_ v: JSONValue, status: HTTPStatus = .ok) -> HTTPResponse { OllamaAPI.json(v, status: status) }
 
     static func encoded<T: Encodable>(_ value: T) -> HTTPResponse {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return .json((try? encoder.encode(value)).map { [UInt8]($0) } ?? [])
+        .json((try? JSONCoder.encode(value, sortedKeys: true)) ?? [])
     }
 
     static func error(_ status: HTTPStatus, _ message: String, details: [String] = [], extra: [(String, JSONValue)] = []) -> HTTPResponse {
@@ -100,12 +97,11 @@ struct DashboardAPI: Sendable {
         let runnerList = (try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
         let docs = try? await registry.call(RegistryRPC.Documents.self, Empty(), timeout: 5)
         let snap = catalog.current
-        let encoder = JSONEncoder()
         var list: [JSONValue] = []
         for m in snap.models {
             var o = JSONObject()
-            if let data = try? encoder.encode(m), let v = try? JSONParser.parse([UInt8](data)).0 { o["model"] = v }
-            if let r = runnerList.first(where: { $0.model == m.id }), let data = try? encoder.encode(r), let v = try? JSONParser.parse([UInt8](data)).0 {
+            if let v = try? JSONCoder.encodeValue(m) { o["model"] = v }
+            if let r = runnerList.first(where: { $0.model == m.id }), let v = try? JSONCoder.encodeValue(r) {
                 o["runner"] = v
             }
             o["entry"] = docs?.models["models"]?[m.id] ?? .null

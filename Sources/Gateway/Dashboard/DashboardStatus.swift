@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Shared
 
 /// The dashboard API's minimum (8585): `/api/health` and `/api/status` — services, runners, and models
@@ -55,10 +54,8 @@ struct DashboardStatus: Sendable {
                          state: ready.contains(m.id) ? "loaded" : "not-loaded", quantization: m.metadata?.quantization,
                          contextLength: m.metadata?.contextLength, sizeBytes: m.metadata?.fileSize)
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = (try? encoder.encode(Status(revision: snap.revision, defaultModel: snap.defaultModel, health: healthDoc, runners: list, models: models)))
-            .map { [UInt8]($0) } ?? []
+        let body = (try? JSONCoder.encode(Status(revision: snap.revision, defaultModel: snap.defaultModel, health: healthDoc, runners: list, models: models),
+                                          sortedKeys: true)) ?? []
         return .json(body, status: healthResponse.status)
     }
 }

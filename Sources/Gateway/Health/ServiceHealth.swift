@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Shared
 
 /// Answers `GET /health` on every public port: every service's `health`, 200 when all are up and
@@ -32,9 +31,7 @@ struct ServiceHealth: Sendable {
         }
         report.down.sort()
         if !report.down.isEmpty { report.status = "unavailable: " + report.down.joined(separator: ", ") + " down" }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = (try? encoder.encode(report)).map { [UInt8]($0) } ?? []
+        let body = (try? JSONCoder.encode(report, sortedKeys: true)) ?? []
         return .json(body, status: report.down.isEmpty ? .ok : .serviceUnavailable)
     }
 

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Shared
 
 /// Reads a request's JSON body, with errors in the caller's shape: 413 over the limit, 400 for an

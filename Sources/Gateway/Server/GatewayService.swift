@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Shared
 
 /// The gateway's public ports, bound from `app_config.json` (fetched from the registry), each with
@@ -43,7 +42,7 @@ final class GatewayService: Service {
         runners.onNotification { method, data in
             guard method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data) else { return }
             relay.runnerStateChanged(model: state.model, state: state.state)
-            if let encoded = try? JSONEncoder().encode(state), let value = try? JSONParser.parse([UInt8](encoded)).0 {
+            if let value = try? JSONCoder.encodeValue(state) {
                 hub.publish("runner", value)
             }
         }
@@ -53,7 +52,7 @@ final class GatewayService: Service {
         @Sendable func tick() {
             Task(executorPreference: loop) {
                 if hub.count > 0, let summary = try? await metrics.call(MetricsRPC.Summary.self, Empty(), timeout: 2),
-                   let encoded = try? JSONEncoder().encode(summary), let value = try? JSONParser.parse([UInt8](encoded)).0 {
+                   let value = try? JSONCoder.encodeValue(summary) {
                     hub.publish("metrics", value)
                 }
                 loop.schedule(at: deadline(after: 2)) { tick() }

@@ -1,4 +1,3 @@
-import FoundationEssentials
 
 /// `config/app_config.json`: ports, paths, runtimes, limits and timeouts. Every field has a default,
 /// so a missing file or key falls back to a working setup. (Issue 4 adds full validation with
@@ -213,7 +212,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
 
     /// The typed view of a validated document.
     public static func from(_ document: JSONValue) throws -> AppConfig {
-        try JSONDecoder().decode(AppConfig.self, from: JSONEncoder().encode(document))
+        try JSONCoder.decode(AppConfig.self, from: document)
     }
 
     /// Loads `<configDir>/app_config.json`; a missing file gives the defaults.
@@ -221,7 +220,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
         let path = configDir + "/app_config.json"
         guard let bytes = readFileBytes(path) else { return AppConfig() }
         do {
-            return try JSONDecoder().decode(AppConfig.self, from: Data(bytes))
+            return try JSONCoder.decode(AppConfig.self, from: bytes)
         } catch {
             throw ConfigError(file: "app_config.json", message: describeDecodingError(error))
         }

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Glibc
 
 /// A process as /proc knows it: pid plus its start time (clock ticks since boot, /proc/<pid>/stat
@@ -75,12 +74,10 @@ public struct RunnerRecord: Codable, Sendable, Equatable {
 
     public static func load(_ paths: RuntimePaths) -> [RunnerRecord] {
         guard let bytes = readFileBytes(path(paths)) else { return [] }
-        return (try? JSONDecoder().decode([RunnerRecord].self, from: Data(bytes))) ?? []
+        return (try? JSONCoder.decode([RunnerRecord].self, from: bytes)) ?? []
     }
 
     public static func save(_ records: [RunnerRecord], _ paths: RuntimePaths) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try AtomicFile.write([UInt8](try encoder.encode(records)), to: path(paths), mode: 0o600)
+        try AtomicFile.write(try JSONCoder.encode(records, sortedKeys: true, pretty: true), to: path(paths), mode: 0o600)
     }
 }

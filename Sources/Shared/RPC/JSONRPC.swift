@@ -1,5 +1,3 @@
-import FoundationEssentials
-
 /// A JSON-RPC 2.0 request id: a number or a string (null is represented by `nil` at use sites).
 public enum RPCID: Codable, Sendable, Hashable, CustomStringConvertible {
     case number(Int)
@@ -122,42 +120,53 @@ struct RPCErrorOut: Encodable {
     }
 }
 
-/// The routing fields of any incoming message; the payload is decoded again with its real type.
-struct RPCIncoming: Decodable {
-    let jsonrpc: String?
+/// The routing fields of any incoming message, read from its parsed tree; params and result are
+/// decoded from the same tree with their real types (each line is parsed once).
+struct RPCIncoming: Sendable {
+    let message: JSONObject
     let id: RPCID?
-    let method: String?
-    let error: RPCFault?
+
+    /// Nil when the line is not a JSON object (`parseError` tells whether it was JSON at all).
+    init(line: [UInt8]) throws(JSONSyntaxError) {
+        guard case .object(let o) = try JSONParser.parse(line).0 else {
+            message = JSONObject()
+            id = nil
+            isObject = false
+            return
+        }
+        message = o
+        isObject = true
+        switch o["id"] {
+        case .int(let n)?: id = .number(n)
+        case .string(let s)?: id = .string(s)
+        default: id = nil
+        }
+    }
+
+    let isObject: Bool
+    var jsonrpc: String? { message["jsonrpc"]?.stringValue }
+    var method: String? { message["method"]?.stringValue }
+    var params: JSONValue? { message["params"] }
+    /// The reply's error, if it carries one that reads as an error object.
+    var error: RPCFault? { message["error"].flatMap { try? JSONCoder.decode(RPCFault.self, from: $0) } }
+
+    /// The params as `P`; nil when absent or null.
+    func params<P: Decodable>(as type: P.Type) throws -> P? {
+        guard let params, params != .null else { return nil }
+        return try TreeDecoder.decode(type, from: params, at: [JSONKey(stringValue: "params")])
+    }
+
+    /// The result as `R`; nil when absent or null.
+    func result<R: Decodable>(as type: R.Type) throws -> R? {
+        guard let result = message["result"], result != .null else { return nil }
+        return try TreeDecoder.decode(type, from: result, at: [JSONKey(stringValue: "result")])
+    }
 }
 
-struct RPCParamsIn<P: Decodable>: Decodable {
-    let params: P?
-}
-
-struct RPCResultIn<R: Decodable>: Decodable {
-    let result: R
-}
-
-/// A reply decoded in one pass: its error, or its result.
-struct RPCReplyIn<R: Decodable>: Decodable {
-    let error: RPCFault?
-    let result: R?
-}
-
-/// JSON coding shared by the RPC layer: compact output. One encoder and decoder are shared (they are
-/// thread-safe in swift-foundation): building them per message was a measurable part of an RPC.
+/// JSON coding shared by the RPC layer: compact lines.
 enum RPCCoding {
-    nonisolated(unsafe) static let sharedEncoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.withoutEscapingSlashes]
-        return e
-    }()
-    nonisolated(unsafe) static let decoder = JSONDecoder()
-
-    static func encoder() -> JSONEncoder { sharedEncoder }
-
     static func encodeLine<T: Encodable>(_ value: T) throws -> [UInt8] {
-        var bytes = [UInt8](try sharedEncoder.encode(value))
+        var bytes = try JSONCoder.encode(value)
         bytes.append(10)
         return bytes
     }

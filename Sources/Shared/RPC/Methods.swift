@@ -1,4 +1,3 @@
-import FoundationEssentials
 
 /// What every service answers to `health`.
 public struct HealthInfo: Codable, Sendable, Equatable {

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Glibc
 import Synchronization
 
@@ -31,7 +30,7 @@ public enum RPCError: Error, Sendable, Equatable, CustomStringConvertible {
 /// for the reconnect, up to its own timeout. Pipelined calls are matched to replies by id.
 public final class RPCClient: Sendable {
     private struct Pending {
-        var continuation: CheckedContinuation<Data, any Error>
+        var continuation: CheckedContinuation<RPCIncoming, any Error>
         var method: String
         var timer: UInt64
     }
@@ -48,7 +47,7 @@ public final class RPCClient: Sendable {
         var connectWaiters: [Int: ConnectWaiter] = [:]
         var subscribed = false
         var closed = false
-        var notificationHandler: (@Sendable (String, Data) -> Void)?
+        var notificationHandler: (@Sendable (String, JSONValue?) -> Void)?
         var connectHandler: (@Sendable () -> Void)?
     }
 
@@ -103,7 +102,7 @@ public final class RPCClient: Sendable {
     public var isConnected: Bool { state.withLock { $0.writer != nil } }
 
     /// Receives every notification the service pushes (after `subscribe()`), on the event loop thread.
-    public func onNotification(_ handler: @escaping @Sendable (_ method: String, _ params: Data) -> Void) {
+    public func onNotification(_ handler: @escaping @Sendable (_ method: String, _ params: JSONValue?) -> Void) {
         state.withLock { $0.notificationHandler = handler }
     }
 
@@ -122,8 +121,9 @@ public final class RPCClient: Sendable {
     }
 
     /// Decodes a notification's params (for use inside `onNotification`).
-    public static func decode<N: RPCNotification>(_ notification: N.Type, from params: Data) -> N.Params? {
-        try? JSONDecoder().decode(RPCParamsIn<N.Params>.self, from: params).params
+    public static func decode<N: RPCNotification>(_ notification: N.Type, from params: JSONValue?) -> N.Params? {
+        guard let params, params != .null else { return nil }
+        return try? TreeDecoder.decode(N.Params.self, from: params, at: [JSONKey(stringValue: "params")])
     }
 
     /// Calls `M` and returns its result. Waits for a connection if there is none, all within `timeout`.
@@ -141,8 +141,8 @@ public final class RPCClient: Sendable {
         } catch {
             throw RPCError.badReply(method: M.name, detail: "params could not be encoded: \(error)")
         }
-        let data = try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
+        let reply = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RPCIncoming, any Error>) in
                 let timer = loop.schedule(at: until) { [self] in
                     fail(id: id, with: RPCError.timedOut(method: M.name, seconds: seconds))
                     sendCancel(id, on: writer)
@@ -155,15 +155,14 @@ public final class RPCClient: Sendable {
             fail(id: id, with: CancellationError())
             sendCancel(id, on: writer)
         }
-        let reply: RPCReplyIn<M.Result>
+        if let fault = reply.error { throw RPCError.remote(fault) }
+        let result: M.Result?
         do {
-            reply = try RPCCoding.decoder.decode(RPCReplyIn<M.Result>.self, from: data)
+            result = try reply.result(as: M.Result.self)
         } catch {
-            if let fault = (try? RPCCoding.decoder.decode(RPCIncoming.self, from: data))?.error { throw RPCError.remote(fault) }
             throw RPCError.badReply(method: M.name, detail: describeDecodingError(error))
         }
-        if let fault = reply.error { throw RPCError.remote(fault) }
-        if let result = reply.result { return result }
+        if let result { return result }
         if let empty = Empty() as? M.Result { return empty }
         throw RPCError.badReply(method: M.name, detail: "no result")
     }
@@ -280,7 +279,6 @@ public final class RPCClient: Sendable {
 
     private func read(_ connection: Connection) async {
         let reader = LineReader(connection: connection, maxBytes: 64 << 20)
-        let decoder = RPCCoding.decoder
         while true {
             guard let line = try? await reader.next() else { return }
             switch line {
@@ -289,14 +287,13 @@ public final class RPCClient: Sendable {
             case .tooLong:
                 continue
             case .line(let bytes):
-                let data = Data(bytes)
-                guard let head = try? decoder.decode(RPCIncoming.self, from: data) else { continue }
+                guard let head = try? RPCIncoming(line: bytes), head.isObject else { continue }
                 if let method = head.method {
-                    if let handler = state.withLock({ $0.notificationHandler }) { handler(method, data) }
+                    if let handler = state.withLock({ $0.notificationHandler }) { handler(method, head.params) }
                 } else if case .number(let id)? = head.id,
                           let p = state.withLock({ $0.pending.removeValue(forKey: id) }) {
                     loop.cancelTimer(p.timer)
-                    p.continuation.resume(returning: data)
+                    p.continuation.resume(returning: head)
                 }
             }
         }

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Glibc
 import Synchronization
 
@@ -9,7 +8,7 @@ import Synchronization
 /// Faults never end a connection: malformed JSON gets -32700, a non-request -32600, an unknown method
 /// -32601, bad params -32602, and a line over `maxMessageBytes` (16 MiB) an error after it is skipped.
 public final class RPCServer: Sendable {
-    typealias RawHandler = @Sendable (Data, RPCID?) async throws -> [UInt8]
+    typealias RawHandler = @Sendable (RPCIncoming, RPCID?) async throws -> [UInt8]
 
     /// The socket file.
     public let path: String
@@ -32,10 +31,10 @@ public final class RPCServer: Sendable {
 
     /// Implements `M` with `handler`. Throw `RPCFault` to answer with a specific error.
     public func register<M: RPCMethod>(_ method: M.Type, _ handler: @escaping @Sendable (M.Params) async throws -> M.Result) {
-        let raw: RawHandler = { data, id in
+        let raw: RawHandler = { message, id in
             let params: M.Params
             do {
-                if let p = try RPCCoding.decoder.decode(RPCParamsIn<M.Params>.self, from: data).params {
+                if let p = try message.params(as: M.Params.self) {
                     params = p
                 } else if let empty = Empty() as? M.Params {
                     params = empty
@@ -55,8 +54,8 @@ public final class RPCServer: Sendable {
 
     /// Handles notification `N` (no reply). Params that do not decode are dropped.
     public func registerNotification<N: RPCNotification>(_ notification: N.Type, _ handler: @escaping @Sendable (N.Params) async -> Void) {
-        let raw: RawHandler = { data, _ in
-            if let p = try? RPCCoding.decoder.decode(RPCParamsIn<N.Params>.self, from: data).params { await handler(p) }
+        let raw: RawHandler = { message, _ in
+            if let p = try? message.params(as: N.Params.self) { await handler(p) }
             return []
         }
         handlers.withLock { $0[N.name] = raw }
@@ -125,14 +124,14 @@ public final class RPCServer: Sendable {
     }
 
     private func dispatch(_ bytes: [UInt8], writer: MessageWriter, connectionID: UInt64) {
-        let data = Data(bytes)
         let head: RPCIncoming
         do {
-            head = try RPCCoding.decoder.decode(RPCIncoming.self, from: data)
-        } catch DecodingError.dataCorrupted {
+            head = try RPCIncoming(line: bytes)
+        } catch {
             writer.send(errorLine(nil, RPCFault(code: RPCFault.parseErrorCode, message: "parse error: not valid JSON")))
             return
-        } catch {
+        }
+        guard head.isObject else {
             writer.send(errorLine(nil, RPCFault(code: RPCFault.invalidRequestCode, message: "invalid request: expected a JSON-RPC 2.0 request object")))
             return
         }
@@ -143,7 +142,7 @@ public final class RPCServer: Sendable {
             return
         }
         if method == "rpc.cancel" {
-            if let target = try? JSONDecoder().decode(RPCParamsIn<CancelParams>.self, from: data).params?.id,
+            if let target = (try? head.params(as: CancelParams.self))??.id,
                let task = running.withLock({ $0[connectionID]?.removeValue(forKey: target) }) {
                 task.cancel()
             }
@@ -163,7 +162,7 @@ public final class RPCServer: Sendable {
         let id = head.id
         let task = Task(executorPreference: loop) { [self] in
             do {
-                let line = try await handler(data, id)
+                let line = try await handler(head, id)
                 if id != nil { writer.send(line) }
             } catch let fault as RPCFault {
                 if id != nil { writer.send(errorLine(id, fault)) }
@@ -200,7 +199,9 @@ public func describeDecodingError(_ error: any Error) -> String {
     case .typeMismatch(let type, let ctx): return "\(path(ctx.codingPath)): expected \(typeName(type))"
     case .valueNotFound(let type, let ctx): return "\(path(ctx.codingPath)): expected \(typeName(type)), got null"
     case .keyNotFound(let key, let ctx): return "\(path(ctx.codingPath + [key])): required field is missing"
-    case .dataCorrupted(let ctx): return ctx.codingPath.isEmpty ? "not valid JSON" : "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+    case .dataCorrupted(let ctx):
+        if !ctx.codingPath.isEmpty { return "\(path(ctx.codingPath)): \(ctx.debugDescription)" }
+        return (ctx.underlyingError as? JSONSyntaxError).map { "not valid JSON: \($0)" } ?? "not valid JSON"
     @unknown default: return String(describing: error)
     }
 }

@@ -124,6 +124,11 @@ public struct JSONObject: Sendable, Equatable {
         for (k, v) in entries { self[k] = v }
     }
 
+    /// Entries whose keys the caller knows to be distinct (no per-key search).
+    init(uniqueEntries: [(String, JSONValue)]) {
+        entries = uniqueEntries.map { (key: $0.0, value: $0.1) }
+    }
+
     public var keys: [String] { entries.map(\.key) }
     public var isEmpty: Bool { entries.isEmpty }
     public var count: Int { entries.count }
