@@ -4,6 +4,9 @@
 import PackageDescription
 
 let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+/// The services also leave out the implicit `_StringProcessing` import: no service uses Regex, and not
+/// linking it keeps libswift_RegexParser and libswift_StringProcessing out of every process.
+let service: [SwiftSetting] = swift6 + [.unsafeFlags(["-Xfrontend", "-disable-implicit-string-processing-module-import"])]
 
 let package = Package(
     name: "LlamaRunner",
@@ -16,12 +19,12 @@ let package = Package(
         .library(name: "Shared", targets: ["Shared"]),
     ],
     targets: [
-        .target(name: "Shared", path: "Sources/Shared", swiftSettings: swift6),
-        .executableTarget(name: "Launcher", dependencies: ["Shared"], path: "Sources/Launcher", swiftSettings: swift6),
-        .executableTarget(name: "ModelRegistry", dependencies: ["Shared"], path: "Sources/ModelRegistry", swiftSettings: swift6),
-        .executableTarget(name: "RunnerManager", dependencies: ["Shared"], path: "Sources/RunnerManager", swiftSettings: swift6),
-        .executableTarget(name: "MetricsService", dependencies: ["Shared"], path: "Sources/MetricsService", swiftSettings: swift6),
-        .executableTarget(name: "Gateway", dependencies: ["Shared"], path: "Sources/Gateway", swiftSettings: swift6),
+        .target(name: "Shared", path: "Sources/Shared", swiftSettings: service),
+        .executableTarget(name: "Launcher", dependencies: ["Shared"], path: "Sources/Launcher", swiftSettings: service),
+        .executableTarget(name: "ModelRegistry", dependencies: ["Shared"], path: "Sources/ModelRegistry", swiftSettings: service),
+        .executableTarget(name: "RunnerManager", dependencies: ["Shared"], path: "Sources/RunnerManager", swiftSettings: service),
+        .executableTarget(name: "MetricsService", dependencies: ["Shared"], path: "Sources/MetricsService", swiftSettings: service),
+        .executableTarget(name: "Gateway", dependencies: ["Shared"], path: "Sources/Gateway", swiftSettings: service),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests", swiftSettings: swift6),
         .testTarget(name: "ModelRegistryTests", dependencies: ["ModelRegistry", "Shared"], path: "Tests/ModelRegistryTests", swiftSettings: swift6),
         .testTarget(name: "RunnerManagerTests", dependencies: ["RunnerManager", "Shared"], path: "Tests/RunnerManagerTests", swiftSettings: swift6),

@@ -103,6 +103,28 @@ import Testing
         }
     }
 
+    @Test func aSecondSignalWhileStoppingExitsAtOnceAndOrphansStopByThemselves() async throws {
+        try await Mesh.with { mesh in
+            try await mesh.up()
+            let pids = try await mesh.pids()
+            // A gateway that cannot stop holds the launcher in its graceful stop (gateway goes first).
+            let gateway = pids["gateway"]!
+            kill(gateway, SIGSTOP)
+            try await waitUntil("gateway to be stopped", timeout: 10) { processState(gateway) == "T" }
+            let launcher = mesh.launcher!
+            launcher.signal(SIGINT, group: false)
+            try await waitUntil("the launcher to start stopping", timeout: 10) { mesh.launcherOutput.contains("stopping reason=SIGINT") }
+            launcher.signal(SIGINT, group: false)
+            #expect(try await waitExit(launcher, timeout: 5) == .exited(1))
+            #expect(mesh.launcherOutput.contains("second signal while stopping: exiting now"), "\(mesh.launcherOutput)")
+            // The services see their launcher gone and stop; the gateway takes its pending SIGTERM once resumed.
+            kill(gateway, SIGCONT)
+            for (name, pid) in pids {
+                try await waitUntil("\(name) to exit", timeout: 15) { !processExists(pid) }
+            }
+        }
+    }
+
     @Test func aTakenPortStopsUpWithAMessageNamingThePortAndKey() async throws {
         try await Mesh.with { mesh in
             let squatter = try Listener(.tcp(host: "127.0.0.1", port: mesh.ports.lmstudio), loop: .shared)

@@ -123,4 +123,18 @@ import Testing
             #expect(committed == generated, "config/schema/\(file) is out of date: run `model-registry --print-schema` (see docs)")
         }
     }
+
+    /// The services test patterns without Swift's Regex; each predicate must agree with the expression
+    /// the JSON Schema carries, on ordinary, edge and hostile inputs.
+    @Test(arguments: [TextPattern.percentage, TextPattern.optionName, TextPattern.modelID])
+    func textPatternsAgreeWithTheirRegularExpressions(pattern: TextPattern) throws {
+        let samples = ["", "80%", "12.5%", "0%", "100", "%", ".5%", "5.%", "1.2.3%", "١٢%", " 80%", "80 %", "80%%",
+                       "flash_attn", "n-gpu-layers", "N-GPU", "_x", "-x", "a", "9b", "a b", "ä",
+                       "smollm2:135m", "model/with/slash", "with space", "tab\there", "quo\"te", "ünïcödé-名前",
+                       "e\u{301}", String(repeating: "x", count: 200), String(repeating: "x", count: 201), "line\nbreak", "nb\u{a0}sp"]
+        let regex = try Regex("^(?:\(pattern.regex))$")
+        for s in samples {
+            #expect(pattern.matches(s) == (s.wholeMatch(of: regex) != nil), "\(pattern.regex) on \(s.debugDescription)")
+        }
+    }
 }

@@ -159,8 +159,8 @@ struct OllamaAPI: Sendable {
         } else {
             capabilities = [.string("completion")]
             if m.mmproj != nil { capabilities.append(.string("vision")) }
-            if template.contains("tools") { capabilities.append(.string("tools")) }
-            if template.contains("<think>") || template.contains("enable_thinking") || template.contains("reasoning") { capabilities.append(.string("thinking")) }
+            if template.containsText("tools") { capabilities.append(.string("tools")) }
+            if template.containsText("<think>") || template.containsText("enable_thinking") || template.containsText("reasoning") { capabilities.append(.string("thinking")) }
             if info["tokenizer.ggml.fim_pre_token_id"] != nil { capabilities.append(.string("insert")) }
         }
         let parameters = (m.parameters.objectValue?.entries ?? []).map { k, v in

@@ -1,4 +1,3 @@
-import Dispatch
 import Glibc
 import Shared
 
@@ -70,6 +69,6 @@ enum LauncherCommand {
 
     static func runAsync(_ body: @escaping @Sendable () async -> Int32) -> Never {
         Task(executorPreference: EventLoop.shared) { exit(await body()) }
-        dispatchMain()
+        parkMainThread()
     }
 }

@@ -1,4 +1,3 @@
-import Dispatch
 import Glibc
 import Shared
 
@@ -101,7 +100,7 @@ enum UpCommand {
                 logger.error("cannot open \(socket): \(error)")
                 exit(ExitCode.failure)
             }
-            group.handleSignals()
+            group.handleSignals(loop: loop)
             logger.info("starting Llama Runner", ("pid", getpid()), ("state_dir", options.paths.stateDir), ("config_dir", options.paths.configDir))
             let code = await group.run()
             await rpc.stop()
@@ -109,6 +108,6 @@ enum UpCommand {
             if code == ExitCode.ok { logger.info("all services stopped") }
             exit(code == ExitCode.ok ? ExitCode.ok : ExitCode.failure)
         }
-        dispatchMain()
+        parkMainThread()
     }
 }

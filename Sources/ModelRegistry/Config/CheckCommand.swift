@@ -67,7 +67,7 @@ enum CheckCommand {
         if child.isRunning { child.signal(SIGKILL) }
         guard child.exitStatus == .exited(0) || child.exitStatus == .exited(1) else { return nil }
         let text = readFile(out) ?? ""
-        let found = text.split(separator: "\n").first { $0.contains(marker) }.map { String($0).trimmingCharacters(in: " ") }
+        let found = text.split(separator: "\n").first { $0.containsText(marker) }.map { String($0).trimmingCharacters(in: " ") }
         return argument == "--version" ? found ?? "runs" : found
     }
 }

@@ -38,6 +38,36 @@ enum CharacterSetASCII {
     }
 }
 
+/// A string pattern: its regular expression for the JSON Schema, and the same test written out in Swift,
+/// so the services need not link Swift's Regex (`_StringProcessing`, ~0.9 MB of each process's memory).
+/// `ConfigShapeTests` checks each predicate against its expression.
+struct TextPattern: Sendable {
+    let regex: String
+    let matches: @Sendable (String) -> Bool
+
+    private static func ascii(_ c: Character, _ set: String) -> Bool { c.isASCII && set.contains(c) }
+    private static let digits = "0123456789"
+    private static let lowerAlnum = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+    /// `80%`, `12.5%`.
+    static let percentage = TextPattern(regex: "[0-9]+(\\.[0-9]+)?%") { s in
+        guard s.last == "%" else { return false }
+        let parts = s.dropLast().split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        return parts.allSatisfy { !$0.isEmpty && $0.allSatisfy { ascii($0, digits) } }
+    }
+
+    /// A llama-server option name in lower case: `flash_attn`, `n-gpu-layers`.
+    static let optionName = TextPattern(regex: "[a-z0-9][a-z0-9_-]*") { s in
+        guard let first = s.first, ascii(first, lowerAlnum) else { return false }
+        return s.dropFirst().allSatisfy { ascii($0, lowerAlnum + "_-") }
+    }
+
+    /// A model id or alias: 1 to 200 characters, none of them white space or a double quote.
+    static let modelID = TextPattern(regex: "[^\\s\"]{1,200}") { s in
+        (1...200).contains(s.count) && !s.contains { $0.isWhitespace || $0 == "\"" }
+    }
+}
+
 /// The shape of a config document, declared once: `validate` checks a document against it with exact
 /// JSON paths, and `jsonSchema` renders the same shape as the JSON Schema committed in `config/schema/`.
 indirect enum Shape: Sendable {
@@ -59,12 +89,12 @@ indirect enum Shape: Sendable {
         /// Accepted with a warning (a typo should be seen, not fatal).
         case warn
         /// A map: every other key's value has this shape; `keyPattern` constrains the keys.
-        case map(Shape, keyPattern: String?, keyHint: String)
+        case map(Shape, keyPattern: TextPattern?, keyHint: String)
     }
 
     case any
     case string(minLength: Int)
-    case pattern(String, hint: String)
+    case pattern(TextPattern, hint: String)
     case integer(min: Int?, max: Int?)
     case number(min: Double?)
     case boolean
@@ -124,7 +154,7 @@ indirect enum Shape: Sendable {
             if s.count < minLength { mismatch("must not be empty") }
         case .pattern(let pattern, _):
             guard let s = value.stringValue else { return mismatch() }
-            if (try? Regex(pattern).wholeMatch(in: s)) == nil { mismatch() }
+            if !pattern.matches(s) { mismatch() }
         case .integer(let min, let max):
             guard let i = value.intValue else { return mismatch("expected an integer, got \(Self.render(value))") }
             if let min, i < min { mismatch("expected \(hint), got \(i)") }
@@ -157,7 +187,7 @@ indirect enum Shape: Sendable {
                     issues.append(ConfigIssue(file: file, path: path.appending(key).description,
                                               message: "unknown key (ignored)", severity: .warning))
                 case .map(let shape, let keyPattern, let keyHint):
-                    if let keyPattern, (try? Regex(keyPattern).wholeMatch(in: key)) == nil {
+                    if let keyPattern, !keyPattern.matches(key) {
                         issues.append(ConfigIssue(file: file, path: path.appending(key).description,
                                                   message: "invalid key: expected \(keyHint)", severity: .error))
                     }
@@ -191,7 +221,7 @@ indirect enum Shape: Sendable {
             if min > 0 { o["minLength"] = .int(min) }
         case .pattern(let pattern, _):
             o["type"] = .string("string")
-            o["pattern"] = .string("^(?:\(pattern))$")
+            o["pattern"] = .string("^(?:\(pattern.regex))$")
         case .integer(let min, let max):
             o["type"] = .string("integer")
             if let min { o["minimum"] = .int(min) }
@@ -220,7 +250,7 @@ indirect enum Shape: Sendable {
                 o["additionalProperties"] = .bool(true)
             case .map(let shape, let keyPattern, _):
                 o["additionalProperties"] = shape.jsonSchema()
-                if let keyPattern { o["propertyNames"] = .object(JSONObject([("pattern", .string("^(?:\(keyPattern))$"))])) }
+                if let keyPattern { o["propertyNames"] = .object(JSONObject([("pattern", .string("^(?:\(keyPattern.regex))$"))])) }
             }
         case .anyOf(let shapes, _):
             o["anyOf"] = .array(shapes.map { $0.jsonSchema() })

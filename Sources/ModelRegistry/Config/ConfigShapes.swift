@@ -42,7 +42,7 @@ enum ConfigShapes {
         ], others: .warn), keyPattern: nil, keyHint: "")), "named model server binaries"),
         .init("limits", .object([
             .init("max_loaded_models", .integer(min: 1), "models loaded at once"),
-            .init("memory_budget", .anyOf([.integer(min: 0), .pattern("[0-9]+(\\.[0-9]+)?%", hint: "a percentage")],
+            .init("memory_budget", .anyOf([.integer(min: 0), .pattern(.percentage, hint: "a percentage")],
                                           hint: "a number of bytes or a percentage such as \"80%\""), "memory models may use"),
             .init("default_ttl_seconds", .integer(min: -1), "idle seconds before a model unloads (-1 = never)"),
             .init("queue_size", .integer(min: 1), "requests waiting per model"),
@@ -70,9 +70,7 @@ enum ConfigShapes {
                                             hint: "a string, number, boolean, null or an array of strings and numbers")
 
     static let parameters = Shape.object(knownParameters.map { Shape.Field($0.0, $0.1, "llama-server --\($0.0.replacingUnderscores)") },
-                                         others: .map(otherParameter, keyPattern: "[a-z0-9][a-z0-9_-]*", keyHint: "a llama-server option name in lower case"))
-
-    static let modelID = "[^\\s\"]{1,200}"
+                                         others: .map(otherParameter, keyPattern: .optionName, keyHint: "a llama-server option name in lower case"))
 
     static let model = Shape.object([
         .init("model_path", .nonEmptyString, required: true, "the GGUF file (first shard of a split model), relative to the config directory"),
@@ -80,7 +78,7 @@ enum ConfigShapes {
         .init("parameters", parameters, "llama-server options; they win over default_parameters"),
         .init("auto_discovered", .boolean, "added by discovery"),
         .init("auto_update_model", .boolean, "discovery may update model_path when the file moves"),
-        .init("aliases", .array(.pattern(modelID, hint: "a name without spaces or quotes")), "other names for this model"),
+        .init("aliases", .array(.pattern(.modelID, hint: "a name without spaces or quotes")), "other names for this model"),
         .init("display_name", .nonEmptyString, "name shown in lists"),
         .init("ttl_seconds", .integer(min: -1), "idle seconds before unloading (-1 = never)"),
         .init("unlisted", .boolean, "hidden from model lists, still routable"),
@@ -91,7 +89,7 @@ enum ConfigShapes {
     static let models = Shape.object([
         .init("default_model", .anyOf([.nonEmptyString, .null], hint: "a model id or null"), "used when a request names no model"),
         .init("default_parameters", parameters, "parameters for every model"),
-        .init("models", .object([], others: .map(model, keyPattern: modelID, keyHint: "an id without spaces or quotes")), "models by id"),
+        .init("models", .object([], others: .map(model, keyPattern: .modelID, keyHint: "an id without spaces or quotes")), "models by id"),
     ], others: .warn)
 
     /// The committed schema files' content.

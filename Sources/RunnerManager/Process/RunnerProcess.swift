@@ -129,7 +129,7 @@ final class RunnerProcess: @unchecked Sendable {
                 seen = log.bytesSeen
                 lastProgress = monotonicNanos()
                 if let line = fresh.last(where: { !$0.trimmingCharacters(in: " .").isEmpty }) { progressLine = line }
-                checkNow = fresh.contains { line in Self.readyMarkers.contains { line.contains($0) } }
+                checkNow = fresh.contains { line in Self.readyMarkers.contains { line.containsText($0) } }
             }
             if let status = child?.exitStatus {
                 log.poll()

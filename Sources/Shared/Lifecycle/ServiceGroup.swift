@@ -1,4 +1,3 @@
-import Dispatch
 import Glibc
 import Synchronization
 
@@ -25,7 +24,6 @@ public final class ServiceGroup: Sendable {
     /// Seconds allowed for the whole graceful stop.
     public let grace: Double
     private let state = Mutex(State())
-    private let signalSources = Mutex<SignalSources?>(nil)
 
     public init(services: [any Service], logger: Logger, grace: Double = 4) {
         self.services = services
@@ -38,6 +36,7 @@ public final class ServiceGroup: Sendable {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             if s.requested { return nil }
             s.requested = true
+            ProcessSignals.noteStopRequested()
             s.reason = reason
             defer { s.waiter = nil }
             return s.waiter
@@ -48,25 +47,9 @@ public final class ServiceGroup: Sendable {
     /// Whether a stop was requested.
     public var isShuttingDown: Bool { state.withLock { $0.requested } }
 
-    /// Installs SIGINT and SIGTERM handlers that request shutdown; a second signal exits at once.
-    public func handleSignals() {
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
-            source.setEventHandler { [self] in
-                if isShuttingDown {
-                    logger.warning("second \(name): exiting now")
-                    _exit(ExitCode.failure)
-                }
-                requestShutdown(reason: name)
-            }
-            source.resume()
-            sources.append(source)
-        }
-        let box = SignalSources(sources)
-        signalSources.withLock { $0 = box }
+    /// SIGINT and SIGTERM request shutdown; a signal while stopping exits at once (`ProcessSignals`).
+    public func handleSignals(loop: EventLoop) {
+        ProcessSignals.handle(on: loop) { [self] name in requestShutdown(reason: name) }
     }
 
     /// Runs the group: start all, wait for a stop request, stop all. Returns the exit code.
@@ -102,20 +85,12 @@ public final class ServiceGroup: Sendable {
     private func stop(_ started: [any Service]) async {
         let logger = self.logger
         let grace = self.grace
-        DispatchQueue.global().asyncAfter(deadline: .now() + grace) {
+        exitAfter(seconds: grace, code: ExitCode.ok) {
             logger.error("graceful stop took longer than \(grace) s; exiting")
-            _exit(ExitCode.ok)
         }
         for service in started.reversed() {
             await service.stop()
             logger.debug("stopped \(service.name)")
         }
     }
-}
-
-/// Keeps the signal sources alive for the life of the group.
-final class SignalSources: @unchecked Sendable {
-    // @unchecked Sendable: set once, never mutated; Dispatch sources are thread-safe.
-    let sources: [any DispatchSourceSignal]
-    init(_ sources: [any DispatchSourceSignal]) { self.sources = sources }
 }

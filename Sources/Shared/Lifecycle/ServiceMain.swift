@@ -1,4 +1,3 @@
-import Dispatch
 import Glibc
 import Synchronization
 
@@ -113,7 +112,7 @@ public enum ServiceMain {
             }
             let group = ServiceGroup(services: services + [ControlSocketService(rpc: rpc)], logger: logger)
             context.group.withLock { $0 = group }
-            group.handleSignals()
+            group.handleSignals(loop: loop)
             watchSupervisor(context: context)
             MemoryTrim.start(loop: loop)
             logger.info("starting", ("pid", getpid()), ("state_dir", options.paths.stateDir), ("config_dir", options.paths.configDir))
@@ -121,7 +120,7 @@ public enum ServiceMain {
             if code == ExitCode.ok { logger.info("stopped") }
             exit(code)
         }
-        dispatchMain()
+        parkMainThread()
     }
 }
 
@@ -139,7 +138,7 @@ func probeHealth(_ name: ServiceName, paths: RuntimePaths) -> Never {
             exit(ExitCode.failure)
         }
     }
-    dispatchMain()
+    parkMainThread()
 }
 
 /// A supervised service (the launcher sets `LLAMA_RUNNER_SUPERVISOR_PID`) stops by itself when its

@@ -200,7 +200,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     private func run() {
         thread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
-        // The loop thread never takes process signals: those belong to DispatchSource handlers.
+        // The loop thread never takes process signals: `ProcessSignals` handlers run on other threads.
         var all = sigset_t()
         sigfillset(&all)
         pthread_sigmask(SIG_BLOCK, &all, nil)
