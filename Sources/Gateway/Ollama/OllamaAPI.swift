@@ -42,7 +42,7 @@ struct OllamaAPI: Sendable {
     }
 
     static func json(_ v: JSONValue, status: HTTPStatus = .ok) -> HTTPResponse {
-        .json(Array(JSONWriter.write(v, pretty: false).utf8), status: status)
+        .json(JSONWriter.bytes(v, pretty: false), status: status)
     }
 
     // MARK: Listing
@@ -260,7 +260,7 @@ struct OllamaAPI: Sendable {
         if let think = doc["think"], !think.isNull {
             upstream["chat_template_kwargs"] = .object(JSONObject([("enable_thinking", .bool(think.boolValue ?? true))]))
         }
-        let body = Array(JSONWriter.write(.object(upstream), pretty: false).utf8)
+        let body = JSONWriter.bytes(.object(upstream), pretty: false)
         let call: RunnerRelay.Call
         switch await relay.call(request, model: model, path: raw ? "/completion" : "/v1/chat/completions", body: body, keepAlive: keepAlive,
                                 parameters: parameters, shape: shape, accept: "text/event-stream") {
@@ -358,7 +358,7 @@ struct OllamaAPI: Sendable {
             return Self.json(legacy ? .object(JSONObject([("embedding", .array([]))]))
                                     : .object(JSONObject([("model", .string(name)), ("embeddings", .array([]))])))
         }
-        let body = Array(JSONWriter.write(.object(JSONObject([("input", .array(inputs)), ("encoding_format", .string("float"))])), pretty: false).utf8)
+        let body = JSONWriter.bytes(.object(JSONObject([("input", .array(inputs)), ("encoding_format", .string("float"))])), pretty: false)
         let call: RunnerRelay.Call
         switch await relay.call(request, model: model, path: "/v1/embeddings", body: body, keepAlive: keepAlive, parameters: parameters, shape: shape) {
         case .success(let c): call = c
@@ -410,7 +410,7 @@ struct OllamaStream: Sendable {
     func line(_ fields: [(String, JSONValue)]) -> [UInt8] {
         var o = JSONObject([("model", .string(name)), ("created_at", .string(OllamaAPI.now()))])
         for (k, v) in fields { o[k] = v }
-        return Array(JSONWriter.write(.object(o), pretty: false).utf8) + [10]
+        return JSONWriter.bytes(.object(o), pretty: false) + [10]
     }
 
     func message(_ text: String, thinking: String?) -> [(String, JSONValue)] {

@@ -78,12 +78,12 @@ struct OpenAIRoutes: Sendable {
     func models() async -> HTTPResponse {
         let loaded = await loadedModels()
         let data = catalog.current.models.filter { !$0.unlisted }.map { entry($0, loaded: loaded) }
-        return .json(Array(JSONWriter.write(.object(JSONObject([("object", .string("list")), ("data", .array(data))])), pretty: false).utf8))
+        return .json(JSONWriter.bytes(.object(JSONObject([("object", .string("list")), ("data", .array(data))])), pretty: false))
     }
 
     func model(_ id: String) async -> HTTPResponse {
         guard let m = catalog.resolve(id) else { return notFound(id, shape: .openAI) }
-        return .json(Array(JSONWriter.write(entry(m, loaded: await loadedModels()), pretty: false).utf8))
+        return .json(JSONWriter.bytes(entry(m, loaded: await loadedModels()), pretty: false))
     }
 
     func notFound(_ name: String, shape: ErrorShape) -> HTTPResponse {

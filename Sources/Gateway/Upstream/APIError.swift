@@ -18,12 +18,12 @@ enum ErrorShape: Sendable {
     func body(_ status: HTTPStatus, _ message: String, type: String? = nil, param: String? = nil, code: String? = nil) -> [UInt8] {
         switch self {
         case .ollama:
-            return Array(JSONWriter.write(.object(JSONObject([("error", .string(message))])), pretty: false).utf8)
+            return JSONWriter.bytes(.object(JSONObject([("error", .string(message))])), pretty: false)
         case .openAI:
             let t = type ?? Self.openAIType(status)
             let error = JSONObject([("message", .string(message)), ("type", .string(t)),
                                     ("param", param.map(JSONValue.string) ?? .null), ("code", code.map(JSONValue.string) ?? .null)])
-            return Array(JSONWriter.write(.object(JSONObject([("error", .object(error))])), pretty: false).utf8)
+            return JSONWriter.bytes(.object(JSONObject([("error", .object(error))])), pretty: false)
         }
     }
 

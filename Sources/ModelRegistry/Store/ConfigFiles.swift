@@ -32,7 +32,7 @@ struct ConfigFiles: Sendable {
     /// Backs up the current file (if any), then replaces it atomically with `document`.
     func write(_ name: String, _ document: JSONValue) throws {
         try backup(name)
-        try AtomicFile.write(Array(JSONWriter.write(document, pretty: true).utf8), to: path(name))
+        try AtomicFile.write(JSONWriter.bytes(document, pretty: true), to: path(name))
     }
 
     /// Copies the current file to `backups/<stem>-<UTC timestamp>.json` and prunes old backups.

@@ -41,7 +41,7 @@ public struct MetadataCacheFile: Sendable {
         }
         let doc = JSONValue.object(JSONObject([("version", .int(Self.formatVersion)), ("entries", .object(object))]))
         if let slash = path.lastIndex(of: "/") { try makeDirectories(String(path[..<slash])) }
-        try AtomicFile.write(Array(JSONWriter.write(doc, pretty: false).utf8), to: path)
+        try AtomicFile.write(JSONWriter.bytes(doc, pretty: false), to: path)
     }
 
     /// Drops the entries of files that no longer exist; returns their paths.

@@ -11,7 +11,7 @@
 public enum JSONCoder {
     /// Compact JSON text (or pretty, two-space indented, as config files are written).
     public static func encode<T: Encodable>(_ value: T, sortedKeys: Bool = false, pretty: Bool = false) throws -> [UInt8] {
-        Array(JSONWriter.write(try encodeValue(value, sortedKeys: sortedKeys), pretty: pretty).utf8)
+        JSONWriter.bytes(try encodeValue(value, sortedKeys: sortedKeys), pretty: pretty)
     }
 
     /// The value as a JSON tree.
@@ -138,7 +138,7 @@ final class TreeEncoder: Encoder {
     func singleValueContainer() -> any SingleValueEncodingContainer { SingleEncoder(encoder: self) }
 
     /// Encodes one value below this one: scalars directly, anything else through a child encoder.
-    static func node<T: Encodable>(_ value: T, at path: [any CodingKey]) throws -> EncodedNode {
+    static func node<T: Encodable>(_ value: T, at path: @autoclosure () -> [any CodingKey]) throws -> EncodedNode {
         switch value {
         case let v as String: return EncodedNode(.value(.string(v)))
         case let v as Int: return EncodedNode(.value(.int(v)))
@@ -146,7 +146,7 @@ final class TreeEncoder: Encoder {
         case let v as Double: return EncodedNode(.value(.double(v)))
         case let v as JSONValue: return EncodedNode(.value(v))
         default:
-            let child = TreeEncoder(codingPath: path)
+            let child = TreeEncoder(codingPath: path())
             try value.encode(to: child)
             return child.root ?? EncodedNode(.object([]))
         }
@@ -303,13 +303,13 @@ struct TreeDecoder: Decoder {
     func singleValueContainer() throws -> any SingleValueDecodingContainer { SingleDecoder(value: value, codingPath: codingPath) }
 
     /// Decodes `value` as `T` at `path`: scalars directly, anything else through a child decoder.
-    static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue, at path: [any CodingKey]) throws -> T {
+    static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue, at path: @autoclosure () -> [any CodingKey]) throws -> T {
         if T.self == JSONValue.self { return value as! T }
-        if T.self == String.self { return try scalar(String.self, value, path) { if case .string(let s) = $0 { s } else { nil } } as! T }
-        if T.self == Int.self { return try integer(Int.self, value, path) as! T }
-        if T.self == Bool.self { return try scalar(Bool.self, value, path) { if case .bool(let b) = $0 { b } else { nil } } as! T }
-        if T.self == Double.self { return try double(value, path) as! T }
-        return try T(from: TreeDecoder(value: value, codingPath: path))
+        if T.self == String.self { return try scalar(String.self, value, path()) { if case .string(let s) = $0 { s } else { nil } } as! T }
+        if T.self == Int.self { return try integer(Int.self, value, path()) as! T }
+        if T.self == Bool.self { return try scalar(Bool.self, value, path()) { if case .bool(let b) = $0 { b } else { nil } } as! T }
+        if T.self == Double.self { return try double(value, path()) as! T }
+        return try T(from: TreeDecoder(value: value, codingPath: path()))
     }
 }
 
@@ -324,36 +324,36 @@ private func kindName(_ v: JSONValue) -> String {
     }
 }
 
-private func mismatch(_ type: Any.Type, _ value: JSONValue, _ path: [any CodingKey]) -> DecodingError {
+private func mismatch(_ type: Any.Type, _ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) -> DecodingError {
     if case .null = value {
-        return .valueNotFound(type, .init(codingPath: path, debugDescription: "Expected \(type) value but found null instead."))
+        return .valueNotFound(type, .init(codingPath: path(), debugDescription: "Expected \(type) value but found null instead."))
     }
-    return .typeMismatch(type, .init(codingPath: path, debugDescription: "Expected to decode \(type) but found \(kindName(value)) instead."))
+    return .typeMismatch(type, .init(codingPath: path(), debugDescription: "Expected to decode \(type) but found \(kindName(value)) instead."))
 }
 
-private func scalar<T>(_ type: T.Type, _ value: JSONValue, _ path: [any CodingKey], _ get: (JSONValue) -> T?) throws -> T {
-    guard let v = get(value) else { throw mismatch(type, value, path) }
+private func scalar<T>(_ type: T.Type, _ value: JSONValue, _ path: @autoclosure () -> [any CodingKey], _ get: (JSONValue) -> T?) throws -> T {
+    guard let v = get(value) else { throw mismatch(type, value, path()) }
     return v
 }
 
-private func integer<T: FixedWidthInteger>(_ type: T.Type, _ value: JSONValue, _ path: [any CodingKey]) throws -> T {
+private func integer<T: FixedWidthInteger>(_ type: T.Type, _ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> T {
     switch value {
     case .int(let i):
         if let v = T(exactly: i) { return v }
     case .double(let d):
         if let v = T(exactly: d) { return v }
-        if d.rounded() != d { throw mismatch(type, value, path) }
+        if d.rounded() != d { throw mismatch(type, value, path()) }
     default:
-        throw mismatch(type, value, path)
+        throw mismatch(type, value, path())
     }
-    throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "Number \(value) does not fit in \(type)."))
+    throw DecodingError.dataCorrupted(.init(codingPath: path(), debugDescription: "Number \(value) does not fit in \(type)."))
 }
 
-private func double(_ value: JSONValue, _ path: [any CodingKey]) throws -> Double {
+private func double(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Double {
     switch value {
     case .int(let i): return Double(i)
     case .double(let d): return d
-    default: throw mismatch(Double.self, value, path)
+    default: throw mismatch(Double.self, value, path())
     }
 }
 
@@ -422,12 +422,12 @@ struct UnkeyedDecoder: UnkeyedDecodingContainer {
     var count: Int? { items.count }
     var isAtEnd: Bool { currentIndex >= items.count }
 
-    private mutating func next<T>(_ type: T.Type, _ body: (JSONValue, [any CodingKey]) throws -> T) throws -> T {
-        let path = codingPath + [JSONKey(currentIndex)]
+    private mutating func next<T>(_ type: T.Type, _ body: (JSONValue, @autoclosure () -> [any CodingKey]) throws -> T) throws -> T {
+        let index = currentIndex
         guard !isAtEnd else {
-            throw DecodingError.valueNotFound(type, .init(codingPath: path, debugDescription: "Unkeyed container is at end."))
+            throw DecodingError.valueNotFound(type, .init(codingPath: codingPath + [JSONKey(index)], debugDescription: "Unkeyed container is at end."))
         }
-        let v = try body(items[currentIndex], path)
+        let v = try body(items[index], codingPath + [JSONKey(index)])
         currentIndex += 1
         return v
     }
@@ -441,32 +441,32 @@ struct UnkeyedDecoder: UnkeyedDecodingContainer {
         return false
     }
 
-    mutating func decode(_ type: Bool.Type) throws -> Bool { try next(type) { try TreeDecoder.decode(type, from: $0, at: $1) } }
-    mutating func decode(_ type: String.Type) throws -> String { try next(type) { try TreeDecoder.decode(type, from: $0, at: $1) } }
-    mutating func decode(_ type: Double.Type) throws -> Double { try next(type) { try double($0, $1) } }
-    mutating func decode(_ type: Float.Type) throws -> Float { try next(type) { Float(try double($0, $1)) } }
-    mutating func decode(_ type: Int.Type) throws -> Int { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode(_ type: Int8.Type) throws -> Int8 { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode(_ type: Int16.Type) throws -> Int16 { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode(_ type: Int32.Type) throws -> Int32 { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode(_ type: Int64.Type) throws -> Int64 { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode(_ type: UInt.Type) throws -> UInt { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode(_ type: UInt8.Type) throws -> UInt8 { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode(_ type: UInt16.Type) throws -> UInt16 { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode(_ type: UInt32.Type) throws -> UInt32 { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode(_ type: UInt64.Type) throws -> UInt64 { try next(type) { try integer(type, $0, $1) } }
-    mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { try next(type) { try TreeDecoder.decode(type, from: $0, at: $1) } }
+    mutating func decode(_ type: Bool.Type) throws -> Bool { try next(type) { try TreeDecoder.decode(type, from: $0, at: $1()) } }
+    mutating func decode(_ type: String.Type) throws -> String { try next(type) { try TreeDecoder.decode(type, from: $0, at: $1()) } }
+    mutating func decode(_ type: Double.Type) throws -> Double { try next(type) { try double($0, $1()) } }
+    mutating func decode(_ type: Float.Type) throws -> Float { try next(type) { Float(try double($0, $1())) } }
+    mutating func decode(_ type: Int.Type) throws -> Int { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode(_ type: Int8.Type) throws -> Int8 { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode(_ type: Int16.Type) throws -> Int16 { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode(_ type: Int32.Type) throws -> Int32 { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode(_ type: Int64.Type) throws -> Int64 { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode(_ type: UInt.Type) throws -> UInt { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode(_ type: UInt8.Type) throws -> UInt8 { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode(_ type: UInt16.Type) throws -> UInt16 { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode(_ type: UInt32.Type) throws -> UInt32 { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode(_ type: UInt64.Type) throws -> UInt64 { try next(type) { try integer(type, $0, $1()) } }
+    mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { try next(type) { try TreeDecoder.decode(type, from: $0, at: $1()) } }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
-        try next(KeyedDecodingContainer<NestedKey>.self) { try TreeDecoder(value: $0, codingPath: $1).container(keyedBy: type) }
+        try next(KeyedDecodingContainer<NestedKey>.self) { try TreeDecoder(value: $0, codingPath: $1()).container(keyedBy: type) }
     }
 
     mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer {
-        try next((any UnkeyedDecodingContainer).self) { try TreeDecoder(value: $0, codingPath: $1).unkeyedContainer() }
+        try next((any UnkeyedDecodingContainer).self) { try TreeDecoder(value: $0, codingPath: $1()).unkeyedContainer() }
     }
 
     mutating func superDecoder() throws -> any Decoder {
-        try next((any Decoder).self) { TreeDecoder(value: $0, codingPath: $1) }
+        try next((any Decoder).self) { TreeDecoder(value: $0, codingPath: $1()) }
     }
 }
 

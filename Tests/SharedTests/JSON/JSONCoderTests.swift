@@ -111,6 +111,8 @@ struct JSONCoderTests {
         #expect(String(decoding: try JSONCoder.encode(Ordered(), sortedKeys: true), as: UTF8.self) == #"{"alpha":"a/b","mid":[],"zeta":1}"#)
         #expect(String(decoding: try JSONCoder.encode(Ordered(), sortedKeys: true, pretty: true), as: UTF8.self)
                 == "{\n  \"alpha\": \"a/b\",\n  \"mid\": [],\n  \"zeta\": 1\n}\n")
+        #expect(String(decoding: JSONWriter.bytes(.string("q\"b\\s\n\r\t\u{01}\u{1f}/é🦙"), pretty: false), as: UTF8.self)
+                == #""q\"b\\s\n\r\t\u0001\u001f/é🦙""#)
         // A JSON tree decodes as itself, keys in document order.
         let tree = try JSONCoder.decode(JSONValue.self, from: Array(#"{"b":1,"a":{"d":[true],"c":null}}"#.utf8))
         #expect(tree.objectValue?.keys == ["b", "a"] && tree["a"]?.objectValue?.keys == ["d", "c"])
