@@ -45,7 +45,6 @@ final class MetricsService: Service {
                     var rss: [MetricsStore.Key: Double] = [:]
                     var cpu: [MetricsStore.Key: Double] = [:]
                     var leases: [MetricsStore.Key: Double] = [:]
-                    var busySlots: [MetricsStore.Key: Double] = [:]
                     for r in list where r.state == "ready" {
                         guard let pid = r.pid else { continue }
                         let k = MetricsStore.key([("model", r.model)])
@@ -53,10 +52,7 @@ final class MetricsService: Service {
                         rss[k] = Double(s.rss ?? 0)
                         if let c = s.cpu { cpu[k] = c }
                         leases[k] = Double(r.activeLeases)
-                        // llama-server's own view, when it offers /slots.
-                        if let endpoint = r.endpoint, let busy = await Self.busySlots(endpoint, loop: loop) { busySlots[k] = Double(busy) }
                     }
-                    await store.setGauge("llama_runner_runner_busy_slots", help: "Slots llama-server reports as processing (from its /slots).", values: busySlots)
                     await store.setGauge("llama_runner_runner_resident_memory_bytes", help: "Resident memory of each ready runner.", values: rss)
                     await store.setGauge("llama_runner_runner_cpu_percent", help: "CPU use of each ready runner over the last 2 s (100 = one core).", values: cpu)
                     await store.setGauge("llama_runner_runner_active_requests", help: "Requests a runner is serving now.", values: leases)
@@ -82,15 +78,6 @@ final class MetricsService: Service {
             }
         }
         loop.schedule(at: deadline(after: 2)) { sample() }
-    }
-
-    /// Processing slots reported by llama-server's `/slots` (nil when it does not answer).
-    static func busySlots(_ endpoint: String, loop: EventLoop) async -> Int? {
-        guard let port = UInt16(endpoint.split(separator: ":").last ?? "") else { return nil }
-        let client = HTTPClient(address: .tcp(host: "127.0.0.1", port: port), loop: loop, maxIdleConnections: 0, connectTimeout: 0.5)
-        guard let response = try? await client.send(HTTPClientRequest(target: "/slots"), timeout: 0.5), response.status.code == 200,
-              let body = try? await response.collect(upTo: 4 << 20), let slots = (try? JSONParser.parse(body).0)?.arrayValue else { return nil }
-        return slots.filter { $0["is_processing"]?.boolValue == true }.count
     }
 
     func stop() async {
