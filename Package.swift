@@ -1,6 +1,9 @@
 // swift-tools-version: 6.0
 // Llama Runner: five executables and one shared library. No package dependencies, by the
-// user's decision: Foundation(Essentials), Dispatch, Glibc, Synchronization and the test libraries.
+// user's decision: Foundation(Essentials), Dispatch, Glibc, Synchronization and the test libraries are
+// allowed. The executables use only Glibc, Synchronization and the standard library (each of the others
+// cost about 1 MB of every process's memory: docs/ARCHITECTURE.md, "What each process links"); the tests
+// use FoundationEssentials to hold JSONCoder to JSONEncoder/JSONDecoder.
 import PackageDescription
 
 let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]

@@ -44,12 +44,14 @@ are within this shared 2-core machine's noise; a gateway median below direct is 
 swap row includes stopping the other model and loading this one: compare it with `make bench-runners`,
 which shows how much of it is llama-server's own spawn-to-ready.
 
-Memory: the services import only FoundationEssentials. Each one's RSS (about 15 MB; goal 12 MB) is mostly
-the Swift runtime, FoundationEssentials and libc, shared by all five and counted in full by RSS in each;
-the PSS total is what the five really cost together. Linking the Swift runtime statically
-(`--static-swift-stdlib`) was tried: RSS fell to 11.5-13.3 MB per service and 58.5 MB summed, but the PSS
-total rose from 25 to 46 MB (each process gets a private copy of the runtime) and each binary grew to 27 MB,
-so the shared, dynamic build stays.
+Memory: the services link only the Swift standard library, Concurrency, Synchronization, Glibc and
+libdispatch: no Foundation or FoundationEssentials, no Dispatch overlay, no _StringProcessing (each cost
+about 1 MB of every process's RSS; docs/ARCHITECTURE.md, "What each process links"). What is left is
+mostly the Swift runtime and libc, shared by all five and counted in full by RSS in each; the PSS total is
+what the five really cost together. Linking the Swift runtime statically (`--static-swift-stdlib`) was
+tried with FoundationEssentials: RSS fell to 11.5-13.3 MB per service, but the PSS total rose from 25 to
+46 MB (each process gets a private copy of the runtime) and each binary grew to 27 MB, so the shared,
+dynamic build stays.
 
 Gateway capacity (wrk against ours, nginx, llama-server's and the router's `/health`) is `make bench-http`;
 256 streaming clients is `make bench-load`; speech to text is `make bench-audio`. """

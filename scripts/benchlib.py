@@ -57,7 +57,7 @@ def rss_kb(pid):
 
 def pss_kb(pid):
     """Proportional set size: private pages plus a share of pages mapped by several processes (the five
-    services share libswiftCore, FoundationEssentials and libc, which RSS counts in full for each)."""
+    services share libswiftCore and libc, which RSS counts in full for each)."""
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
             if line.startswith("Pss:"):
