@@ -114,8 +114,9 @@ final class RunnerProcess: @unchecked Sendable {
     /// immediate health check instead of waiting for the next poll.
     static let readyMarkers = ["listening on", "model loaded", "server is listening", "HTTP server listening"]
 
-    /// Polls health every 50 ms until ready, tailing the log every 10 ms: a line that says the server
-    /// is up triggers a health check at once, so readiness is seen within ~10 ms, not up to 50. Fails at
+    /// Polls health every 50 ms until ready, tailing the log every 2 ms: a line that says the server
+    /// is up triggers a health check at once, so readiness is seen within ~2 ms, not up to 50 (a load
+    /// takes ~200 ms, so ~100 reads of the log's new bytes). Fails at
     /// once if the process exits (with its last log lines), or after `stallTimeout` seconds without
     /// progress (new log output counts as progress).
     func waitReady(stallTimeout: Double, loop: EventLoop) async throws {
@@ -143,7 +144,7 @@ final class RunnerProcess: @unchecked Sendable {
             if Double(monotonicNanos() - lastProgress) / 1e9 > stallTimeout {
                 throw RunnerError.stalled(stallTimeout, log.tail(12))
             }
-            try await loop.sleep(seconds: 0.01)
+            try await loop.sleep(seconds: 0.002)
         }
     }
 
