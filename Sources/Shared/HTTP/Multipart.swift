@@ -65,7 +65,7 @@ public struct MultipartScanner: Sendable {
             switch state {
             case .delimiter, .body:
                 // Find the next delimiter; body bytes before it belong to the current part.
-                guard let at = find(delimiter, in: pending, from: i) else {
+                guard let at = byteSearch(delimiter, in: pending, from: i) else {
                     let keep = max(i, pending.count - (delimiter.count - 1))
                     if state == .body { consume(pending[i..<keep]) }
                     i = keep
@@ -91,7 +91,7 @@ public struct MultipartScanner: Sendable {
                 i = j + 2
                 state = .headers
             case .headers:
-                guard let end = find([13, 10, 13, 10], in: pending, from: i) else {
+                guard let end = byteSearch([13, 10, 13, 10], in: pending, from: i) else {
                     if pending.count - i > Self.maxHeaderBytes { error = "multipart part headers are longer than \(Self.maxHeaderBytes) bytes" }
                     break loop
                 }
@@ -191,25 +191,6 @@ public struct MultipartScanner: Sendable {
             i = j
         }
         return nil
-    }
-
-    func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
-        guard let first = needle.first, haystack.count >= needle.count else { return nil }
-        var i = start
-        let last = haystack.count - needle.count
-        return haystack.withUnsafeBufferPointer { h in
-            needle.withUnsafeBufferPointer { n in
-                while i <= last {
-                    if h[i] == first {
-                        var k = 1
-                        while k < n.count && h[i + k] == n[k] { k += 1 }
-                        if k == n.count { return i }
-                    }
-                    i += 1
-                }
-                return nil
-            }
-        }
     }
 }
 

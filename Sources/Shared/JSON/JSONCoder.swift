@@ -159,6 +159,8 @@ func jsonNumber<T: BinaryInteger>(_ v: T) -> JSONValue {
     return .double(Double(v))
 }
 
+/// Keyed and unkeyed containers implement the common scalars; the standard library's defaults send the
+/// other widths (Int8…UInt64, Float) through `encode<T>`, and so to `SingleEncoder`.
 struct KeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let node: EncodedNode
     let codingPath: [any CodingKey]
@@ -169,17 +171,7 @@ struct KeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encode(_ value: Bool, forKey key: Key) throws { put(.bool(value), key) }
     mutating func encode(_ value: String, forKey key: Key) throws { put(.string(value), key) }
     mutating func encode(_ value: Double, forKey key: Key) throws { put(.double(value), key) }
-    mutating func encode(_ value: Float, forKey key: Key) throws { put(.double(Double(value)), key) }
     mutating func encode(_ value: Int, forKey key: Key) throws { put(.int(value), key) }
-    mutating func encode(_ value: Int8, forKey key: Key) throws { put(jsonNumber(value), key) }
-    mutating func encode(_ value: Int16, forKey key: Key) throws { put(jsonNumber(value), key) }
-    mutating func encode(_ value: Int32, forKey key: Key) throws { put(jsonNumber(value), key) }
-    mutating func encode(_ value: Int64, forKey key: Key) throws { put(jsonNumber(value), key) }
-    mutating func encode(_ value: UInt, forKey key: Key) throws { put(jsonNumber(value), key) }
-    mutating func encode(_ value: UInt8, forKey key: Key) throws { put(jsonNumber(value), key) }
-    mutating func encode(_ value: UInt16, forKey key: Key) throws { put(jsonNumber(value), key) }
-    mutating func encode(_ value: UInt32, forKey key: Key) throws { put(jsonNumber(value), key) }
-    mutating func encode(_ value: UInt64, forKey key: Key) throws { put(jsonNumber(value), key) }
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
         node.append(key.stringValue, try TreeEncoder.node(value, at: codingPath + [key]))
     }
@@ -219,17 +211,7 @@ struct UnkeyedEncoder: UnkeyedEncodingContainer {
     mutating func encode(_ value: Bool) throws { put(.bool(value)) }
     mutating func encode(_ value: String) throws { put(.string(value)) }
     mutating func encode(_ value: Double) throws { put(.double(value)) }
-    mutating func encode(_ value: Float) throws { put(.double(Double(value))) }
     mutating func encode(_ value: Int) throws { put(.int(value)) }
-    mutating func encode(_ value: Int8) throws { put(jsonNumber(value)) }
-    mutating func encode(_ value: Int16) throws { put(jsonNumber(value)) }
-    mutating func encode(_ value: Int32) throws { put(jsonNumber(value)) }
-    mutating func encode(_ value: Int64) throws { put(jsonNumber(value)) }
-    mutating func encode(_ value: UInt) throws { put(jsonNumber(value)) }
-    mutating func encode(_ value: UInt8) throws { put(jsonNumber(value)) }
-    mutating func encode(_ value: UInt16) throws { put(jsonNumber(value)) }
-    mutating func encode(_ value: UInt32) throws { put(jsonNumber(value)) }
-    mutating func encode(_ value: UInt64) throws { put(jsonNumber(value)) }
     mutating func encode<T: Encodable>(_ value: T) throws {
         node.append(try TreeEncoder.node(value, at: codingPath + [JSONKey(count)]))
     }
@@ -357,6 +339,7 @@ private func double(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKe
     }
 }
 
+/// As with encoding, the other integer widths and Float reach `SingleDecoder` through `decode<T>`.
 struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let object: JSONObject
     let codingPath: [any CodingKey]
@@ -379,17 +362,7 @@ struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try TreeDecoder.decode(type, from: value(key), at: codingPath + [key]) }
     func decode(_ type: String.Type, forKey key: Key) throws -> String { try TreeDecoder.decode(type, from: value(key), at: codingPath + [key]) }
     func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try double(value(key), codingPath + [key]) }
-    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { Float(try double(value(key), codingPath + [key])) }
     func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try integer(type, value(key), codingPath + [key]) }
-    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try integer(type, value(key), codingPath + [key]) }
-    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try integer(type, value(key), codingPath + [key]) }
-    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try integer(type, value(key), codingPath + [key]) }
-    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try integer(type, value(key), codingPath + [key]) }
-    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try integer(type, value(key), codingPath + [key]) }
-    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try integer(type, value(key), codingPath + [key]) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try integer(type, value(key), codingPath + [key]) }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try integer(type, value(key), codingPath + [key]) }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try integer(type, value(key), codingPath + [key]) }
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try TreeDecoder.decode(type, from: value(key), at: codingPath + [key]) }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
@@ -444,17 +417,7 @@ struct UnkeyedDecoder: UnkeyedDecodingContainer {
     mutating func decode(_ type: Bool.Type) throws -> Bool { try next(type) { try TreeDecoder.decode(type, from: $0, at: $1()) } }
     mutating func decode(_ type: String.Type) throws -> String { try next(type) { try TreeDecoder.decode(type, from: $0, at: $1()) } }
     mutating func decode(_ type: Double.Type) throws -> Double { try next(type) { try double($0, $1()) } }
-    mutating func decode(_ type: Float.Type) throws -> Float { try next(type) { Float(try double($0, $1())) } }
     mutating func decode(_ type: Int.Type) throws -> Int { try next(type) { try integer(type, $0, $1()) } }
-    mutating func decode(_ type: Int8.Type) throws -> Int8 { try next(type) { try integer(type, $0, $1()) } }
-    mutating func decode(_ type: Int16.Type) throws -> Int16 { try next(type) { try integer(type, $0, $1()) } }
-    mutating func decode(_ type: Int32.Type) throws -> Int32 { try next(type) { try integer(type, $0, $1()) } }
-    mutating func decode(_ type: Int64.Type) throws -> Int64 { try next(type) { try integer(type, $0, $1()) } }
-    mutating func decode(_ type: UInt.Type) throws -> UInt { try next(type) { try integer(type, $0, $1()) } }
-    mutating func decode(_ type: UInt8.Type) throws -> UInt8 { try next(type) { try integer(type, $0, $1()) } }
-    mutating func decode(_ type: UInt16.Type) throws -> UInt16 { try next(type) { try integer(type, $0, $1()) } }
-    mutating func decode(_ type: UInt32.Type) throws -> UInt32 { try next(type) { try integer(type, $0, $1()) } }
-    mutating func decode(_ type: UInt64.Type) throws -> UInt64 { try next(type) { try integer(type, $0, $1()) } }
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { try next(type) { try TreeDecoder.decode(type, from: $0, at: $1()) } }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {

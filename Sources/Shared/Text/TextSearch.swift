@@ -1,22 +1,28 @@
+/// The first position of `needle` in `haystack` at or after `start` (nil when absent or empty).
+func byteSearch(_ needle: [UInt8], in haystack: [UInt8], from start: Int = 0) -> Int? {
+    guard let first = needle.first, haystack.count >= needle.count else { return nil }
+    var i = start
+    let last = haystack.count - needle.count
+    return haystack.withUnsafeBufferPointer { h in
+        needle.withUnsafeBufferPointer { n in
+            while i <= last {
+                if h[i] == first {
+                    var k = 1
+                    while k < n.count && h[i + k] == n[k] { k += 1 }
+                    if k == n.count { return i }
+                }
+                i += 1
+            }
+            return nil
+        }
+    }
+}
+
 extension StringProtocol {
     /// Whether `other` occurs in this text (by UTF-8 bytes, so canonically equivalent spellings differ).
     /// The standard library's `contains(_: some StringProtocol)` lives in `_StringProcessing`, which the
     /// services do not link (Package.swift).
     public func containsText<T: StringProtocol>(_ other: T) -> Bool {
-        let needle = Array(other.utf8)
-        guard let first = needle.first else { return true }
-        let hay = Array(utf8)
-        guard hay.count >= needle.count else { return false }
-        var i = 0
-        let last = hay.count - needle.count
-        while i <= last {
-            if hay[i] == first {
-                var j = 1
-                while j < needle.count && hay[i + j] == needle[j] { j += 1 }
-                if j == needle.count { return true }
-            }
-            i += 1
-        }
-        return false
+        other.isEmpty || byteSearch(Array(other.utf8), in: Array(utf8)) != nil
     }
 }
