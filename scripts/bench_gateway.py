@@ -42,7 +42,10 @@ Reading the figures: each leg opens a new connection per request (llama-server c
 a streamed response, so this is how its own clients see it). Per-round differences of a millisecond or two
 are within this shared 2-core machine's noise; a gateway median below direct is not a real speed-up. The
 swap row includes stopping the other model and loading this one: compare it with `make bench-runners`,
-which shows how much of it is llama-server's own spawn-to-ready.
+which shows how much of it is llama-server's own spawn-to-ready. In the cold start, the ~100 ms beyond
+spawn-to-ready is the prompt's first, uncached evaluation: the timed rounds above hit llama-server's prompt
+cache (a request with `cache_prompt: false` takes the same ~95 ms on a warm server), so both tools pay it;
+our own readiness overhead is in `make bench-runners` (about 0 ms since the log is tailed every 2 ms).
 
 Memory: the services link only the Swift standard library, Concurrency, Synchronization, Glibc and
 libdispatch: no Foundation or FoundationEssentials, no Dispatch overlay, no _StringProcessing (each cost
