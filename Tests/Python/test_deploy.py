@@ -91,3 +91,17 @@ def test_systemd_unit_runs_the_launcher_hardened():
             open(copy, "w").write(text)
             result = subprocess.run([analyze, "verify", copy], capture_output=True, text=True)
             assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_service_health_probe_answers_for_a_running_instance(mesh):
+    """`<service> --health` (the containers' health check) against a live instance: exit 0 and its pid;
+    against a state directory with nothing running: exit 1 naming the socket."""
+    for name in sorted(SERVICES):
+        probe = subprocess.run([os.path.join(bin_dir(), name), "--health", "--state-dir", mesh.state],
+                               capture_output=True, text=True, timeout=30)
+        assert probe.returncode == 0, probe.stderr
+        assert re.fullmatch(rf"{name} pid \d+: ok\n", probe.stdout), probe.stdout
+    empty = os.path.join(mesh.work, "empty-state")
+    probe = subprocess.run([os.path.join(bin_dir(), "gateway"), "--health", "--state-dir", empty],
+                           capture_output=True, text=True, timeout=30)
+    assert probe.returncode == 1 and "gateway is not answering on" in probe.stderr and "gateway.sock" in probe.stderr
