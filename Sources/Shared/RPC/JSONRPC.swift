@@ -151,15 +151,15 @@ struct RPCIncoming: Sendable {
     var error: RPCFault? { message["error"].flatMap { try? JSONCoder.decode(RPCFault.self, from: $0) } }
 
     /// The params as `P`; nil when absent or null.
-    func params<P: Decodable>(as type: P.Type) throws -> P? {
-        guard let params, params != .null else { return nil }
-        return try TreeDecoder.decode(type, from: params, at: [JSONKey(stringValue: "params")])
-    }
+    func params<P: Decodable>(as type: P.Type) throws -> P? { try Self.member(params, "params", as: type) }
 
     /// The result as `R`; nil when absent or null.
-    func result<R: Decodable>(as type: R.Type) throws -> R? {
-        guard let result = message["result"], result != .null else { return nil }
-        return try TreeDecoder.decode(type, from: result, at: [JSONKey(stringValue: "result")])
+    func result<R: Decodable>(as type: R.Type) throws -> R? { try Self.member(message["result"], "result", as: type) }
+
+    /// A member of a message as `T` (its coding path starts with `name`); nil when absent or null.
+    static func member<T: Decodable>(_ value: JSONValue?, _ name: String, as type: T.Type) throws -> T? {
+        guard let value, value != .null else { return nil }
+        return try TreeDecoder.decode(type, from: value, at: [JSONKey(stringValue: name)])
     }
 }
 

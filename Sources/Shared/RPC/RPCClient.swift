@@ -122,8 +122,7 @@ public final class RPCClient: Sendable {
 
     /// Decodes a notification's params (for use inside `onNotification`).
     public static func decode<N: RPCNotification>(_ notification: N.Type, from params: JSONValue?) -> N.Params? {
-        guard let params, params != .null else { return nil }
-        return try? TreeDecoder.decode(N.Params.self, from: params, at: [JSONKey(stringValue: "params")])
+        try? RPCIncoming.member(params, "params", as: N.Params.self)
     }
 
     /// Calls `M` and returns its result. Waits for a connection if there is none, all within `timeout`.
