@@ -272,11 +272,13 @@ actor RunnerManager {
         do {
             try await process.waitReady(stallTimeout: stallTimeout, loop: loop)
         } catch {
+            // Forgotten before `loading` drops, so the exit watcher (`exited`) leaves this failure to us:
+            // otherwise it could report the exit first, without the "while loading" account and log lines.
+            if processes[spec.id] === process { processes[spec.id] = nil }
             process.loading = false
             setState(spec.id, "failed", detail: "\(error)")
             context.logger.error("runner for \(spec.id) failed to load: \(error)")
             await process.stop(grace: 2, loop: loop)
-            if processes[spec.id] === process { processes[spec.id] = nil }
             saveRecords()
             apply(scheduler.startFailed(spec.id, reason: "\(error)", now: Self.now()))
             return

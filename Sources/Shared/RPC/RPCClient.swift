@@ -142,8 +142,9 @@ public final class RPCClient: Sendable {
         }
         let reply = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RPCIncoming, any Error>) in
+                let name = M.name
                 let timer = loop.schedule(at: until) { [self] in
-                    fail(id: id, with: RPCError.timedOut(method: M.name, seconds: seconds))
+                    fail(id: id, with: RPCError.timedOut(method: name, seconds: seconds))
                     sendCancel(id, on: writer)
                 }
                 state.withLock { $0.pending[id] = Pending(continuation: continuation, method: M.name, timer: timer) }

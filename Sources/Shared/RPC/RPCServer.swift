@@ -31,6 +31,7 @@ public final class RPCServer: Sendable {
 
     /// Implements `M` with `handler`. Throw `RPCFault` to answer with a specific error.
     public func register<M: RPCMethod>(_ method: M.Type, _ handler: @escaping @Sendable (M.Params) async throws -> M.Result) {
+        let name = M.name
         let raw: RawHandler = { message, id in
             let params: M.Params
             do {
@@ -39,12 +40,12 @@ public final class RPCServer: Sendable {
                 } else if let empty = Empty() as? M.Params {
                     params = empty
                 } else {
-                    throw RPCFault.invalidParams("\(M.name): params are required")
+                    throw RPCFault.invalidParams("\(name): params are required")
                 }
             } catch let fault as RPCFault {
                 throw fault
             } catch {
-                throw RPCFault.invalidParams("\(M.name): \(describeDecodingError(error))")
+                throw RPCFault.invalidParams("\(name): \(describeDecodingError(error))")
             }
             let result = try await handler(params)
             return try RPCCoding.encodeLine(RPCResultOut(id: id ?? .number(0), result: result))
