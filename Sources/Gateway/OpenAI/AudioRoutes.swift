@@ -165,7 +165,7 @@ final class AudioUpload: @unchecked Sendable {
             var template = Array("\(spoolDirectory)/upload-XXXXXX".utf8CString)
             file = mkstemp(&template)
             guard file >= 0 else { throw HTTPError(.internalServerError, "cannot spool the upload in \(spoolDirectory): \(SystemError("mkstemp"))") }
-            unlink(String(cString: template))  // nothing is left behind, whatever happens to this process
+            unlink(template)  // nothing is left behind, whatever happens to this process
         }
         try piece.withUnsafeBytes { raw in
             var done = 0

@@ -59,7 +59,7 @@ enum CheckCommand {
         let fd = mkstemp(&template)
         guard fd >= 0 else { return nil }
         close(fd)
-        let out = String(cString: template)
+        let out = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         defer { unlink(out) }
         guard let child = try? ChildProcess.spawn(path, arguments: [argument], output: .file(out)) else { return nil }
         let until = deadline(after: 10)

@@ -62,7 +62,7 @@ public func absolutePath(_ path: String) -> String {
     var full = path
     if !path.hasPrefix("/") {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let cwd = getcwd(&buffer, buffer.count).map { _ in String(cString: buffer) } ?? "/"
+        let cwd = getcwd(&buffer, buffer.count).map { String(cString: $0) } ?? "/"
         full = cwd + "/" + path
     }
     var parts: [Substring] = []
