@@ -1,22 +1,13 @@
 """A whole Llama Runner for the compatibility tests: `launcher up` from the release build (what `make up`
 runs, so optimiser-only faults show here; the Swift suites cover the debug build) on free ports
 and a temporary state directory, serving the demo model with the real llama-server."""
-import json, os, shutil, signal, socket, subprocess, tempfile, time, urllib.request
+import json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "scripts"))
+import benchlib  # noqa: E402  (the scripts' shared helpers: paths, free ports, one RPC call)
+from benchlib import MODEL, ROOT, free_ports  # noqa: E402,F401  (re-exported to the tests)
 
 
 def bin_dir():
@@ -75,15 +66,7 @@ def stop_mesh(m):
 
 def rpc(m, service_socket, method, params=None):
     """A JSON-RPC call to one of the mesh's services (e.g. runners.sock)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(120)
-    s.connect(os.path.join(m.state, "run", service_socket))
-    s.sendall((json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}) + "\n").encode())
-    buf = b""
-    while not buf.endswith(b"\n"):
-        buf += s.recv(1 << 20)
-    s.close()
-    return json.loads(buf)["result"]
+    return benchlib.rpc(os.path.join(m.state, "run", service_socket), method, params, timeout=120)
 
 
 @pytest.fixture(scope="session")
