@@ -81,10 +81,17 @@ struct DashboardAPI: Sendable {
     }
 
     /// Writes need the admin token when one is set, and are refused on a non-loopback bind without one.
+    /// Every state-changing call goes through here. Its body must be declared JSON: a browser sends a
+    /// form or `text/plain` cross-site without a preflight, `application/json` never (and the origin
+    /// check in `SurfaceGuard` refuses foreign pages outright). Then the admin token, when one is set
+    /// or the dashboard is reachable beyond this machine.
     func write(_ request: HTTPRequest, _ body: () async -> HTTPResponse) async -> HTTPResponse {
+        let type = request.headers["content-type"].map { $0.split(separator: ";").first.map { $0.trimmingSpaces().lowercased() } ?? "" }
+        guard type == "application/json" else {
+            return Self.error(.unsupportedMediaType, "changes must be sent as Content-Type: application/json (got \(request.headers["content-type"].map { "\"\($0)\"" } ?? "none"))")
+        }
         if let token = adminToken {
-            let presented = request.headers["x-admin-token"] ?? request.headers["authorization"].map { String($0.dropFirst($0.hasPrefix("Bearer ") ? 7 : 0)) }
-            guard let presented, SurfaceGuard.constantTimeEquals(token, presented) else {
+            guard let presented = SurfaceGuard.adminToken(in: request), SurfaceGuard.constantTimeEquals(token, presented) else {
                 return Self.error(.unauthorized, "this change needs the admin token (dashboard.admin_token): send Authorization: Bearer <token>")
             }
         } else if !loopbackOnly {

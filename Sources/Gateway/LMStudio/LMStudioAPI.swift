@@ -74,11 +74,13 @@ struct LMStudioAPI: Sendable {
         if streaming || call.upstream.status.code != 200 { return relay.passthrough(call, api: "lmstudio", route: route, shape: .openAI) }
         let text = (try? await call.upstream.collect(upTo: 256 << 20)) ?? []
         guard case .object(var reply)? = try? JSONParser.parse(text).0 else {
-            relay.release(call.grant.lease)
-            return ErrorShape.openAI.response(.badGateway, "the runner for \(model.id) sent an unreadable answer")
+            call.lease.release()
+            let message = "the runner for \(model.id) sent an unreadable answer"
+            relay.record(call, api: "lmstudio", route: route, status: 502, firstByteAt: nil, usage: Usage(), clientGone: false, error: message)
+            return ErrorShape.openAI.response(.badGateway, message)
         }
-        let usage = Usage(promptTokens: reply["usage"]?["prompt_tokens"]?.intValue ?? 0, completionTokens: reply["usage"]?["completion_tokens"]?.intValue ?? 0)
-        relay.release(call.grant.lease, usage: usage)
+        let usage = UsageScanner.usage(in: text)
+        call.lease.release(usage: usage)
         relay.record(call, api: "lmstudio", route: route, status: 200, firstByteAt: monotonicNanos(), usage: usage, clientGone: false)
         if upstream != "/v1/embeddings" {
             let t = reply["timings"] ?? .null

@@ -124,7 +124,7 @@ struct OllamaAPI: Sendable {
             return .object(JSONObject([
                 ("name", .string(Self.fullName(m.id))), ("model", .string(Self.fullName(m.id))), ("size", .int(r.rssBytes ?? r.memoryEstimateBytes)),
                 ("digest", .string(Self.digest(m))), ("details", Self.details(m)), ("expires_at", .string(Self.rfc3339(nanos: expires))),
-                ("size_vram", .int(0)), ("context_length", .int(m.parameters["ctx_size"]?.intValue ?? m.metadata?.contextLength ?? 0)),
+                ("size_vram", .int(0)), ("context_length", .int(r.contextLength ?? m.metadata?.contextLength ?? 0)),
             ]))
         }
         return Self.json(.object(JSONObject([("models", .array(models))])))
@@ -211,6 +211,10 @@ struct OllamaAPI: Sendable {
                 messages[messages.count - 1] = withImages[0]
             }
         }
+        if model.mmproj == nil, let i = messages.firstIndex(where: OllamaTranslation.hasImage) {
+            return shape.response(.badRequest, "model '\(name)' cannot read images (messages[\(i)] has one): it has no vision projector; " +
+                                  "set mmproj in models_config.json to its mmproj GGUF file, or use a vision model")
+        }
         let parameters: JSONValue? = load.isEmpty ? nil : .object(load)
         let start = request.receivedAt
 
@@ -267,10 +271,13 @@ struct OllamaAPI: Sendable {
         case .success(let c): call = c
         case .failure(let box): return box.response
         }
+        let route = chat ? "/api/chat" : "/api/generate"
         if call.upstream.status.code != 200 {
             let text = (try? await call.upstream.collect(upTo: 1 << 20)) ?? []
-            relay.release(call.grant.lease)
-            let message = (try? JSONParser.parse(text).0)?["error"]?["message"]?.stringValue ?? String(decoding: text, as: UTF8.self)
+            call.lease.release()
+            let message = RunnerRelay.errorMessage(text)
+            relay.record(call, api: "ollama", route: route, status: call.upstream.status.code, firstByteAt: nil, usage: Usage(),
+                         clientGone: false, error: message)
             return shape.response(call.upstream.status, message)
         }
         let translator = OllamaStream(name: name, chat: chat, loadNanos: call.grant.loadDurationMs * 1_000_000, start: start)
@@ -278,7 +285,6 @@ struct OllamaAPI: Sendable {
         var headers = relay.timingHeaders(call)
         headers.add("Content-Type", stream ? "application/x-ndjson" : "application/json; charset=utf-8")
         let box = UpstreamBox(call.upstream)
-        let route = chat ? "/api/chat" : "/api/generate"
         return HTTPResponse(status: .ok, headers: headers, body: .stream(contentLength: nil) { [relay] writer in
             var t = translator
             var firstByte: UInt64?
@@ -313,8 +319,9 @@ struct OllamaAPI: Sendable {
                     try? await writer.write(final)
                 }
             }
-            relay.release(call.grant.lease, usage: t.usage)
-            relay.record(call, api: "ollama", route: route, status: 200, firstByteAt: firstByte, usage: t.usage, clientGone: clientGone)
+            call.lease.release(usage: t.usage)
+            relay.record(call, api: "ollama", route: route, status: 200, firstByteAt: firstByte, usage: t.usage, clientGone: clientGone,
+                         error: failed)
         })
     }
 
@@ -365,15 +372,18 @@ struct OllamaAPI: Sendable {
         case .failure(let box): return box.response
         }
         let text = (try? await call.upstream.collect(upTo: 256 << 20)) ?? []
-        relay.release(call.grant.lease)
+        call.lease.release()
+        let embedRoute = legacy ? "/api/embeddings" : "/api/embed"
         guard call.upstream.status.code == 200, let reply = try? JSONParser.parse(text).0, let data = reply["data"]?.arrayValue else {
             let message = (try? JSONParser.parse(text).0)?["error"]?["message"]?.stringValue ?? "embedding failed"
-            return shape.response(call.upstream.status.code == 200 ? .internalServerError : call.upstream.status, message)
+            let status = call.upstream.status.code == 200 ? HTTPStatus.internalServerError : call.upstream.status
+            relay.record(call, api: "ollama", route: embedRoute, status: status.code, firstByteAt: nil, usage: Usage(), clientGone: false, error: message)
+            return shape.response(status, message)
         }
         let vectors = data.sorted { ($0["index"]?.intValue ?? 0) < ($1["index"]?.intValue ?? 0) }.map { $0["embedding"] ?? .array([]) }
         let prompt = reply["usage"]?["prompt_tokens"]?.intValue ?? 0
         relay.record(call, api: "ollama", route: legacy ? "/api/embeddings" : "/api/embed", status: 200, firstByteAt: nil,
-                     usage: Usage(promptTokens: prompt), clientGone: false)
+                     usage: UsageScanner.usage(in: text), clientGone: false)
         if legacy { return Self.json(.object(JSONObject([("embedding", vectors.first ?? .array([]))]))) }
         let total = Int(monotonicNanos() &- request.receivedAt)
         return Self.json(.object(JSONObject([("model", .string(name)), ("embeddings", .array(vectors)), ("total_duration", .int(total)),
@@ -398,7 +408,9 @@ struct OllamaStream: Sendable {
     var toolCalls: [Int: (id: String, name: String, arguments: String)] = [:]
     var doneReason = "stop"
     var timings: JSONValue?
-    var usage = Usage()
+    /// The token counts, read from the same bytes the `done` line reports them from.
+    var scanner = UsageScanner()
+    var usage: Usage { scanner.usage }
 
     init(name: String, chat: Bool, loadNanos: Int, start: UInt64) {
         self.name = name
@@ -427,11 +439,9 @@ struct OllamaStream: Sendable {
     /// Consumes upstream bytes; returns the NDJSON lines they complete (for streaming).
     mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
+        scanner.feed(bytes)
         for item in parser.feed(bytes) {
             guard case .event(let event) = item, !event.data.hasPrefix("[DONE]"), let chunk = try? JSONParser.parse(event.data) else { continue }
-            if let u = chunk["usage"], u.objectValue != nil {
-                usage = Usage(promptTokens: u["prompt_tokens"]?.intValue ?? 0, completionTokens: u["completion_tokens"]?.intValue ?? 0)
-            }
             if let t = chunk["timings"] { timings = t }
             // llama-server's native /completion stream (raw generate): {"content", "stop", "stop_type"}.
             if chunk["choices"] == nil, let text = chunk["content"]?.stringValue {
@@ -481,8 +491,8 @@ struct OllamaStream: Sendable {
             fields[0] = ("message", .object(m))
         }
         let t = timings ?? .null
-        let promptN = (t["prompt_n"]?.intValue ?? usage.promptTokens) + (t["cache_n"]?.intValue ?? 0)
-        let evalN = t["predicted_n"]?.intValue ?? usage.completionTokens
+        let promptN = usage.promptTokens
+        let evalN = usage.completionTokens
         fields += [("done", .bool(true)), ("done_reason", .string(doneReason)),
                    ("total_duration", .int(Int(monotonicNanos() &- start))), ("load_duration", .int(loadNanos)),
                    ("prompt_eval_count", .int(promptN)), ("prompt_eval_duration", .int(Int((t["prompt_ms"]?.doubleValue ?? 0) * 1e6))),

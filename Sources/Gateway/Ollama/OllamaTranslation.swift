@@ -135,4 +135,12 @@ enum OllamaTranslation {
         }
         return .failure("invalid format: expected \"json\" or a JSON schema object")
     }
+
+    /// Whether an OpenAI message carries an image part (`image_url`, or Anthropic's `image`).
+    static func hasImage(_ message: JSONValue) -> Bool {
+        message["content"]?.arrayValue?.contains { part in
+            let type = part["type"]?.stringValue
+            return type == "image_url" || type == "image" || type == "input_image"
+        } ?? false
+    }
 }

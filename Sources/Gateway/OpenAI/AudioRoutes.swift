@@ -76,7 +76,7 @@ struct AudioRoutes: Sendable {
         guard status.code < 400 else {
             // whisper-server answers errors in plain text ("Invalid request") or {"error": "..."}.
             let body = (try? await call.upstream.collect(upTo: 64 << 10)) ?? []
-            relay.release(call.grant.lease)
+            call.lease.release()
             relay.record(call, api: "openai", route: route, status: status.code, firstByteAt: nil, usage: Usage(), clientGone: false,
                          audioSeconds: audioSeconds)
             if upload.scanner.finished && !upload.scanner.files.contains(where: { $0.name == "file" }) {

@@ -111,6 +111,11 @@ struct OpenAIRoutes: Sendable {
             return name == nil ? ErrorShape.openAI.response(.badRequest, "model is required (no default_model is configured)", param: "model")
                                : notFound(name!, shape: .openAI)
         }
+        if model.mmproj == nil, let i = doc["messages"]?.arrayValue?.firstIndex(where: OllamaTranslation.hasImage) {
+            return ErrorShape.openAI.response(.badRequest, "model '\(model.id)' cannot read images (messages[\(i)] has one): it has no vision " +
+                                              "projector; set mmproj in models_config.json to its mmproj GGUF file, or use a vision model",
+                                              param: "messages[\(i)].content", code: "model_not_multimodal")
+        }
         let accept = doc["stream"]?.boolValue == true ? "text/event-stream" : "application/json"
         // Embeddings from a model not configured for them: a runner started with --embeddings (mean pooling).
         let parameters: JSONValue? = path == "/v1/embeddings" && model.parameters["embeddings"]?.boolValue != true

@@ -2,7 +2,9 @@ import Shared
 
 /// The gateway's public ports, bound from `app_config.json` (fetched from the registry), each with
 /// its own router. A port that is taken stops the gateway with a message naming the port and the
-/// config key (exit 78, which the launcher does not retry).
+/// config key (exit 78, which the launcher does not retry). A port whose listening socket was handed
+/// down (by the launcher, or a systemd `.socket` unit: `InheritedSockets`) is served on that socket,
+/// so connections that arrived while no gateway ran are waiting in its backlog.
 final class GatewayService: Service {
     struct Port {
         let key: String
@@ -68,8 +70,12 @@ final class GatewayService: Service {
             return router
         }
         var ports: [Port] = []
+        // The dashboard's own page may call every port (its playground talks to the API surfaces).
+        let dashboardPort: UInt16? = config.dashboard.enabled ? config.dashboard.webPort : nil
         func guarded(_ router: Router, _ proxy: AppConfig.Proxy, shape: @escaping @Sendable (Substring) -> ErrorShape) -> any HTTPHandler {
-            SurfaceGuard(next: router, keys: proxy.apiKeys, corsOrigins: proxy.corsOrigins ?? SurfaceGuard.defaultOrigins(host: proxy.host), shape: shape)
+            SurfaceGuard(next: router, keys: proxy.apiKeys,
+                         origins: OriginPolicy(patterns: proxy.corsOrigins ?? OriginPolicy.localOrigins, dashboardWebPort: dashboardPort),
+                         hosts: HostPolicy(boundHost: proxy.host, allowedHosts: config.allowedHosts), shape: shape)
         }
         if config.ollama.enabled {
             var router = baseRouter()
@@ -99,11 +105,14 @@ final class GatewayService: Service {
             DashboardStatus(health: health, catalog: catalog, runners: runners, metrics: metrics).register(on: &api)
             DashboardAPI(catalog: catalog, registry: registry, runners: runners, metrics: metrics, hub: hub, bodies: openAI.bodies,
                          paths: context.paths, adminToken: config.dashboard.adminToken,
-                         loopbackOnly: !SurfaceGuard.defaultOrigins(host: config.dashboard.host).isEmpty, loop: context.loop).register(on: &api)
+                         loopbackOnly: HostPolicy.isLoopback(config.dashboard.host), loop: context.loop).register(on: &api)
             api.fallback = { r in DashboardAPI.error(.notFound, "unknown endpoint \(r.method) \(r.path)") }
-            let dashboardProxy = AppConfig.Proxy(host: config.dashboard.host, port: config.dashboard.apiPort)
+            let dashboardHosts = HostPolicy(boundHost: config.dashboard.host, allowedHosts: config.allowedHosts)
+            let dashboardOrigins = OriginPolicy(patterns: config.dashboard.corsOrigins ?? OriginPolicy.dashboardOrigins(webPort: config.dashboard.webPort),
+                                                dashboardWebPort: config.dashboard.webPort)
             ports.append(Port(key: "dashboard.api_port", host: config.dashboard.host, port: config.dashboard.apiPort,
-                              handler: guarded(api, dashboardProxy) { _ in .openAI }))
+                              handler: SurfaceGuard(next: api, keys: [], origins: dashboardOrigins, hosts: dashboardHosts,
+                                                    adminToken: config.dashboard.adminToken) { _ in .openAI }))
             var web = baseRouter()
             let siteConfig = OllamaAPI.json(.object(JSONObject([
                 ("version", .string(LlamaRunnerVersion.current)), ("apiPort", .int(Int(config.dashboard.apiPort))),
@@ -118,9 +127,13 @@ final class GatewayService: Service {
                 context.logger.warning("the web dashboard's files were not found (set dashboard.web_root); only its API is served")
                 web.get("/") { _, _ in .text("Llama Runner: the dashboard files were not found; set dashboard.web_root in app_config.json.\n", status: .notFound) }
             }
-            ports.append(Port(key: "dashboard.web_port", host: config.dashboard.host, port: config.dashboard.webPort, handler: web))
+            ports.append(Port(key: "dashboard.web_port", host: config.dashboard.host, port: config.dashboard.webPort,
+                              handler: SurfaceGuard(next: web, keys: [], origins: dashboardOrigins, hosts: dashboardHosts) { _ in .openAI }))
         }
 
+        var inherited = InheritedSockets.take()
+        defer { inherited.closeUnclaimed() }
+        let names = Dictionary(config.publicPorts.map { ($0.key, $0.name) }, uniquingKeysWith: { a, _ in a })
         var servers: [HTTPServer] = []
         for port in ports {
             var configuration = config.http.serverConfiguration(maxBodyBytes: config.limits.requestBodyBytes)
@@ -130,6 +143,11 @@ final class GatewayService: Service {
                 // API's own shape: Ollama's under /api/ on 11434, OpenAI's elsewhere.
                 let shape: ErrorShape = ollamaPort && (path.map { !$0.hasPrefix("/v1") } ?? false) ? .ollama : .openAI
                 return ("application/json; charset=utf-8", shape.body(error.status, error.message))
+            }
+            if let fd = inherited.claim(name: names[port.key] ?? port.key, port: port.port) {
+                let listener = Listener(adopting: fd, address: .tcp(host: port.host, port: port.port), loop: context.loop)
+                servers.append(HTTPServer(listener: listener, configuration: configuration, handler: port.handler))
+                continue
             }
             do {
                 servers.append(try HTTPServer(address: .tcp(host: port.host, port: port.port),

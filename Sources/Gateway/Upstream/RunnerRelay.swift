@@ -22,6 +22,8 @@ final class RunnerRelay: Sendable {
     struct Call: @unchecked Sendable {
         let model: ResolvedModel
         let grant: AcquireResult
+        /// Released by whoever ends the request, or by its own end on any path that does not.
+        let lease: RunnerLease
         let upstream: HTTPClientResponse
         let receivedAt: UInt64
         /// The gateway's own time up to the response head (no load, no upstream).
@@ -80,10 +82,11 @@ final class RunnerRelay: Sendable {
         let acquireStart = monotonicNanos()
         let grant: AcquireResult
         do {
-            grant = try await runners.call(RunnersRPC.Acquire.self, AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters), timeout: 900)
+            grant = try await acquire(AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters))
         } catch {
             return .failure(HTTPResponseBox(acquireError(error, model: model.id, shape: shape)))
         }
+        let lease = RunnerLease(id: grant.lease, runners: runners)
         let acquireEnd = monotonicNanos()
         let upstream: HTTPClientResponse
         do {
@@ -92,16 +95,37 @@ final class RunnerRelay: Sendable {
                                                                                body: upload), timeout: 900)
         } catch let error as HTTPError {
             // The request body failed on its way up (an upload over the limit, a malformed form).
-            release(grant.lease)
+            // (The lease goes back with `lease`'s end.)
             return .failure(HTTPResponseBox(shape.response(error.status, error.message,
                                                            headers: error.closesConnection ? ["Connection": "close"] : HTTPHeaders())))
         } catch {
-            release(grant.lease)
             return .failure(HTTPResponseBox(shape.response(.badGateway, "the runner for \(model.id) did not answer: \(error)")))
         }
         let head = monotonicNanos()
         let overhead = Double((head &- request.receivedAt) &- (acquireEnd &- acquireStart) &- (head &- acquireEnd)) / 1e6
-        return .success(Call(model: model, grant: grant, upstream: upstream, receivedAt: request.receivedAt, overheadMs: max(0, overhead)))
+        return .success(Call(model: model, grant: grant, lease: lease, upstream: upstream, receivedAt: request.receivedAt, overheadMs: max(0, overhead)))
+    }
+
+    /// How long a request may wait for its runner (a load included) before it fails.
+    static let acquireSeconds = 900.0
+
+    /// `runners.acquire`, surviving a runner-manager restart: a call whose connection dropped is sent
+    /// again to the next instance (which adopts the running runners) within the request's own deadline.
+    /// Safe to repeat: whatever the lost instance granted died with it. A grant that arrives after this
+    /// request gave up (client gone, timed out) is handed straight back.
+    func acquire(_ params: AcquireRequest) async throws -> AcquireResult {
+        let runners = self.runners
+        let until = monotonicNanos() &+ UInt64(Self.acquireSeconds * 1e9)
+        while true {
+            let left = Double(until &- min(until, monotonicNanos())) / 1e9
+            do {
+                return try await runners.call(RunnersRPC.Acquire.self, params, timeout: max(left, 0.001)) { grant in
+                    RunnerLease.send(grant.lease, via: runners)
+                }
+            } catch RPCError.connectionLost(let method) {
+                if Task.isCancelled || monotonicNanos() >= until { throw RPCError.connectionLost(method: method) }
+            }
+        }
     }
 
     func acquireError(_ error: any Error, model: String, shape: ErrorShape) -> HTTPResponse {
@@ -119,21 +143,19 @@ final class RunnerRelay: Sendable {
         }
     }
 
-    func release(_ lease: UInt64, usage: Usage? = nil) {
-        let runners = self.runners
-        Task(executorPreference: EventLoop.shared) {
-            _ = try? await runners.call(RunnersRPC.Release.self, ReleaseRequest(lease: lease, usage: usage), timeout: 10)
-        }
-    }
-
+    /// The one `metrics.record` of a relayed request. `status` is what the client was told, except that
+    /// a response that failed after its head went out (`error` set, the client saw 200 and then an
+    /// error line or a cut stream) is recorded as 502: the request failed.
     func record(_ call: Call, api: String, route: String, status: Int, firstByteAt: UInt64?, usage: Usage, clientGone: Bool,
-                audioSeconds: Double? = nil) {
+                audioSeconds: Double? = nil, error: String? = nil) {
         let now = monotonicNanos()
+        let recorded = error != nil && status < 400 ? HTTPStatus.badGateway.code : status
         metrics.notify(MetricsRPC.Record.self, RequestRecord(
-            model: call.model.id, api: api, route: route, status: status,
+            model: call.model.id, api: api, route: route, status: recorded,
             timeToFirstByteMs: Double((firstByteAt ?? now) &- call.receivedAt) / 1e6, durationMs: Double(now &- call.receivedAt) / 1e6,
-            promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, loadMs: call.grant.loadDurationMs,
-            overheadMs: call.overheadMs, clientDisconnected: clientGone, audioSeconds: audioSeconds))
+            promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, cachedTokens: usage.cachedTokens,
+            loadMs: call.grant.loadDurationMs, overheadMs: call.overheadMs, clientDisconnected: clientGone, audioSeconds: audioSeconds,
+            error: error))
     }
 
     /// Headers every relayed response carries.
@@ -160,18 +182,22 @@ final class RunnerRelay: Sendable {
         return HTTPResponse(status: status, headers: headers, body: .stream(contentLength: length) { [self] writer in
             var firstByte: UInt64?
             var clientGone = false
-            var tail: [UInt8] = []
+            var failure: String?
+            var scanner = UsageScanner()
+            var errorBody: [UInt8] = []
             while true {
                 let piece: [UInt8]?
                 do {
                     piece = try await box.response.read()
                 } catch {
-                    if isStream { try? await writer.write(shape.streamError("the runner for \(call.model.id) failed mid-stream: \(error)")) }
+                    failure = "the runner for \(call.model.id) failed mid-stream: \(error)"
+                    if isStream { try? await writer.write(shape.streamError(failure!)) }
                     break
                 }
                 guard let piece else { break }
                 if firstByte == nil { firstByte = monotonicNanos() }
-                tail = Array((tail + piece).suffix(4096))
+                scanner.feed(piece)
+                if status.code >= 400 && errorBody.count < 4096 { errorBody += piece.prefix(4096 - errorBody.count) }
                 do {
                     try await writer.write(piece)
                 } catch {
@@ -180,35 +206,19 @@ final class RunnerRelay: Sendable {
                     break
                 }
             }
-            let usage = Self.usage(in: tail)
-            release(call.grant.lease, usage: usage)
+            let usage = scanner.usage
+            call.lease.release(usage: usage)
+            if failure == nil && status.code >= 400 { failure = Self.errorMessage(errorBody) }
             record(call, api: api, route: route, status: status.code, firstByteAt: firstByte, usage: usage, clientGone: clientGone,
-                   audioSeconds: audioSeconds)
+                   audioSeconds: audioSeconds, error: failure)
         })
     }
 
-    /// Token counts from the end of an OpenAI-style response (`usage` object), if present.
-    static func usage(in tail: [UInt8]) -> Usage {
-        func number(_ key: String) -> Int {
-            let needle = Array("\"\(key)\":".utf8)
-            guard tail.count >= needle.count else { return 0 }
-            var i = tail.count - needle.count
-            while i >= 0 {
-                if tail[i] == needle[0] && Array(tail[i..<(i + needle.count)]) == needle {
-                    var j = i + needle.count
-                    while j < tail.count && tail[j] == 32 { j += 1 }
-                    var digits = 0
-                    while j < tail.count && tail[j] >= 48 && tail[j] <= 57 {
-                        digits = digits * 10 + Int(tail[j] - 48)
-                        j += 1
-                    }
-                    return digits
-                }
-                i -= 1
-            }
-            return 0
-        }
-        return Usage(promptTokens: number("prompt_tokens"), completionTokens: number("completion_tokens"))
+    /// The message of an error body (`{"error":{"message"}}`, `{"error":"…"}`) or its text.
+    static func errorMessage(_ body: [UInt8]) -> String {
+        let doc = try? JSONParser.parse(body).0
+        let text = doc?["error"]?["message"]?.stringValue ?? doc?["error"]?.stringValue ?? String(decoding: body, as: UTF8.self)
+        return String(text.prefix(500))
     }
 }
 

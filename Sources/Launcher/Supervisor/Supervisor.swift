@@ -57,6 +57,8 @@ actor Supervisor {
     private let health: [ServiceName: RPCClient]
     private var stopping = false
     private var startingUp = true
+    /// The public ports, held across gateway restarts.
+    private var publicSockets = PublicSockets(inherited: .take())
 
     init(options: ServiceOptions, logger: Logger, binDir: String, loop: EventLoop, stopGrace: Double = 10, startTimeout: Double = 30) {
         self.options = options
@@ -99,8 +101,17 @@ actor Supervisor {
         var environment = ProcessEnvironment.all()
         environment["LLAMA_RUNNER_LOG_STDERR"] = "0"
         environment["LLAMA_RUNNER_SUPERVISOR_PID"] = String(getpid())
+        var inherited: [Int32] = []
+        if name == .gateway, let config = await appConfig() {
+            // The gateway gets the public sockets the launcher holds (bound now if new).
+            let sockets = publicSockets.sync(config.publicPorts, logger: logger)
+            inherited = sockets.map(\.fd)
+            if !sockets.isEmpty { environment.merge(InheritedSockets.environment(names: sockets.map(\.name))) { _, new in new } }
+            guard entries[name]!.generation == generation else { return }
+        }
         let child = try ChildProcess.spawn(binDir + "/" + name.executable, arguments: options.childArguments,
-                                           environment: environment, output: .file(options.paths.consoleLog(name.rawValue)))
+                                           environment: environment, output: .file(options.paths.consoleLog(name.rawValue)),
+                                           inheriting: inherited)
         entries[name]!.child = child
         entries[name]!.state = "starting"
         entries[name]!.startedAt = monotonicNanos()
@@ -200,6 +211,7 @@ actor Supervisor {
             entries[name]!.child = nil
             entries[name]!.state = "stopped"
             unlink(options.paths.socket(name))
+            if name == .gateway { publicSockets.closeAll() }
         }
         for client in health.values { await client.close() }
         await stopStrayRunners()

@@ -34,6 +34,8 @@ actor MetricsStore {
     private var recent: [TimedRecord] = []
     private var requests: [Key: Int] = [:]
     private var tokens: [Key: Int] = [:]
+    /// Prompt tokens reused from runners' prompt caches (a part of the prompt tokens above).
+    private var cachedTokens: [Key: Int] = [:]
     private var disconnects: [Key: Int] = [:]
     private var duration: [Key: Histogram] = [:]
     private var firstByte: [Key: Histogram] = [:]
@@ -61,6 +63,7 @@ actor MetricsStore {
         requests[Self.key([("model", r.model), ("api", r.api), ("route", r.route), ("status", String(r.status))]), default: 0] += 1
         tokens[Self.key([("model", r.model), ("kind", "prompt")]), default: 0] += r.promptTokens
         tokens[Self.key([("model", r.model), ("kind", "completion")]), default: 0] += r.completionTokens
+        if let cached = r.cachedTokens, cached > 0 { cachedTokens[Self.key([("model", r.model)]), default: 0] += cached }
         if r.clientDisconnected { disconnects[Self.key([("model", r.model), ("api", r.api)]), default: 0] += 1 }
         let k = Self.key([("model", r.model), ("api", r.api)])
         duration[k, default: Histogram()].observe(r.durationMs / 1000)
@@ -195,6 +198,7 @@ actor MetricsStore {
         }
         counter("llama_runner_requests_total", "Requests answered through the gateway, by model, API, route template and status.", requests)
         counter("llama_runner_tokens_total", "Tokens processed, by model and kind (prompt or completion).", tokens)
+        counter("llama_runner_cached_prompt_tokens_total", "Prompt tokens reused from a runner's prompt cache instead of evaluated, by model (part of the prompt tokens).", cachedTokens)
         counter("llama_runner_client_disconnects_total", "Requests whose client went away before the end.", disconnects)
         histogram("llama_runner_request_duration_seconds", "Time from request to the end of the response.", duration)
         histogram("llama_runner_time_to_first_byte_seconds", "Time from request to the first response byte (first token when streaming).", firstByte)

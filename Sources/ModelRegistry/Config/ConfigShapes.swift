@@ -10,7 +10,7 @@ enum ConfigShapes {
         .init("host", .nonEmptyString, "address to bind; 127.0.0.1 keeps it on this machine"),
         .init("port", port, required: true, "TCP port"),
         .init("api_keys", .array(.nonEmptyString), "when non-empty, requests need Authorization: Bearer <key> or x-api-key"),
-        .init("cors_origins", .array(.nonEmptyString), "origins allowed by CORS (\"*\" for all); default: all on a loopback bind, none otherwise"),
+        .init("cors_origins", .array(.nonEmptyString), "origins allowed by CORS, as patterns (* matches anything; \"*\" alone allows every origin); default: the local origins Ollama allows (http(s)://localhost, 127.0.0.1, 0.0.0.0 on any port; app://, file://, tauri://, vscode-webview://)"),
     ], others: .warn)
 
     static let app = Shape.object([
@@ -25,6 +25,7 @@ enum ConfigShapes {
             .init("web_port", port, "web dashboard port (default 8080)"),
             .init("admin_token", .anyOf([.nonEmptyString, .null], hint: "a non-empty string or null"), "required for writes when set"),
             .init("web_root", .nonEmptyString, "folder of the web dashboard's files (default: the repository's dashboard/)"),
+            .init("cors_origins", .array(.nonEmptyString), "origins allowed to call the dashboard API (patterns as for the proxies); default: the web dashboard's own"),
         ], others: .warn), "the dashboard"),
         .init("http", .object([
             .init("max_header_bytes", .integer(min: 1024), "request line and headers (431 beyond)"),
@@ -51,6 +52,7 @@ enum ConfigShapes {
         ], others: .warn), "scheduling limits"),
         .init("discovery_interval_seconds", .integer(min: 0), "seconds between scans of the models folders (0 = off)"),
         .init("log_levels", .object([], others: .map(logLevel, keyPattern: nil, keyHint: "")), "per service, and \"default\""),
+        .init("allowed_hosts", .array(.nonEmptyString), "Host header names accepted beyond localhost, *.localhost, this machine's name and loopback addresses (\"*.example.com\" for a domain); on a non-loopback bind, when set, only these and IP addresses"),
     ], others: .warn)
 
     /// Parameters whose type llama-server fixes; others pass through as given.

@@ -236,6 +236,12 @@ actor RegistryStore {
         } catch {
             throw RPCFault(code: RPCFault.validationCode, message: "app_config.json: \(describeDecodingError(error))")
         }
+        if newApp != nil {
+            let runtimeErrors = runtimeErrors(typed)
+            if let first = runtimeErrors.first {
+                throw RPCFault(code: RPCFault.validationCode, message: first, data: ["errors": runtimeErrors.joined(separator: "\n")])
+            }
+        }
         do {
             if let newApp, newApp != app || appState.usingDefault {
                 try files.write(ConfigFiles.appName, newApp)
@@ -250,6 +256,22 @@ actor RegistryStore {
         }
         apply(app: candidateApp, models: candidateModels, typed: typed)
         return Revision(revision: revision)
+    }
+
+    /// What an edit may point at: every runtime it adds or re-points must be an executable file (a
+    /// path, relative to the config directory, or a name found on PATH or in the project's install),
+    /// so no edit (a dashboard's, a hostile page's) can make runner-manager start something else or
+    /// nothing. Runtimes the edit leaves as they are are not re-checked (`launcher check` reports those).
+    private func runtimeErrors(_ typed: AppConfig) -> [String] {
+        typed.runtimes.sorted { $0.key < $1.key }.compactMap { name, runtime in
+            if appConfig.runtimes[name]?.path == runtime.path { return nil }
+            let path = runtime.path.contains("/") ? resolvePath(runtime.path, configDir: configDir) : RuntimeLocator.locate(runtime.path)
+            guard let path, isExecutableFile(path) else {
+                return "app_config.json: runtimes.\(name).path: \"\(runtime.path)\" is not an executable file" +
+                    (runtime.path.contains("/") ? "" : " on PATH or in the project's install")
+            }
+            return nil
+        }
     }
 
     private func apply(app newApp: JSONValue, models newModels: JSONValue, typed: AppConfig) {
@@ -443,4 +465,10 @@ actor RegistryStore {
         }
         return RegistrySnapshot(revision: revision, defaultModel: defaultModel, models: resolved)
     }
+}
+
+/// Whether `path` is a regular file this process may execute (a directory passes `access(X_OK)`).
+func isExecutableFile(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG && access(path, X_OK) == 0
 }

@@ -8,7 +8,15 @@ actor RunnerManager {
     struct Pending {
         let model: String
         let startedAt: UInt64
+        /// The control connection that asked; the lease it gets belongs to that connection.
+        let owner: RPCCaller?
         let continuation: CheckedContinuation<AcquireResult, any Error>
+    }
+
+    /// A granted lease: the runner it is on and the connection that holds it.
+    struct Lease {
+        let model: String
+        let owner: RPCCaller?
     }
 
     struct Status {
@@ -26,7 +34,9 @@ actor RunnerManager {
     private var appConfig = AppConfig()
     private var processes: [String: RunnerProcess] = [:]
     private var pending: [RequestID: Pending] = [:]
-    private var leases: [LeaseID: String] = [:]
+    private var leases: [LeaseID: Lease] = [:]
+    /// Leases by the connection holding them: when it closes they are released (`disconnected`).
+    private var leasesByOwner: [RPCCaller: Set<LeaseID>] = [:]
     private var status: [String: Status] = [:]
     private var nextRequest: RequestID = 0
     /// When each model's current runner became ready (monotonic ns): a request that arrived before
@@ -98,7 +108,10 @@ actor RunnerManager {
 
     // MARK: Requests
 
-    func acquire(_ request: AcquireRequest) async throws -> AcquireResult {
+    /// Waits for a runner of the model and grants a lease on it, owned by `owner` (the caller's
+    /// connection). Cancellation is decided here, in the actor: a caller that gives up leaves the
+    /// queue, and a grant that wins the race against the cancel is released before this returns.
+    func acquire(_ request: AcquireRequest, owner: RPCCaller? = nil) async throws -> AcquireResult {
         let key = request.model + "\u{0}" + (request.parameters.map { JSONWriter.write($0, pretty: false) } ?? "")
         let spec: ModelSpec
         if let (cached, model) = specCache[key] {
@@ -120,14 +133,37 @@ actor RunnerManager {
         }
         nextRequest += 1
         let id = nextRequest
-        return try await withTaskCancellationHandler {
+        let grant = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AcquireResult, any Error>) in
-                pending[id] = Pending(model: spec.id, startedAt: monotonicNanos(), continuation: continuation)
+                pending[id] = Pending(model: spec.id, startedAt: monotonicNanos(), owner: owner, continuation: continuation)
                 apply(scheduler.acquire(id, spec: spec, keepAlive: request.keepAlive, now: Self.now()))
             }
         } onCancel: {
             Task(executorPreference: loop) { await self.cancel(id) }
         }
+        // The grant came, but the caller gave up meanwhile (its connection closed, `rpc.cancel`):
+        // nobody will release this lease, so it goes back now.
+        if Task.isCancelled {
+            releaseLease(grant.lease)
+            throw CancellationError()
+        }
+        return grant
+    }
+
+    /// The connection `owner` closed (its gateway stopped, crashed or was killed): every lease it held
+    /// is released, so the runners' idle countdowns start.
+    func disconnected(_ owner: RPCCaller) {
+        guard let owned = leasesByOwner.removeValue(forKey: owner), !owned.isEmpty else { return }
+        context.logger.info("releasing the leases of a closed connection", ("leases", owned.count), ("caller", owner.description))
+        for lease in owned.sorted() { releaseLease(lease) }
+    }
+
+    private func releaseLease(_ lease: LeaseID) {
+        if let held = leases.removeValue(forKey: lease), let owner = held.owner {
+            leasesByOwner[owner]?.remove(lease)
+            if leasesByOwner[owner]?.isEmpty == true { leasesByOwner[owner] = nil }
+        }
+        apply(scheduler.release(lease, now: Self.now()))
     }
 
     private func cancel(_ id: RequestID) {
@@ -136,15 +172,22 @@ actor RunnerManager {
         apply(scheduler.cancel(id, now: Self.now()))
     }
 
-    func release(_ request: ReleaseRequest) {
-        leases[request.lease] = nil
-        apply(scheduler.release(request.lease, now: Self.now()))
+    /// Releases a lease for the connection that holds it. A lease held by another connection is left
+    /// alone: lease ids start again with each runner-manager, so a gateway that outlived a restart
+    /// could otherwise release, by number, a new lease that someone else holds.
+    func release(_ request: ReleaseRequest, caller: RPCCaller? = nil) {
+        guard let held = leases[request.lease] else { return }
+        if let owner = held.owner, let caller, owner != caller { return }
+        releaseLease(request.lease)
     }
+
+    /// Leases held right now (for tests and `runners.list`'s totals).
+    var leaseCount: Int { leases.count }
 
     /// Loads a model and returns once it is ready, holding no lease.
     func load(_ request: AcquireRequest) async throws -> RunnerInfo {
         let grant = try await acquire(request)
-        release(ReleaseRequest(lease: grant.lease))
+        releaseLease(grant.lease)
         return info(grant.model)
     }
 
@@ -183,7 +226,8 @@ actor RunnerManager {
                           activeLeases: runner?.leases.count ?? 0, queued: scheduler.queuedCount(model),
                           idleSeconds: runner?.idleSince.map { now - $0 }, expiresInSeconds: scheduler.expiry(model).map { max(0, $0 - now) },
                           loadDurationMs: s.loadDurationMs, detail: s.state == "loading" ? process?.progressLine : s.detail,
-                          adopted: process?.adopted ?? false)
+                          adopted: process?.adopted ?? false,
+                          contextLength: runner.flatMap { effective[$0.spec.fingerprint] }?.parameters["ctx_size"]?.intValue.flatMap { $0 > 0 ? $0 : nil })
     }
 
     // MARK: Applying decisions
@@ -202,7 +246,8 @@ actor RunnerManager {
                     apply(scheduler.release(lease, now: Self.now()))
                     continue
                 }
-                leases[lease] = model
+                leases[lease] = Lease(model: model, owner: p.owner)
+                if let owner = p.owner { leasesByOwner[owner, default: []].insert(lease) }
                 // The part of the wait that was the load: arrival until the runner became ready
                 // (queueing behind busy leases afterwards is not load time).
                 let ready = readyAt[model] ?? 0
@@ -219,7 +264,9 @@ actor RunnerManager {
                 }
                 p.continuation.resume(throwing: RPCFault(code: code, message: error.description, data: data.isEmpty ? nil : data))
             case .failLeases(let model, let failed, let reason):
-                for lease in failed { leases[lease] = nil }
+                for lease in failed {
+                    if let owner = leases.removeValue(forKey: lease)?.owner { leasesByOwner[owner]?.remove(lease) }
+                }
                 context.logger.warning("runner for \(model) died under \(failed.count) request(s): \(reason)")
             }
         }

@@ -30,8 +30,9 @@ final class RunnerService: Service {
         await manager.adopt()
 
         let rpc = context.rpc
-        rpc.register(RunnersRPC.Acquire.self) { try await manager.acquire($0) }
-        rpc.register(RunnersRPC.Release.self) { await manager.release($0); return Empty() }
+        rpc.register(RunnersRPC.Acquire.self) { request, caller in try await manager.acquire(request, owner: caller) }
+        rpc.onDisconnect { caller in Task(executorPreference: loop) { await manager.disconnected(caller) } }
+        rpc.register(RunnersRPC.Release.self) { request, caller in await manager.release(request, caller: caller); return Empty() }
         rpc.register(RunnersRPC.List.self) { _ in await manager.list() }
         rpc.register(RunnersRPC.Load.self) { try await manager.load($0) }
         rpc.register(RunnersRPC.Unload.self) { try await manager.unload($0.model); return Empty() }

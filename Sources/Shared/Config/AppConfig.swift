@@ -10,7 +10,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var port: UInt16
         /// When non-empty, requests need `Authorization: Bearer <key>` or `x-api-key`.
         public var apiKeys: [String]
-        /// Origins allowed by CORS; nil = every origin on a loopback bind, none otherwise.
+        /// Origins allowed by CORS, as patterns (`*` matches any run of characters, `"*"` alone every
+        /// origin); nil = the local origins real Ollama allows (`OriginPolicy.localOrigins`).
         public var corsOrigins: [String]?
 
         public init(enabled: Bool = true, host: String = "127.0.0.1", port: UInt16, apiKeys: [String] = [], corsOrigins: [String]? = nil) {
@@ -42,9 +43,14 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var adminToken: String?
         /// The web dashboard's files; nil = the repository's `dashboard/` folder.
         public var webRoot: String?
+        /// Origins allowed to call the dashboard API; nil = only the web dashboard's own.
+        public var corsOrigins: [String]?
 
         public init() {}
-        enum CodingKeys: String, CodingKey { case enabled, host, apiPort = "api_port", webPort = "web_port", adminToken = "admin_token", webRoot = "web_root" }
+        enum CodingKeys: String, CodingKey {
+            case enabled, host, apiPort = "api_port", webPort = "web_port", adminToken = "admin_token", webRoot = "web_root"
+            case corsOrigins = "cors_origins"
+        }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
@@ -53,6 +59,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             webPort = try c.decodeIfPresent(UInt16.self, forKey: .webPort) ?? 8080
             adminToken = try c.decodeIfPresent(String.self, forKey: .adminToken)
             webRoot = try c.decodeIfPresent(String.self, forKey: .webRoot)
+            corsOrigins = try c.decodeIfPresent([String].self, forKey: .corsOrigins)
         }
     }
 
@@ -147,6 +154,9 @@ public struct AppConfig: Codable, Sendable, Equatable {
     public var discoveryIntervalSeconds: Int
     /// Per service (`default` for the rest): trace, debug, info, warning, error.
     public var logLevels: [String: String]
+    /// Host names accepted in the `Host` header beyond the loopback ones (`HostPolicy`); a name may
+    /// start with `*.` for a whole domain.
+    public var allowedHosts: [String]
 
     /// The runtimes present when a config names none: `llama-server` and `whisper-server` from PATH or
     /// the project's install.
@@ -164,11 +174,12 @@ public struct AppConfig: Codable, Sendable, Equatable {
         limits = Limits()
         discoveryIntervalSeconds = 30
         logLevels = ["default": "info"]
+        allowedHosts = []
     }
 
     enum CodingKeys: String, CodingKey {
         case proxies, dashboard, http, paths, runtimes, limits
-        case discoveryIntervalSeconds = "discovery_interval_seconds", logLevels = "log_levels"
+        case discoveryIntervalSeconds = "discovery_interval_seconds", logLevels = "log_levels", allowedHosts = "allowed_hosts"
     }
     enum ProxyKeys: String, CodingKey { case ollama, lmstudio }
     enum PathKeys: String, CodingKey { case modelsDirs = "models_dirs", stateDir = "state_dir" }
@@ -192,6 +203,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
         limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? limits
         discoveryIntervalSeconds = try c.decodeIfPresent(Int.self, forKey: .discoveryIntervalSeconds) ?? discoveryIntervalSeconds
         logLevels = try c.decodeIfPresent([String: String].self, forKey: .logLevels) ?? logLevels
+        allowedHosts = try c.decodeIfPresent([String].self, forKey: .allowedHosts) ?? allowedHosts
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -208,6 +220,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
         try c.encode(limits, forKey: .limits)
         try c.encode(discoveryIntervalSeconds, forKey: .discoveryIntervalSeconds)
         try c.encode(logLevels, forKey: .logLevels)
+        try c.encode(allowedHosts, forKey: .allowedHosts)
     }
 
     /// The typed view of a validated document.
@@ -236,4 +249,28 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
         self.message = message
     }
     public var description: String { file.isEmpty ? message : "\(file): \(message)" }
+}
+
+extension AppConfig {
+    /// One public listening port the gateway serves.
+    public struct PublicPort: Sendable, Equatable {
+        /// Its name when handed down as a socket (`LISTEN_FDNAMES`, a systemd `FileDescriptorName=`).
+        public let name: String
+        /// The config key of its port, for messages.
+        public let key: String
+        public let host: String
+        public let port: UInt16
+    }
+
+    /// The enabled public ports: Ollama, LM Studio, the dashboard's API and web.
+    public var publicPorts: [PublicPort] {
+        var ports: [PublicPort] = []
+        if ollama.enabled { ports.append(PublicPort(name: "ollama", key: "proxies.ollama.port", host: ollama.host, port: ollama.port)) }
+        if lmstudio.enabled { ports.append(PublicPort(name: "lmstudio", key: "proxies.lmstudio.port", host: lmstudio.host, port: lmstudio.port)) }
+        if dashboard.enabled {
+            ports.append(PublicPort(name: "dashboard-api", key: "dashboard.api_port", host: dashboard.host, port: dashboard.apiPort))
+            ports.append(PublicPort(name: "dashboard-web", key: "dashboard.web_port", host: dashboard.host, port: dashboard.webPort))
+        }
+        return ports
+    }
 }

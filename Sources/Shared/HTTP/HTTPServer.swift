@@ -35,6 +35,12 @@ public final class HTTPServer: Sendable {
         core = HTTPServerCore(configuration: configuration, handler: handler)
     }
 
+    /// Serves on a socket that is already listening (see `InheritedSockets`).
+    public init(listener: Listener, configuration: Configuration = Configuration(), handler: any HTTPHandler) {
+        self.listener = listener
+        core = HTTPServerCore(configuration: configuration, handler: handler)
+    }
+
     /// The bound TCP port (the real one when asked for port 0).
     public var port: UInt16 { listener.port }
     /// The address asked for.

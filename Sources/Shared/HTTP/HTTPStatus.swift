@@ -8,11 +8,13 @@ public struct HTTPStatus: Sendable, Hashable, ExpressibleByIntegerLiteral, Custo
     public static let noContent: HTTPStatus = 204
     public static let badRequest: HTTPStatus = 400
     public static let unauthorized: HTTPStatus = 401
+    public static let forbidden: HTTPStatus = 403
     public static let notFound: HTTPStatus = 404
     public static let methodNotAllowed: HTTPStatus = 405
     public static let requestTimeout: HTTPStatus = 408
     public static let conflict: HTTPStatus = 409
     public static let payloadTooLarge: HTTPStatus = 413
+    public static let unsupportedMediaType: HTTPStatus = 415
     public static let expectationFailed: HTTPStatus = 417
     public static let unprocessableEntity: HTTPStatus = 422
     public static let headerFieldsTooLarge: HTTPStatus = 431

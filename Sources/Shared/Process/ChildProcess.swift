@@ -64,8 +64,10 @@ public final class ChildProcess: Sendable {
     }
 
     /// Starts `executable` with `arguments` (argv[0] is the executable). `environment` nil inherits ours.
+    /// `inheriting` descriptors become the child's 3, 4, … in that order (listening sockets handed
+    /// down: `InheritedSockets`); every other descriptor beyond stderr is closed in the child.
     public static func spawn(_ executable: String, arguments: [String], environment: [String: String]? = nil,
-                             output: Output = .inherit, newProcessGroup: Bool = true) throws -> ChildProcess {
+                             output: Output = .inherit, newProcessGroup: Bool = true, inheriting: [Int32] = []) throws -> ChildProcess {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -98,7 +100,14 @@ public final class ChildProcess: Sendable {
             posix_spawn_file_actions_addopen(&actions, 1, path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
-        if let closeFrom = GNU.addCloseFrom { _ = closeFrom(&actions, 3) }
+        // Each handed-down descriptor is first copied above the targets, so no `dup2` overwrites a
+        // source still to be copied; `dup2` clears close-on-exec on the target only.
+        let staged = inheriting.map { fcntl($0, F_DUPFD_CLOEXEC, 64) }
+        defer { staged.forEach { if $0 >= 0 { close($0) } } }
+        for (i, fd) in staged.enumerated() where fd >= 0 {
+            posix_spawn_file_actions_adddup2(&actions, fd, 3 + Int32(i))
+        }
+        if let closeFrom = GNU.addCloseFrom { _ = closeFrom(&actions, 3 + Int32(inheriting.count)) }
 
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }

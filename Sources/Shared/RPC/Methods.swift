@@ -292,11 +292,22 @@ public struct AcquireResult: Codable, Sendable, Equatable {
 
 /// Token counts reported when a lease ends.
 public struct Usage: Codable, Sendable, Equatable {
+    /// Every prompt token, those reused from the runner's prompt cache included.
     public var promptTokens: Int
     public var completionTokens: Int
-    public init(promptTokens: Int = 0, completionTokens: Int = 0) {
+    /// The part of `promptTokens` reused from the prompt cache (not evaluated again).
+    public var cachedTokens: Int
+    public init(promptTokens: Int = 0, completionTokens: Int = 0, cachedTokens: Int = 0) {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
+        self.cachedTokens = cachedTokens
+    }
+    enum CodingKeys: String, CodingKey { case promptTokens, completionTokens, cachedTokens }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        promptTokens = try c.decodeIfPresent(Int.self, forKey: .promptTokens) ?? 0
+        completionTokens = try c.decodeIfPresent(Int.self, forKey: .completionTokens) ?? 0
+        cachedTokens = try c.decodeIfPresent(Int.self, forKey: .cachedTokens) ?? 0
     }
 }
 
@@ -329,8 +340,13 @@ public struct RunnerInfo: Codable, Sendable, Equatable {
     /// While loading: the last log line; when failed: the reason.
     public var detail: String?
     public var adopted: Bool
+    /// The context size the runner was started with (`ctx_size` after a request's overrides such as
+    /// Ollama's `num_ctx`); nil when it runs with the model's own.
+    public var contextLength: Int?
     public init(model: String, state: String, pid: Int32?, endpoint: String?, memoryEstimateBytes: Int, rssBytes: Int?, activeLeases: Int,
-                queued: Int, idleSeconds: Double?, expiresInSeconds: Double?, loadDurationMs: Int?, detail: String?, adopted: Bool) {
+                queued: Int, idleSeconds: Double?, expiresInSeconds: Double?, loadDurationMs: Int?, detail: String?, adopted: Bool,
+                contextLength: Int? = nil) {
+        self.contextLength = contextLength
         self.model = model
         self.state = state
         self.pid = pid
@@ -446,14 +462,21 @@ public struct RequestRecord: Codable, Sendable, Equatable {
     public var durationMs: Double
     public var promptTokens: Int
     public var completionTokens: Int
+    /// Prompt tokens reused from the runner's prompt cache (part of `promptTokens`).
+    public var cachedTokens: Int?
     public var loadMs: Int
     public var overheadMs: Double
     public var clientDisconnected: Bool
     /// Seconds of audio in a transcription request (WAV uploads), nil for everything else.
     public var audioSeconds: Double?
+    /// Why the request failed after its head was sent (the status then says 502), or why the runner
+    /// refused it; nil when it succeeded.
+    public var error: String?
     public init(model: String, api: String, route: String, status: Int, timeToFirstByteMs: Double, durationMs: Double,
-                promptTokens: Int, completionTokens: Int, loadMs: Int, overheadMs: Double, clientDisconnected: Bool,
-                audioSeconds: Double? = nil) {
+                promptTokens: Int, completionTokens: Int, cachedTokens: Int? = nil, loadMs: Int, overheadMs: Double,
+                clientDisconnected: Bool, audioSeconds: Double? = nil, error: String? = nil) {
+        self.cachedTokens = cachedTokens
+        self.error = error
         self.model = model
         self.api = api
         self.route = route

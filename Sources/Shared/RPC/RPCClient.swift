@@ -33,6 +33,8 @@ public final class RPCClient: Sendable {
         var continuation: CheckedContinuation<RPCIncoming, any Error>
         var method: String
         var timer: UInt64
+        /// What to do with a reply that comes after the caller gave up (see `call(_:_:timeout:onAbandonedResult:)`).
+        var lateReply: (@Sendable (RPCIncoming) -> Void)?
     }
 
     private struct ConnectWaiter {
@@ -44,6 +46,10 @@ public final class RPCClient: Sendable {
         var writer: MessageWriter?
         var nextID = 0
         var pending: [Int: Pending] = [:]
+        /// Calls the caller gave up on whose reply still has a use when it comes (a grant to hand back).
+        /// The server answers every request, a cancelled one too, so each entry leaves with its reply,
+        /// or with the connection (whose end releases on the server's side whatever it granted).
+        var abandoned: [Int: @Sendable (RPCIncoming) -> Void] = [:]
         var connectWaiters: [Int: ConnectWaiter] = [:]
         var subscribed = false
         var closed = false
@@ -126,7 +132,13 @@ public final class RPCClient: Sendable {
     }
 
     /// Calls `M` and returns its result. Waits for a connection if there is none, all within `timeout`.
-    public func call<M: RPCMethod>(_ method: M.Type, _ params: M.Params, timeout: Double? = nil) async throws -> M.Result {
+    /// A caller cancelled before the request is written sends nothing.
+    ///
+    /// `onAbandonedResult` is for methods that grant something (a lease): when the caller gives up
+    /// (cancellation, timeout) after the request went out, a result that still arrives is passed to it
+    /// instead of being dropped, so the grant can be handed back.
+    public func call<M: RPCMethod>(_ method: M.Type, _ params: M.Params, timeout: Double? = nil,
+                                   onAbandonedResult: (@Sendable (M.Result) -> Void)? = nil) async throws -> M.Result {
         let seconds = timeout ?? defaultTimeout
         let until = deadline(after: seconds)
         let writer = try await connection(until: until, method: M.name, seconds: seconds)
@@ -140,20 +152,28 @@ public final class RPCClient: Sendable {
         } catch {
             throw RPCError.badReply(method: M.name, detail: "params could not be encoded: \(error)")
         }
+        var lateReply: (@Sendable (RPCIncoming) -> Void)?
+        if let handler = onAbandonedResult {
+            lateReply = { @Sendable (reply: RPCIncoming) -> Void in
+                guard reply.error == nil, let result = (try? reply.result(as: M.Result.self)) ?? nil else { return }
+                handler(result)
+            }
+        }
         let reply = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RPCIncoming, any Error>) in
                 let name = M.name
                 let timer = loop.schedule(at: until) { [self] in
-                    fail(id: id, with: RPCError.timedOut(method: name, seconds: seconds))
-                    sendCancel(id, on: writer)
+                    abandon(id, with: RPCError.timedOut(method: name, seconds: seconds), on: writer)
                 }
-                state.withLock { $0.pending[id] = Pending(continuation: continuation, method: M.name, timer: timer) }
-                if Task.isCancelled { fail(id: id, with: CancellationError()) }
+                state.withLock { $0.pending[id] = Pending(continuation: continuation, method: M.name, timer: timer, lateReply: lateReply) }
+                if Task.isCancelled {
+                    fail(id: id, with: CancellationError())
+                    return
+                }
                 if !writer.send(line) { fail(id: id, with: RPCError.connectionLost(method: M.name)) }
             }
         } onCancel: {
-            fail(id: id, with: CancellationError())
-            sendCancel(id, on: writer)
+            abandon(id, with: CancellationError(), on: writer)
         }
         if let fault = reply.error { throw RPCError.remote(fault) }
         let result: M.Result?
@@ -178,10 +198,28 @@ public final class RPCClient: Sendable {
 
     // MARK: Internals
 
-    private func fail(id: Int, with error: any Error) {
-        guard let p = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return }
+    @discardableResult
+    private func fail(id: Int, with error: any Error) -> Bool {
+        guard let p = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return false }
         loop.cancelTimer(p.timer)
         p.continuation.resume(throwing: error)
+        return true
+    }
+
+    /// The caller gives up on request `id` (cancelled, or out of time). Only if its reply has not come
+    /// yet: then the caller gets `error`, the server is told (`rpc.cancel`) so the work stops there
+    /// too, and a reply that still comes goes to the call's `lateReply`. A reply that already came
+    /// went to the caller, and the server is not told (it would undo what the caller now holds).
+    private func abandon(_ id: Int, with error: any Error, on writer: MessageWriter) {
+        let p = state.withLock { s -> Pending? in
+            guard let p = s.pending.removeValue(forKey: id) else { return nil }
+            if let late = p.lateReply, s.writer === writer { s.abandoned[id] = late }
+            return p
+        }
+        guard let p else { return }
+        loop.cancelTimer(p.timer)
+        p.continuation.resume(throwing: error)
+        sendCancel(id, on: writer)
     }
 
     private func connection(until: UInt64, method: String, seconds: Double) async throws -> MessageWriter {
@@ -265,6 +303,7 @@ public final class RPCClient: Sendable {
             await read(connection)
             let lost = state.withLock { s in
                 s.writer = nil
+                s.abandoned = [:]
                 defer { s.pending = [:] }
                 return Array(s.pending.values)
             }
@@ -290,10 +329,22 @@ public final class RPCClient: Sendable {
                 guard let head = try? RPCIncoming(line: bytes), head.isObject else { continue }
                 if let method = head.method {
                     if let handler = state.withLock({ $0.notificationHandler }) { handler(method, head.params) }
-                } else if case .number(let id)? = head.id,
-                          let p = state.withLock({ $0.pending.removeValue(forKey: id) }) {
-                    loop.cancelTimer(p.timer)
-                    p.continuation.resume(returning: head)
+                } else if case .number(let id)? = head.id {
+                    enum Owner { case caller(Pending), late(@Sendable (RPCIncoming) -> Void), none }
+                    let owner = state.withLock { s -> Owner in
+                        if let p = s.pending.removeValue(forKey: id) { return .caller(p) }
+                        if let late = s.abandoned.removeValue(forKey: id) { return .late(late) }
+                        return .none
+                    }
+                    switch owner {
+                    case .caller(let p):
+                        loop.cancelTimer(p.timer)
+                        p.continuation.resume(returning: head)
+                    case .late(let handler):
+                        handler(head)
+                    case .none:
+                        break
+                    }
                 }
             }
         }

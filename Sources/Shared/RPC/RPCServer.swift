@@ -1,6 +1,18 @@
 import Glibc
 import Synchronization
 
+/// The control connection a call arrived on. What a handler grants a caller (a runner lease) belongs
+/// to this connection: the server reports the connection's end (`onDisconnect`), however it ends —
+/// a clean close, a crash or `kill -9` of the caller — so the owner can release it.
+public struct RPCCaller: Sendable, Hashable, CustomStringConvertible {
+    /// Unique for the server's lifetime.
+    public let connection: UInt64
+
+    public init(connection: UInt64) { self.connection = connection }
+
+    public var description: String { "connection \(connection)" }
+}
+
 /// A JSON-RPC 2.0 server on a Unix socket: one JSON object per line, requests on one connection
 /// handled concurrently, replies in completion order (matched by id). Clients that call
 /// `rpc.subscribe` receive every `notify`.
@@ -8,7 +20,7 @@ import Synchronization
 /// Faults never end a connection: malformed JSON gets -32700, a non-request -32600, an unknown method
 /// -32601, bad params -32602, and a line over `maxMessageBytes` (16 MiB) an error after it is skipped.
 public final class RPCServer: Sendable {
-    typealias RawHandler = @Sendable (RPCIncoming, RPCID?) async throws -> [UInt8]
+    typealias RawHandler = @Sendable (RPCIncoming, RPCID?, RPCCaller) async throws -> [UInt8]
 
     /// The socket file.
     public let path: String
@@ -22,6 +34,7 @@ public final class RPCServer: Sendable {
     private let connections = ConnectionTable()
     private let listener = Mutex<Listener?>(nil)
     private let acceptTask = Mutex<Task<Void, Never>?>(nil)
+    private let disconnectHandlers = Mutex<[@Sendable (RPCCaller) -> Void]>([])
 
     public init(path: String, loop: EventLoop = .shared, maxMessageBytes: Int = 16 << 20) {
         self.path = path
@@ -31,8 +44,13 @@ public final class RPCServer: Sendable {
 
     /// Implements `M` with `handler`. Throw `RPCFault` to answer with a specific error.
     public func register<M: RPCMethod>(_ method: M.Type, _ handler: @escaping @Sendable (M.Params) async throws -> M.Result) {
+        register(method) { params, _ in try await handler(params) }
+    }
+
+    /// Implements `M` with a handler that also learns who called (to give what it grants an owner).
+    public func register<M: RPCMethod>(_ method: M.Type, _ handler: @escaping @Sendable (M.Params, RPCCaller) async throws -> M.Result) {
         let name = M.name
-        let raw: RawHandler = { message, id in
+        let raw: RawHandler = { message, id, caller in
             let params: M.Params
             do {
                 if let p = try message.params(as: M.Params.self) {
@@ -47,7 +65,7 @@ public final class RPCServer: Sendable {
             } catch {
                 throw RPCFault.invalidParams("\(name): \(describeDecodingError(error))")
             }
-            let result = try await handler(params)
+            let result = try await handler(params, caller)
             return try RPCCoding.encodeLine(RPCResultOut(id: id ?? .number(0), result: result))
         }
         handlers.withLock { $0[M.name] = raw }
@@ -55,11 +73,17 @@ public final class RPCServer: Sendable {
 
     /// Handles notification `N` (no reply). Params that do not decode are dropped.
     public func registerNotification<N: RPCNotification>(_ notification: N.Type, _ handler: @escaping @Sendable (N.Params) async -> Void) {
-        let raw: RawHandler = { message, _ in
+        let raw: RawHandler = { message, _, _ in
             if let p = try? message.params(as: N.Params.self) { await handler(p) }
             return []
         }
         handlers.withLock { $0[N.name] = raw }
+    }
+
+    /// Called once for every connection that ends, after its pending handlers were cancelled: the place
+    /// where what was granted to that caller is released (leases die with their connection).
+    public func onDisconnect(_ handler: @escaping @Sendable (RPCCaller) -> Void) {
+        disconnectHandlers.withLock { $0.append(handler) }
     }
 
     /// Binds the socket (replacing a stale file) and starts accepting.
@@ -120,6 +144,8 @@ public final class RPCServer: Sendable {
         _ = subscribers.withLock { $0.removeValue(forKey: id) }
         // The caller is gone: its pending handlers are cancelled (a queued acquire leaves its queue).
         running.withLock { $0.removeValue(forKey: id) }?.values.forEach { $0.cancel() }
+        let caller = RPCCaller(connection: id)
+        for handler in disconnectHandlers.withLock({ $0 }) { handler(caller) }
         await writer.finish()
         connection.close()
     }
@@ -163,7 +189,7 @@ public final class RPCServer: Sendable {
         let id = head.id
         let task = Task(executorPreference: loop) { [self] in
             do {
-                let line = try await handler(head, id)
+                let line = try await handler(head, id, RPCCaller(connection: connectionID))
                 if id != nil { writer.send(line) }
             } catch let fault as RPCFault {
                 if id != nil { writer.send(errorLine(id, fault)) }

@@ -21,6 +21,17 @@ public final class Listener: @unchecked Sendable {
         if case .tcp = address { port = Sockets.localPort(fd) } else { port = 0 }
     }
 
+    /// Takes over a socket that is already listening (one handed down by the launcher or systemd:
+    /// `InheritedSockets`). `address` is what it stands for, for logs and messages.
+    public init(adopting fd: Int32, address: SocketAddress, loop: EventLoop) {
+        self.address = address
+        self.loop = loop
+        self.fd = fd
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        if case .tcp = address { port = Sockets.localPort(fd) } else { port = 0 }
+    }
+
     /// Waits for the next connection. The new descriptor is close-on-exec and non-blocking.
     public func accept() async throws -> Connection {
         while true {

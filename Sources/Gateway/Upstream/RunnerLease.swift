@@ -1,0 +1,39 @@
+import Shared
+import Synchronization
+
+/// One request's lease on a runner. It is released exactly once, by its owner's end: `release(usage:)`
+/// when the response is complete (with the token counts), or, on every other path — the response head
+/// could not be written, the body closure never ran, an error was thrown, the client went away — when
+/// the last reference goes (`deinit`). No path has to remember to release it.
+///
+/// The lease also belongs, in runner-manager, to the gateway's control connection: if the gateway
+/// dies, runner-manager releases it when that connection closes.
+final class RunnerLease: Sendable {
+    /// runner-manager's lease id.
+    let id: UInt64
+    private let runners: RPCClient
+    private let released = Atomic<Bool>(false)
+
+    init(id: UInt64, runners: RPCClient) {
+        self.id = id
+        self.runners = runners
+    }
+
+    /// Hands the lease back now (idempotent; the first call's usage counts).
+    func release(usage: Usage? = nil) {
+        guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        Self.send(id, usage: usage, via: runners)
+    }
+
+    /// Whether it was handed back already.
+    var isReleased: Bool { released.load(ordering: .acquiring) }
+
+    deinit { release() }
+
+    /// `runners.release`, off the caller's path: the request never waits for it.
+    static func send(_ lease: UInt64, usage: Usage? = nil, via runners: RPCClient) {
+        Task(executorPreference: EventLoop.shared) {
+            _ = try? await runners.call(RunnersRPC.Release.self, ReleaseRequest(lease: lease, usage: usage), timeout: 10)
+        }
+    }
+}
