@@ -32,6 +32,7 @@ let package = Package(
         .testTarget(name: "ModelRegistryTests", dependencies: ["ModelRegistry", "Shared"], path: "Tests/ModelRegistryTests", swiftSettings: swift6),
         .testTarget(name: "RunnerManagerTests", dependencies: ["RunnerManager", "Shared"], path: "Tests/RunnerManagerTests", swiftSettings: swift6),
         .testTarget(name: "MetricsServiceTests", dependencies: ["MetricsService", "Shared"], path: "Tests/MetricsServiceTests", swiftSettings: swift6),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Shared"], path: "Tests/GatewayTests", swiftSettings: swift6),
         .testTarget(name: "LauncherTests", dependencies: ["Launcher", "Shared"], path: "Tests/LauncherTests", swiftSettings: swift6),
         .testTarget(
             name: "Integration",

@@ -83,6 +83,7 @@ def mesh():
 def strict_mesh():
     """One model slot, and an API key on the LM Studio surface."""
     m = start_mesh({"limits": {"max_loaded_models": 1, "request_body_bytes": 65536}, "proxies": {"lmstudio": {"api_keys": ["sk-test-key"]}},
+                    "allowed_hosts": ["llm.test"],
                     "dashboard": {"admin_token": "admin-secret"}}, {"models": {
         "smol-a": {"model_path": MODEL, "parameters": {"ctx_size": 1024}},
         "smol-b": {"model_path": MODEL, "parameters": {"ctx_size": 512}},
