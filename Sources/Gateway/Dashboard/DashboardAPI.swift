@@ -186,8 +186,9 @@ struct DashboardAPI: Sendable {
         let count = min(max(tail, 1), 2000)
         if ServiceName(argument: name) != nil || name == "launcher" {
             let file = name == "launcher" ? "launcher" : ServiceName(argument: name)!.rawValue
-            return Self.json(.object(JSONObject([("name", .string(file)),
-                                                 ("lines", .array(LogFile.tail(paths.log(file), lines: count).map(JSONValue.string)))])))
+            let path = paths.log(file)
+            let lines = await BlockingPool.shared.run { LogFile.tail(path, lines: count) }
+            return Self.json(.object(JSONObject([("name", .string(file)), ("lines", .array(lines.map(JSONValue.string)))])))
         }
         guard let model = catalog.resolve(name) else { return Self.error(.notFound, "no service or model named \(name)") }
         return await rpc { try await runners.call(RunnersRPC.Logs.self, LogsRequest(model: model.id, tail: min(count, 500))) }

@@ -4,8 +4,11 @@ import Shared
 /// Live log lines for the dashboard's event stream: while someone listens, every second the new lines
 /// of each service log (`<state>/logs/<service>.log`) and runner log (`logs/runners/<model>.log`) are
 /// published as `log` events `{source, line}`. Offsets start at the end, so only new lines are sent.
+/// Each poll (a directory listing, a stat and a read per file) runs on one blocking thread, never on
+/// the event loop.
 final class LogTail: @unchecked Sendable {
-    // @unchecked Sendable: `offsets` is used only by the one-second chain, which never overlaps itself.
+    // @unchecked Sendable: `offsets` is used only by the poll jobs, which run one after another on
+    // one blocking queue (each schedules the next when it is done).
     let paths: RuntimePaths
     let hub: EventHub
     private var offsets: [String: Int] = [:]
@@ -37,11 +40,14 @@ final class LogTail: @unchecked Sendable {
         }
     }
 
-    func start(loop: EventLoop) {
+    func start() {
+        let queue = BlockingPool.shared.queue(for: "log-tail")
         @Sendable func tick() {
-            poll()
-            loop.schedule(at: deadline(after: 1)) { tick() }
+            queue.submit { [self] in
+                poll()
+                EventLoop.shared.schedule(at: deadline(after: 1)) { tick() }
+            }
         }
-        loop.schedule(at: deadline(after: 1)) { tick() }
+        EventLoop.shared.schedule(at: deadline(after: 1)) { tick() }
     }
 }

@@ -35,12 +35,16 @@ struct StaticFiles: Sendable {
         }
     }
 
-    func serve(_ request: HTTPRequest) -> HTTPResponse {
+    /// The file for the request, read on the blocking pool (the loop only waits for it).
+    func serve(_ request: HTTPRequest) async -> HTTPResponse {
         var path = String(request.path)
         if path == "/" || path.isEmpty { path = "/index.html" }
         guard let decoded = path.percentDecoded(plusIsSpace: false),
-              !decoded.split(separator: "/").contains(where: { $0 == ".." || $0.hasPrefix(".") }),
-              let bytes = readFileBytes(root + decoded, maxBytes: 8 << 20) else {
+              !decoded.split(separator: "/").contains(where: { $0 == ".." || $0.hasPrefix(".") }) else {
+            return .text("not found\n", status: .notFound)
+        }
+        let file = root + decoded
+        guard let bytes = await BlockingPool.shared.run({ readFileBytes(file, maxBytes: 8 << 20) }) else {
             return .text("not found\n", status: .notFound)
         }
         return HTTPResponse(status: .ok, headers: ["Content-Type": Self.contentType(decoded), "Cache-Control": "no-cache"], body: .bytes(bytes))

@@ -140,7 +140,7 @@ final class AudioUpload: @unchecked Sendable {
     /// Reads and spools one piece; false once the body has ended or the form is malformed.
     func readMore() async throws -> Bool {
         guard let piece = try await read() else { return false }
-        try spool(piece)
+        try await spool(piece)
         return scanner.error == nil
     }
 
@@ -155,7 +155,9 @@ final class AudioUpload: @unchecked Sendable {
         prefixBytes += part.count
     }
 
-    private func spool(_ piece: [UInt8]) throws {
+    /// Keeps a piece until the runner is known: in memory up to `memorySpool`, then in an unlinked
+    /// temporary file, written on the blocking pool (the loop only waits for the write).
+    private func spool(_ piece: [UInt8]) async throws {
         if file < 0 && memoryBytes + piece.count <= Self.memorySpool {
             memory.append(piece)
             memoryBytes += piece.count
@@ -167,17 +169,22 @@ final class AudioUpload: @unchecked Sendable {
             guard file >= 0 else { throw HTTPError(.internalServerError, "cannot spool the upload in \(spoolDirectory): \(SystemError("mkstemp"))") }
             unlink(template)  // nothing is left behind, whatever happens to this process
         }
-        try piece.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = pwrite(file, raw.baseAddress! + done, raw.count - done, off_t(fileWritten + done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw HTTPError(507, "cannot spool the upload in \(spoolDirectory): \(SystemError("write"))")
+        let (fd, at) = (file, fileWritten)
+        let failure = await BlockingPool.shared.queue(for: spoolDirectory).run { () -> SystemError? in
+            piece.withUnsafeBytes { raw -> SystemError? in
+                var done = 0
+                while done < raw.count {
+                    let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(at + done))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        return SystemError("write")
+                    }
+                    done += n
                 }
-                done += n
+                return nil
             }
         }
+        if let failure { throw HTTPError(507, "cannot spool the upload in \(spoolDirectory): \(failure)") }
         fileWritten += piece.count
     }
 
@@ -191,8 +198,12 @@ final class AudioUpload: @unchecked Sendable {
             return piece
         }
         if fileRead < fileWritten {
-            var buffer = [UInt8](repeating: 0, count: min(256 << 10, fileWritten - fileRead))
-            let n = buffer.withUnsafeMutableBytes { pread(file, $0.baseAddress!, $0.count, off_t(fileRead)) }
+            let (fd, at, count) = (file, fileRead, min(256 << 10, fileWritten - fileRead))
+            let (buffer, n) = await BlockingPool.shared.queue(for: spoolDirectory).run { () -> ([UInt8], Int) in
+                var buffer = [UInt8](repeating: 0, count: count)
+                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, off_t(at)) }
+                return (buffer, n)
+            }
             guard n > 0 else { throw HTTPError(.internalServerError, "cannot read back the spooled upload: \(SystemError("read"))") }
             fileRead += n
             if fileRead == fileWritten {

@@ -61,7 +61,7 @@ final class GatewayService: Service {
             }
         }
         loop.schedule(at: deadline(after: 2)) { tick() }
-        LogTail(paths: context.paths, hub: hub).start(loop: loop)
+        LogTail(paths: context.paths, hub: hub).start()
         var openAI = OpenAIRoutes(catalog: catalog, relay: relay, bodies: JSONBodyReader(limit: config.limits.requestBodyBytes))
         openAI.spoolDirectory = context.paths.runDir
         func baseRouter() -> Router {
@@ -122,7 +122,7 @@ final class GatewayService: Service {
             web.get("/dashboard-config.json") { _, _ in siteConfig }
             if let root = StaticFiles.locate(configured: config.dashboard.webRoot, configDir: context.paths.configDir) {
                 let files = StaticFiles(root: root)
-                web.fallback = { r in files.serve(r) }
+                web.fallback = { r in await files.serve(r) }
             } else {
                 context.logger.warning("the web dashboard's files were not found (set dashboard.web_root); only its API is served")
                 web.get("/") { _, _ in .text("Llama Runner: the dashboard files were not found; set dashboard.web_root in app_config.json.\n", status: .notFound) }

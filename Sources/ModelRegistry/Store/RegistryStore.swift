@@ -5,7 +5,16 @@ import Shared
 /// the metadata cache and the resolved snapshot. An actor, so edits, hand-edit reloads and discovery
 /// apply one at a time: every write is validated whole, checked against the caller's revision,
 /// backed up and replaced atomically, and a file that is invalid on disk never replaces a good one.
+///
+/// Its jobs run on a blocking thread of their own (`executor`), never on the event loop: every edit
+/// reads, writes and fsyncs files, and the loop only awaits the result. Discovery's walk and GGUF
+/// reads run on the shared pool outside the actor, so edits and reads go on while a scan runs.
 actor RegistryStore {
+    /// The thread the store's jobs run on (one per process: the stores of a test share it).
+    static let executor = BlockingQueue(name: "registry-store")
+
+    nonisolated var unownedExecutor: UnownedSerialExecutor { Self.executor.asUnownedSerialExecutor() }
+
     struct FileState {
         var stamp: FileStamp?
         var usingDefault = false
@@ -13,7 +22,7 @@ actor RegistryStore {
         var warnings: [String] = []
     }
 
-    struct CachedMetadata {
+    struct CachedMetadata: Sendable {
         let stamp: FileStamp
         let result: Result<GGUFMetadata, GGUFError>
     }
@@ -34,6 +43,8 @@ actor RegistryStore {
     private var persistedDirty = false
     private var cachedSnapshot: RegistrySnapshot?
     private(set) var lastDiscovery: DiscoveryReport?
+    /// The discovery under way: a second request joins it instead of scanning again.
+    private var discovery: Task<DiscoveryReport, Never>?
 
     var configDir: String { files.configDir }
 
@@ -357,9 +368,46 @@ actor RegistryStore {
     // MARK: Discovery
 
     /// Scans the models folders and merges new files into `models_config.json` (saved with a backup).
-    func discover() -> DiscoveryReport {
+    /// One at a time: a request while a scan runs gets that scan's report.
+    func discover() async -> DiscoveryReport {
+        if let discovery { return await discovery.value }
+        let task = Task { await self.scanAndMerge() }
+        discovery = task
+        let report = await task.value
+        discovery = nil
+        return report
+    }
+
+    /// What a scan found, read off the actor: the files, and the headers of those not cached yet.
+    struct Scan: Sendable {
+        let found: [FoundFile]
+        let problems: [String]
+        let read: [String: CachedMetadata]
+    }
+
+    private func scanAndMerge() async -> DiscoveryReport {
         let folders = appConfig.modelsDirs.map { resolvePath($0, configDir: configDir) }
-        let (found, problems) = ModelScanner.scan(folders)
+        var known: [String: FileStamp] = persisted.mapValues(\.stamp)
+        for (path, cached) in metadataCache { known[path] = cached.stamp }
+        let knownStamps = known
+        let scan = await BlockingPool.shared.run { () -> Scan in
+            let (found, problems) = ModelScanner.scan(folders)
+            var read: [String: CachedMetadata] = [:]
+            for file in found where !file.isProjector {
+                guard let stamp = FileStamp.of(file.path), knownStamps[file.path] != stamp else { continue }
+                let result = Result<GGUFMetadata, GGUFError> { () throws(GGUFError) -> GGUFMetadata in try GGUFReader.read(path: file.path) }
+                read[file.path] = CachedMetadata(stamp: stamp, result: result)
+            }
+            return Scan(found: found, problems: problems, read: read)
+        }
+        for (path, cached) in scan.read {
+            metadataCache[path] = cached
+            if case .success(let meta) = cached.result {
+                persisted[path] = MetadataCacheFile.Entry(stamp: cached.stamp, value: meta.cacheValue)
+                persistedDirty = true
+            }
+        }
+        let (found, problems) = (scan.found, scan.problems)
         var unreadable: [String] = []
         let runtime = appConfig.runtimes.filter { $0.value.kind == "llama-server" }.keys.sorted().first ?? "llama-server"
         let merge = DiscoveryMerge(configDir: configDir, runtime: runtime)

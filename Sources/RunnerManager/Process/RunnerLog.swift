@@ -1,5 +1,6 @@
 import Glibc
 import Shared
+import Synchronization
 
 /// A runner's log: the child writes its stdout and stderr straight into
 /// `<state>/logs/runners/<model>.log` (so it keeps logging after an adoption, when no pipe to the
@@ -7,7 +8,8 @@ import Shared
 /// its growth as load progress, and rotates it by copy-and-truncate (the child's O_APPEND descriptor
 /// stays valid).
 final class RunnerLog: @unchecked Sendable {
-    // @unchecked Sendable: every field is used only from the runner manager's actor.
+    // @unchecked Sendable: every field is used only from the runner manager's actor, except
+    // `rotating` (atomic), which the rotation job on the blocking pool clears.
     let path: String
     let capacity: Int
     let maxBytes: Int
@@ -17,6 +19,8 @@ final class RunnerLog: @unchecked Sendable {
     private var partial: [UInt8] = []
     /// Total bytes seen: grows while the runner loads (progress).
     private(set) var bytesSeen = 0
+    /// A rotation is running on the blocking pool (the poll goes on; it sees the truncation).
+    private let rotating = Atomic<Bool>(false)
 
     init(path: String, capacity: Int = 500, maxBytes: Int = 10 << 20, keep: Int = 5, startAtEnd: Bool = false) {
         self.path = path
@@ -64,14 +68,19 @@ final class RunnerLog: @unchecked Sendable {
     func tail(_ count: Int) -> [String] { Array(lines.suffix(count)) }
 
     /// Copy-and-truncate rotation: `x.log.N` … `x.log.1` shift, the current content is copied to
-    /// `x.log.1`, then the file is truncated in place.
+    /// `x.log.1` (written and fsynced atomically), then the file is truncated in place. It runs on the
+    /// blocking pool; the next poll sees the file shrink and reads it from the start.
     private func rotate() {
-        unlink("\(path).\(keep)")
-        for i in stride(from: keep - 1, through: 1, by: -1) { rename("\(path).\(i)", "\(path).\(i + 1)") }
-        if let bytes = readFileBytes(path, maxBytes: maxBytes * 2) {
-            try? AtomicFile.write(bytes, to: "\(path).1")
+        guard !rotating.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let (path, keep, maxBytes) = (self.path, self.keep, self.maxBytes)
+        BlockingPool.shared.queue(for: path).submit { [self] in
+            unlink("\(path).\(keep)")
+            for i in stride(from: keep - 1, through: 1, by: -1) { rename("\(path).\(i)", "\(path).\(i + 1)") }
+            if let bytes = readFileBytes(path, maxBytes: maxBytes * 2) {
+                try? AtomicFile.write(bytes, to: "\(path).1")
+            }
+            truncate(path, 0)
+            rotating.store(false, ordering: .releasing)
         }
-        truncate(path, 0)
-        offset = 0
     }
 }

@@ -202,14 +202,15 @@ actor RunnerManager {
 
     func detach() { detached = true }
 
-    func logs(_ request: LogsRequest) throws(RPCFault) -> [String] {
+    func logs(_ request: LogsRequest) async throws(RPCFault) -> [String] {
         let model = try resolve(request.model)
         let count = min(max(request.tail ?? 100, 1), 500)
         if let p = processes[model.id] {
             p.log.poll()
             return p.log.tail(count)
         }
-        return LogFile.tail("\(logsDir)/\(RunnerProcess.safeName(model.id)).log", lines: count)
+        let path = "\(logsDir)/\(RunnerProcess.safeName(model.id)).log"
+        return await BlockingPool.shared.run { LogFile.tail(path, lines: count) }
     }
 
     func list() -> [RunnerInfo] {
@@ -383,12 +384,25 @@ actor RunnerManager {
 
     // MARK: Adoption and shutdown
 
+    /// The queue `runners.json` is written on: in order, off the event loop (each write fsyncs twice).
+    private let recordsQueue = BlockingPool.shared.queue(for: "runners.json")
+
     private func saveRecords() {
-        do {
-            try RunnerRecord.save(processes.values.map(\.record).sorted { $0.model < $1.model }, context.paths)
-        } catch {
-            context.logger.error("cannot write runners.json: \(error)")
+        let records = processes.values.map(\.record).sorted { $0.model < $1.model }
+        let (paths, logger) = (context.paths, context.logger)
+        recordsQueue.submit {
+            do {
+                try RunnerRecord.save(records, paths)
+            } catch {
+                logger.error("cannot write runners.json: \(error)")
+            }
         }
+    }
+
+    /// Waits until every `runners.json` write asked for so far is on disk (before the process exits,
+    /// so the next runner-manager adopts what this one ran).
+    func flushRecords() async {
+        await recordsQueue.run {}
     }
 
     /// Adopts the runners a previous manager recorded, if each is the same process (pid and start

@@ -51,6 +51,7 @@ final class RunnerService: Service {
 
     func stop() async {
         await manager.shutdown()
+        await manager.flushRecords()
         await registry.close()
     }
 }

@@ -1,0 +1,152 @@
+import Glibc
+import Synchronization
+
+/// A thread that runs jobs one at a time, in order: closures (`submit`, `run`) and, as a
+/// `SerialExecutor`, the jobs of an actor that does file work (the registry's store). The event loop
+/// never waits on the disk itself: it hands the work here and awaits the result.
+///
+/// @unchecked Sendable: the pthread mutex and condition are allocated once and live as long as the
+/// queue; the job list is only touched with the mutex held.
+public final class BlockingQueue: SerialExecutor, @unchecked Sendable {
+    private enum Job {
+        case closure(@Sendable () -> Void)
+        case executor(UnownedJob)
+    }
+
+    /// For logs and thread names.
+    public let name: String
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var jobs: [Job] = []
+    private var head = 0
+    private var busy = false
+
+    public init(name: String) {
+        self.name = name
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { context in
+            let queue = Unmanaged<BlockingQueue>.fromOpaque(context!).takeRetainedValue()
+            // Signals are for the handler threads (ProcessSignals), never for workers.
+            var all = sigset_t()
+            sigfillset(&all)
+            pthread_sigmask(SIG_BLOCK, &all, nil)
+            queue.work()
+            return nil
+        }, context)
+        precondition(created == 0, "cannot start the \(name) thread")
+        pthread_detach(thread)
+    }
+
+    /// Runs `job` on this queue's thread after the jobs before it. Never blocks the caller.
+    public func submit(_ job: @escaping @Sendable () -> Void) {
+        push(.closure(job))
+    }
+
+    /// Runs `work` on this queue's thread and returns its result to the awaiting task.
+    public func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            submit { continuation.resume(with: Result(catching: { try work() })) }
+        }
+    }
+
+    /// Runs `work` on this queue's thread and returns its result to the awaiting task.
+    public func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+            submit { continuation.resume(returning: work()) }
+        }
+    }
+
+    /// Blocks the calling thread until every job submitted so far has run (for a process about to
+    /// exit, so nothing queued is lost). Never call it from this queue's own thread.
+    public func drain() {
+        // The semaphore outlives the job: this thread waits on it until the job has posted.
+        nonisolated(unsafe) let done = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+        sem_init(done, 0, 0)
+        submit { sem_post(done) }
+        while sem_wait(done) != 0 && errno == EINTR {}
+        sem_destroy(done)
+        done.deallocate()
+    }
+
+    /// Jobs waiting or running (for tests and health).
+    public var pending: Int {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return jobs.count - head + (busy ? 1 : 0)
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        push(.executor(UnownedJob(job)))
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    private func push(_ job: Job) {
+        pthread_mutex_lock(mutex)
+        jobs.append(job)
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    private func work() {
+        while true {
+            pthread_mutex_lock(mutex)
+            busy = false
+            while head == jobs.count { pthread_cond_wait(condition, mutex) }
+            let job = jobs[head]
+            head += 1
+            if head > 64 && head * 2 > jobs.count {
+                jobs.removeFirst(head)
+                head = 0
+            }
+            busy = true
+            pthread_mutex_unlock(mutex)
+            switch job {
+            case .closure(let body): body()
+            case .executor(let job): job.runSynchronously(on: asUnownedSerialExecutor())
+            }
+        }
+    }
+}
+
+/// The small pool of blocking threads every service shares for file work that can take milliseconds
+/// (reading logs, spooling uploads, rotating with fsync, reading GGUF headers, writing config and its
+/// backups): two threads, so a long job (a discovery scan) leaves the other free. Independent jobs go
+/// round-robin; work that must stay in order (one file's writes) uses one queue (`queue(for:)`).
+public final class BlockingPool: Sendable {
+    /// The process's pool.
+    public static let shared = BlockingPool(threads: 2)
+
+    private let queues: [BlockingQueue]
+    private let next = Atomic<Int>(0)
+
+    public init(threads: Int) {
+        queues = (0..<max(1, threads)).map { BlockingQueue(name: "blocking-\($0)") }
+    }
+
+    /// Runs `work` on one of the pool's threads and returns its result to the awaiting task.
+    public func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await pick().run(work)
+    }
+
+    /// Runs `work` on one of the pool's threads and returns its result to the awaiting task.
+    public func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await pick().run(work)
+    }
+
+    /// The same queue for the same key, so jobs for one resource keep their order.
+    public func queue(for key: String) -> BlockingQueue {
+        var hash = 5381
+        for byte in key.utf8 { hash = (hash &* 33) &+ Int(byte) }
+        return queues[Int(UInt(bitPattern: hash) % UInt(queues.count))]
+    }
+
+    private func pick() -> BlockingQueue {
+        queues[Int(UInt(bitPattern: next.add(1, ordering: .relaxed).oldValue) % UInt(queues.count))]
+    }
+}
