@@ -45,7 +45,7 @@ final class MetricsService: Service {
                     var rss: [MetricsStore.Key: Double] = [:]
                     var cpu: [MetricsStore.Key: Double] = [:]
                     var leases: [MetricsStore.Key: Double] = [:]
-                    for r in list where r.state == "ready" {
+                    for r in list where r.state == .ready {
                         guard let pid = r.pid else { continue }
                         let k = MetricsStore.key([("model", r.model)])
                         let s = sampler.sample(pid, now: now)

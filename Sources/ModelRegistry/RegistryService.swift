@@ -57,9 +57,9 @@ final class RegistryService: Service {
                 await store.checkForHandEdits()
                 let problems = await store.problems()
                 if problems.isEmpty {
-                    context.setHealth("ok")
+                    context.setHealth(.ok)
                 } else {
-                    context.setHealth("degraded", detail: "ignoring an invalid hand edit: " + problems.joined(separator: "; "))
+                    context.setHealth(.degraded, detail: "ignoring an invalid hand edit: " + problems.joined(separator: "; "))
                 }
                 loop.schedule(at: deadline(after: Self.watchInterval)) { tick() }
             }

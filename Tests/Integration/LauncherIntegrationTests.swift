@@ -45,7 +45,7 @@ import Testing
                 try await waitUntil("\(name) back after kill -9", timeout: 30) {
                     guard let report = try? await mesh.status(),
                           let s = report.services.first(where: { $0.name == name.rawValue }) else { return false }
-                    return s.state == "running" && s.pid != nil && s.pid != victim
+                    return s.state == .running && s.pid != nil && s.pid != victim
                 }
                 let after = try await mesh.pids()
                 for other in ServiceName.startOrder where other != name {
@@ -181,7 +181,7 @@ import Testing
             let victim = try await mesh.pids()["model-registry"]!
             kill(victim, SIGKILL)
             try await waitUntil("registry marked failed", timeout: 30) {
-                (try? await mesh.status())?.services.first { $0.name == "model-registry" }?.state == "failed"
+                (try? await mesh.status())?.services.first { $0.name == "model-registry" }?.state == .failed
             }
             let registry = try await mesh.status().services.first { $0.name == "model-registry" }!
             #expect(registry.message?.contains("configuration error") == true, "\(registry)")

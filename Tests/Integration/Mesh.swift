@@ -67,8 +67,8 @@ final class Mesh {
             try await waitUntil("all services running", timeout: 60) {
                 if self.launcher?.isRunning == false { failed = true; return true }
                 guard let report = try? await self.status() else { return false }
-                if report.services.contains(where: { $0.state == "failed" }) { failed = true; return true }
-                return report.services.allSatisfy { $0.state == "running" }
+                if report.services.contains(where: { $0.state == .failed }) { failed = true; return true }
+                return report.services.allSatisfy { $0.state == .running }
             }
             guard failed else { return }
             let output = launcherOutput

@@ -161,12 +161,12 @@ import Testing
 
             try AtomicFile.write(Array(#"{"models": {"m": {"model_path": "m.gguf", "ttl_seconds": "long"}}}"#.utf8), to: registry.modelsFile)
             try await waitUntil("health to turn degraded", timeout: 3) {
-                (try? await registry.client.call(ServiceRPC.Health.self, Empty()))?.status == "degraded"
+                (try? await registry.client.call(ServiceRPC.Health.self, Empty()))?.status == .degraded
             }
             let health = try await registry.client.call(ServiceRPC.Health.self, Empty())
             #expect(health.detail?.contains(#"models.m.ttl_seconds: expected an integer, got "long""#) == true)
             let status = try await registry.client.call(RegistryRPC.Status.self, Empty())
-            #expect(status.files[1].state == "invalid")
+            #expect(status.files[1].state == .invalid)
             #expect(try await registry.client.call(RegistryRPC.Snapshot.self, Empty()).models.first?.aliases == ["em"], "last good config still served")
         } catch {
             await registry.finish()

@@ -149,7 +149,7 @@ func complete(_ endpoint: String, _ prompt: String, tokens: Int = 8) async throw
             #expect(again.endpoint == results[0].0.endpoint)
             try await rig.release(again.lease)
             let info = try #require(try await rig.info("smol-a"))
-            #expect(info.state == "ready")
+            #expect(info.state == .ready)
             #expect(info.rssBytes ?? 0 > 50 << 20)
             let logs = try await rig.runners.call(RunnersRPC.Logs.self, LogsRequest(model: "smol-a", tail: 500))
             #expect(logs.contains { $0.contains("llama") }, "the runner's log is captured")
@@ -162,7 +162,7 @@ func complete(_ endpoint: String, _ prompt: String, tokens: Int = 8) async throw
             let aPid = try #require(try await rig.info("smol-a")?.pid)
             let b = Task { try await rig.acquire("smol-b") }
             try await EventLoop.shared.sleep(seconds: 1.5)
-            #expect(try await rig.info("smol-a")?.state == "ready", "a busy runner is never evicted")
+            #expect(try await rig.info("smol-a")?.state == .ready, "a busy runner is never evicted")
             #expect(try await rig.info("smol-a")?.activeLeases == 1)
             #expect(llamaServers(ctx: 1024).isEmpty, "b waits")
             #expect(try await complete(a.endpoint, "Hello").isEmpty == false, "a still serves")
@@ -171,7 +171,7 @@ func complete(_ endpoint: String, _ prompt: String, tokens: Int = 8) async throw
             #expect(granted.loadDurationMs > 0)
             #expect(!processExists(aPid) || processState(aPid) == "Z" ? true : false, "a was stopped and reaped")
             #expect(llamaServers(ctx: 512).isEmpty)
-            #expect(try await rig.info("smol-a")?.state == "stopped")
+            #expect(try await rig.info("smol-a")?.state == .stopped)
             try await rig.release(granted.lease)
         }
     }
@@ -181,7 +181,7 @@ func complete(_ endpoint: String, _ prompt: String, tokens: Int = 8) async throw
             let short = try await rig.acquire("smol-short")
             let pid = try #require(try await rig.info("smol-short")?.pid)
             try await rig.release(short.lease)
-            try await waitUntil("the 1 s TTL to unload smol-short", timeout: 10) { (try? await rig.info("smol-short"))?.state == "stopped" }
+            try await waitUntil("the 1 s TTL to unload smol-short", timeout: 10) { (try? await rig.info("smol-short"))?.state == .stopped }
             #expect(!processExists(pid))
 
             let a = try await rig.acquire("smol-a", keepAlive: 0)
@@ -208,7 +208,7 @@ func complete(_ endpoint: String, _ prompt: String, tokens: Int = 8) async throw
                 failed = true
             }
             #expect(failed, "the in-flight stream breaks")
-            try await waitUntil("the crash to be noticed", timeout: 10) { (try? await rig.info("smol-a"))?.state == "failed" }
+            try await waitUntil("the crash to be noticed", timeout: 10) { (try? await rig.info("smol-a"))?.state == .failed }
             #expect(try await rig.info("smol-a")?.detail?.contains("signal 9") == true)
             try await rig.release(grant.lease)  // releasing a failed lease is harmless
             let again = try await rig.acquire("smol-a")

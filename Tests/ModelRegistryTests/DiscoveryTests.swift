@@ -54,10 +54,10 @@ import Testing
             let byID = Dictionary(uniqueKeysWithValues: snapshot.models.map { ($0.id, $0) })
             #expect(byID["gemma-3-4b-it-q4_k_m"]?.mmproj == models + "/vision/mmproj-gemma-3-4b-F16.gguf")
             #expect(byID["qwen3-235b-a22b-q2_k"]?.path == models + "/big/Qwen3-235B-A22B-Q2_K-00001-of-00003.gguf")
-            #expect(byID["nomic-embed-text-v1.5.f16"]?.kind == "embedding")
+            #expect(byID["nomic-embed-text-v1.5.f16"]?.kind == .embedding)
             #expect(byID["nomic-embed-text-v1.5.f16"]?.parameters["embeddings"] == .bool(true))
-            #expect(byID["llama-3.2-1b-instruct-q4_k_m"]?.kind == "chat")
-            #expect(snapshot.models.allSatisfy { $0.autoDiscovered && $0.state == "available" })
+            #expect(byID["llama-3.2-1b-instruct-q4_k_m"]?.kind == .chat)
+            #expect(snapshot.models.allSatisfy { $0.autoDiscovered && $0.state == .available })
 
             // Saved with relative paths; a second scan finds nothing new.
             let saved = try JSONParser.parse(readFile(config + "/models_config.json")!)
@@ -122,7 +122,7 @@ import Testing
             #expect(report.missing == ["stays"])
             let snapshot = await registry.snapshot()
             #expect(snapshot.models.first { $0.id == "follows" }?.path == models + "/moved/follow.gguf")
-            #expect(snapshot.models.first { $0.id == "stays" }?.state == "missing")
+            #expect(snapshot.models.first { $0.id == "stays" }?.state == .missing)
             #expect(snapshot.models.count == 3, "the missing entry is kept")
         }
     }

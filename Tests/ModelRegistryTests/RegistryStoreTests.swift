@@ -119,7 +119,7 @@ final class Changes: Sendable {
             #expect(await store.revision == editedRevision, "the last good config stays in force")
             #expect(await store.snapshot().models.first?.aliases == ["alpha"])
             let status = await store.status()
-            #expect(status.files[1].state == "invalid")
+            #expect(status.files[1].state == .invalid)
             #expect(status.files[1].errors == ["models_config.json: models.a.model_path: expected a non-empty string, got 7"])
             #expect(await store.problems().count == 1)
 
@@ -131,7 +131,7 @@ final class Changes: Sendable {
             // Fixing the file clears the error.
             try writeFile(config + "/models_config.json", #"{"default_model": "a", "models": {"a": {"model_path": "a.gguf"}}}"#)
             await store.checkForHandEdits()
-            #expect(await store.status().files[1].state == "ok")
+            #expect(await store.status().files[1].state == .ok)
             #expect(await store.problems().isEmpty)
             #expect(await store.revision == goodRevision)
         }
@@ -190,12 +190,12 @@ final class Changes: Sendable {
                 """)
             let store = try RegistryStore(configDir: config, logger: Logger(service: "test", level: .error, toStderr: false)) { _ in }
             let models = Dictionary(uniqueKeysWithValues: await store.snapshot().models.map { ($0.id, $0) })
-            #expect(models["good"]?.state == "available")
-            #expect(models["good"]?.kind == "audio")
+            #expect(models["good"]?.state == .available)
+            #expect(models["good"]?.kind == .audio)
             #expect(models["good"]?.parameters == .object(JSONObject([("threads", .int(2))])), "default_parameters are llama-server flags")
-            #expect(models["wrong"]?.state == "unreadable")
+            #expect(models["wrong"]?.state == .unreadable)
             #expect(models["wrong"]?.error?.contains("not a whisper.cpp ggml model") == true)
-            #expect(models["gone"]?.state == "missing")
+            #expect(models["gone"]?.state == .missing)
         }
     }
 
@@ -205,7 +205,7 @@ final class Changes: Sendable {
             let snapshot = await store.snapshot()
             #expect(snapshot.defaultModel == "smollm2-135m-instruct")
             #expect(snapshot.models.first?.path == absolutePath(dir + "/../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-            #expect(await store.status().files.map(\.state) == ["default", "default"])
+            #expect(await store.status().files.map(\.state) == [.default, .default])
             #expect(await store.appConfig == AppConfig())
         }
     }

@@ -112,7 +112,7 @@ struct DashboardAPI: Sendable {
                 o["runner"] = v
             }
             o["entry"] = docs?.models["models"]?[m.id] ?? .null
-            o["loaded"] = .bool(runnerList.contains { $0.model == m.id && $0.state == "ready" })
+            o["loaded"] = .bool(runnerList.contains { $0.model == m.id && $0.state == .ready })
             list.append(.object(o))
         }
         return Self.json(.object(JSONObject([("revision", .string(docs?.revision ?? snap.revision)), ("defaultModel", snap.defaultModel.map(JSONValue.string) ?? .null),
@@ -160,7 +160,7 @@ struct DashboardAPI: Sendable {
             let status = try await registry.call(RegistryRPC.Status.self, Empty())
             var files: [JSONValue] = []
             for f in status.files {
-                files.append(.object(JSONObject([("name", .string(f.name)), ("state", .string(f.state)),
+                files.append(.object(JSONObject([("name", .string(f.name)), ("state", .string(f.state.rawValue)),
                                                  ("errors", .array(f.errors.map(JSONValue.string))), ("warnings", .array(f.warnings.map(JSONValue.string)))])))
             }
             return Self.json(.object(JSONObject([("revision", .string(docs.revision)), ("app", docs.app), ("files", .array(files))])))

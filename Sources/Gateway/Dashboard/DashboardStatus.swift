@@ -26,10 +26,10 @@ struct DashboardStatus: Sendable {
         struct Model: Encodable {
             let id: String
             let aliases: [String]
-            let kind: String
+            let kind: ModelKind
             let file: String
             /// available / missing / unreadable (the file), and loaded / not-loaded (a runner).
-            let fileState: String
+            let fileState: ModelFileState
             let state: String
             let quantization: String?
             let contextLength: Int?
@@ -47,7 +47,7 @@ struct DashboardStatus: Sendable {
         var healthDoc = JSONValue.null
         if case .bytes(let b) = healthResponse.body, let doc = try? JSONParser.parse(b).0 { healthDoc = doc }
         let list = (try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
-        let ready = Set(list.filter { $0.state == "ready" }.map(\.model))
+        let ready = Set(list.filter { $0.state == .ready }.map(\.model))
         let snap = catalog.current
         let models = snap.models.map { m in
             Status.Model(id: m.id, aliases: m.aliases, kind: m.kind, file: m.path, fileState: m.state,

@@ -23,12 +23,12 @@ struct LMStudioAPI: Sendable {
     }
 
     func entry(_ m: ResolvedModel, runners: [String: RunnerInfo]) -> JSONValue {
-        let loaded = runners[m.id].map { $0.state == "ready" } ?? false
+        let loaded = runners[m.id].map { $0.state == .ready } ?? false
         var o = JSONObject([
             ("id", .string(m.id)), ("object", .string("model")),
-            ("type", .string(m.kind == "embedding" ? "embeddings" : m.kind == "audio" ? "audio" : m.mmproj != nil ? "vlm" : "llm")),
-            ("publisher", .string("local")), ("arch", .string(m.runtimeKind == "whisper-server" ? "whisper" : m.metadata?.architecture ?? "unknown")),
-            ("compatibility_type", .string(m.runtimeKind == "whisper-server" ? "ggml" : "gguf")), ("quantization", .string(m.metadata?.quantization ?? "unknown")),
+            ("type", .string(m.kind == .embedding ? "embeddings" : m.kind == .audio ? "audio" : m.mmproj != nil ? "vlm" : "llm")),
+            ("publisher", .string("local")), ("arch", .string(m.runtimeKind == .whisperServer ? "whisper" : m.metadata?.architecture ?? "unknown")),
+            ("compatibility_type", .string(m.runtimeKind == .whisperServer ? "ggml" : "gguf")), ("quantization", .string(m.metadata?.quantization ?? "unknown")),
             ("state", .string(loaded ? "loaded" : "not-loaded")),
             ("max_context_length", .int(m.metadata?.contextLength ?? 0)),
         ])

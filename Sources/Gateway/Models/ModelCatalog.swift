@@ -39,22 +39,8 @@ final class ModelCatalog: Sendable {
 
     var current: RegistrySnapshot { snapshot.withLock { $0 } }
 
-    /// Resolves a requested name: id, alias, display name, or an Ollama-style `name:tag` (`:latest`
-    /// accepted); an empty name means the default model.
-    func resolve(_ requested: String?) -> ResolvedModel? {
-        let snap = current
-        guard let name = requested?.trimmingSpaces(), !name.isEmpty else {
-            return snap.defaultModel.flatMap { d in snap.models.first { $0.id == d } }
-        }
-        let candidates = [String(name), name.hasSuffix(":latest") ? String(name.dropLast(7)) : nil].compactMap { $0 }
-        for n in candidates {
-            if let m = snap.models.first(where: { $0.id == n }) ?? snap.models.first(where: { $0.aliases.contains(n) })
-                ?? snap.models.first(where: { $0.displayName == n }) ?? snap.models.first(where: { $0.id.lowercased() == n.lowercased() }) {
-                return m
-            }
-        }
-        return nil
-    }
+    /// Resolves a requested name as every service does (`RegistrySnapshot.resolve`).
+    func resolve(_ requested: String?) -> ResolvedModel? { current.resolve(requested) }
 
     /// Ids a user can ask for (listed models only), for "not found" messages.
     var availableNames: [String] { current.models.filter { !$0.unlisted }.map(\.id) }

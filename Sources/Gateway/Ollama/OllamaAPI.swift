@@ -59,7 +59,7 @@ struct OllamaAPI: Sendable {
     }
 
     static func details(_ m: ResolvedModel) -> JSONValue {
-        let whisper = m.runtimeKind == "whisper-server"
+        let whisper = m.runtimeKind == .whisperServer
         let family = whisper ? "whisper" : m.metadata?.architecture ?? "unknown"
         return .object(JSONObject([
             ("parent_model", .string("")), ("format", .string(whisper ? "ggml" : "gguf")), ("family", .string(family)),
@@ -101,7 +101,7 @@ struct OllamaAPI: Sendable {
     /// Audio (whisper) models are left out: the Ollama API cannot use them, and Ollama apps would offer
     /// them for chat. They still show in `/api/ps` while loaded, since they take memory.
     func tags() -> HTTPResponse {
-        let models: [JSONValue] = catalog.current.models.filter { !$0.unlisted && $0.state == "available" && $0.kind != "audio" }.map { m in
+        let models: [JSONValue] = catalog.current.models.filter { !$0.unlisted && $0.state == .available && $0.kind != .audio }.map { m in
             let stamp = FileStamp.of(m.path)
             let size = (stamp?.size ?? 0) + (m.mmproj.flatMap { FileStamp.of($0)?.size } ?? 0)
             return .object(JSONObject([
@@ -118,7 +118,7 @@ struct OllamaAPI: Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let now = ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-        let models: [JSONValue] = list.filter { $0.state == "ready" }.compactMap { r in
+        let models: [JSONValue] = list.filter { $0.state == .ready }.compactMap { r in
             guard let m = catalog.resolve(r.model) else { return nil }
             let expires = r.expiresInSeconds.map { now + Int($0 * 1e9) } ?? (r.activeLeases > 0 ? now + 300_000_000_000 : now + 292 * 365 * 86400 * 1_000_000_000)
             return .object(JSONObject([
@@ -152,9 +152,9 @@ struct OllamaAPI: Sendable {
             info["general.parameter_count"] = full["parameter_count"] ?? .int(m.metadata?.parameterCount ?? 0)
         }
         var capabilities: [JSONValue] = []
-        if m.kind == "embedding" {
+        if m.kind == .embedding {
             capabilities = [.string("embedding")]
-        } else if m.kind == "audio" {
+        } else if m.kind == .audio {
             capabilities = []  // speech to text, through /v1/audio/transcriptions only
         } else {
             capabilities = [.string("completion")]
@@ -183,7 +183,7 @@ struct OllamaAPI: Sendable {
         case .success(let r): (doc, name, model) = (r.doc, r.name, r.model)
         case .failure(let box): return box.response
         }
-        if model.kind == "embedding" { return shape.response(.badRequest, "\"\(name)\" does not support \(chat ? "chat" : "generate")") }
+        if model.kind == .embedding { return shape.response(.badRequest, "\"\(name)\" does not support \(chat ? "chat" : "generate")") }
         let keepAlive: Double?
         switch OllamaTranslation.keepAlive(doc["keep_alive"]) {
         case .success(let k): keepAlive = k

@@ -55,7 +55,7 @@ struct AudioRoutes: Sendable {
                                       param: "model", code: "model_not_found")
             }
             model = found
-        } else if let first = catalog.current.models.first(where: { $0.kind == "audio" && !$0.unlisted }) {
+        } else if let first = catalog.current.models.first(where: { $0.kind == .audio && !$0.unlisted }) {
             model = first  // OpenAI requires `model`; with none given, the first audio model serves.
         } else {
             return shape.response(.badRequest, "model is required, and no audio (whisper) model is configured", param: "model")

@@ -44,11 +44,11 @@ final class RunnerRelay: Sendable {
     /// A runner that is stopping gets its idle keep-alive connections closed at once: llama-server's
     /// SIGTERM exit waits about 100 ms on an open idle connection, and a swap waits for that exit.
     /// Once it has stopped or failed, its pool is dropped (a new runner gets a new port).
-    func runnerStateChanged(model: String, state: String) {
-        guard state == "stopping" || state == "stopped" || state == "failed" else { return }
+    func runnerStateChanged(model: String, state: RunnerPhase) {
+        guard state.isEnding else { return }
         let client = pools.withLock { p -> HTTPClient? in
             guard let endpoint = p.endpoints[model] else { return nil }
-            if state == "stopping" { return p.clients[endpoint] }
+            if state == .stopping { return p.clients[endpoint] }
             p.endpoints[model] = nil
             return p.clients.removeValue(forKey: endpoint)
         }
@@ -71,8 +71,8 @@ final class RunnerRelay: Sendable {
               keepAlive: Double? = nil, parameters: JSONValue? = nil, shape: ErrorShape,
               accept: String = "application/json") async -> Result<Call, HTTPResponseBox> {
         let audioRoute = Self.audioRoutes.contains(path)
-        if audioRoute != (model.kind == "audio") {
-            let audio = catalog.current.models.filter { $0.kind == "audio" && !$0.unlisted }.map(\.id)
+        if audioRoute != (model.kind == .audio) {
+            let audio = catalog.current.models.filter { $0.kind == .audio && !$0.unlisted }.map(\.id)
             let message = audioRoute
                 ? "model '\(model.id)' is a \(model.kind) model; transcription needs an audio (whisper) model" +
                   (audio.isEmpty ? " and none is configured" : ": \(audio.joined(separator: ", "))")

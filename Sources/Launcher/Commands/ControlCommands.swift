@@ -22,7 +22,7 @@ enum ControlCommands {
         do {
             let report = try await client.call(LauncherRPC.Status.self, Empty())
             print(StatusTable.render(report))
-            return report.services.allSatisfy { $0.state == "running" } ? ExitCode.ok : ExitCode.failure
+            return report.services.allSatisfy { $0.state == .running } ? ExitCode.ok : ExitCode.failure
         } catch {
             printError("launcher status: \(error)")
             return ExitCode.failure
@@ -80,7 +80,7 @@ enum StatusTable {
     static func render(_ report: LauncherRPC.StatusReport) -> String {
         var rows: [[String]] = [["SERVICE", "PID", "STATE", "RESTARTS", "UPTIME"]]
         for s in report.services {
-            rows.append([s.name, s.pid.map(String.init) ?? "-", s.state, String(s.restarts), s.uptimeSeconds.map(duration) ?? "-"])
+            rows.append([s.name, s.pid.map(String.init) ?? "-", s.state.rawValue, String(s.restarts), s.uptimeSeconds.map(duration) ?? "-"])
         }
         let widths = (0..<5).map { col in rows.map { $0[col].count }.max()! }
         var lines = rows.map { row in

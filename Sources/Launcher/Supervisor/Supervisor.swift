@@ -34,7 +34,7 @@ enum LauncherError: Error, CustomStringConvertible {
 actor Supervisor {
     struct Entry {
         var child: ChildProcess?
-        var state = "stopped"
+        var state = ServiceState.stopped
         var restarts = 0
         var startedAt: UInt64?
         var healthySince: UInt64?
@@ -113,7 +113,7 @@ actor Supervisor {
                                            environment: environment, output: .file(options.paths.consoleLog(name.rawValue)),
                                            inheriting: inherited)
         entries[name]!.child = child
-        entries[name]!.state = "starting"
+        entries[name]!.state = .starting
         entries[name]!.startedAt = monotonicNanos()
         entries[name]!.healthySince = nil
         entries[name]!.message = nil
@@ -124,7 +124,7 @@ actor Supervisor {
         }
         try await waitHealthy(name, child: child)
         guard entries[name]!.generation == generation else { return }
-        entries[name]!.state = "running"
+        entries[name]!.state = .running
         entries[name]!.healthySince = monotonicNanos()
     }
 
@@ -150,11 +150,11 @@ actor Supervisor {
         let decision = entries[name]!.policy.crashed(at: now, healthySince: healthySince, exitCode: code)
         switch decision {
         case .giveUp(let reason):
-            entries[name]!.state = "failed"
+            entries[name]!.state = .failed
             entries[name]!.message = "\(status); not restarting: \(reason)"
             logger.error("\(name) \(status); not restarting: \(reason)" + LauncherError.format(logTail(name)))
         case .restart(let delay):
-            entries[name]!.state = "restarting"
+            entries[name]!.state = .restarting
             entries[name]!.restarts += 1
             entries[name]!.message = "\(status)"
             logger.warning("\(name) \(status); restarting in \(Int(delay * 1000)) ms")
@@ -181,7 +181,7 @@ actor Supervisor {
     func restart(_ name: ServiceName) async throws -> ServiceStatus {
         if stopping { throw LauncherError.stopping }
         entries[name]!.generation += 1
-        entries[name]!.state = "restarting"
+        entries[name]!.state = .restarting
         entries[name]!.policy.reset()
         if let child = entries[name]!.child {
             logger.info("restarting \(name) on request", ("pid", child.pid))
@@ -204,12 +204,12 @@ actor Supervisor {
         for name in ServiceName.startOrder.reversed() {
             entries[name]!.generation += 1
             guard let child = entries[name]!.child else { continue }
-            entries[name]!.state = "stopping"
+            entries[name]!.state = .stopping
             let wasRunning = child.isRunning
             let status = await child.terminate(grace: stopGrace, loop: loop)
             if wasRunning && status != .exited(0) { logger.warning("\(name) \(status) while stopping") }
             entries[name]!.child = nil
-            entries[name]!.state = "stopped"
+            entries[name]!.state = .stopped
             unlink(options.paths.socket(name))
             if name == .gateway { publicSockets.closeAll() }
         }

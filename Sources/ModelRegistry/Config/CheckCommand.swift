@@ -20,16 +20,16 @@ enum CheckCommand {
         }
         let status = await store.status()
         for file in status.files {
-            line("ok", "\(file.name): \(file.state == "default" ? "absent, built-in defaults in force" : "valid")")
+            line("ok", "\(file.name): \(file.state == .default ? "absent, built-in defaults in force" : "valid")")
             for w in file.warnings { line("warn", w) }
         }
         let app = await store.appConfig
         for (name, runtime) in app.runtimes.sorted(by: { $0.key < $1.key }) {
             guard let path = RuntimeLocator.locate(runtime.path.contains("/") ? resolvePath(runtime.path, configDir: configDir) : runtime.path) else {
-                line(runtime.kind == "llama-server" ? "fail" : "warn", "runtime \(name): \(runtime.path) not found (run scripts/bootstrap.sh, or set its path in app_config.json)")
+                line(runtime.kind == .llamaServer ? "fail" : "warn", "runtime \(name): \(runtime.path) not found (run scripts/bootstrap.sh, or set its path in app_config.json)")
                 continue
             }
-            if runtime.kind == "whisper-server" {
+            if runtime.kind == .whisperServer {
                 // whisper-server has no --version; its --help names the flag runners depend on.
                 let help = runVersion(path, argument: "--help", marker: "--inference-path")
                 line(help == nil ? "fail" : "ok", "runtime \(name): \(path)" + (help == nil ? " does not run (--help failed or lacks --inference-path)" : " (whisper.cpp server)"))
@@ -40,12 +40,12 @@ enum CheckCommand {
         }
         for model in await store.snapshot().models {
             switch model.state {
-            case "available" where model.runtimeKind == "whisper-server":
+            case .available where model.runtimeKind == .whisperServer:
                 line("ok", "model \(model.id): \(model.path) (whisper.cpp ggml, \((FileStamp.of(model.path)?.size ?? 0) / (1 << 20)) MiB)")
-            case "available":
+            case .available:
                 let m = model.metadata
                 line("ok", "model \(model.id): \(model.path)" + (m.map { " (\($0.architecture ?? "?"), \($0.quantization ?? "?"), \($0.fileSize / (1 << 20)) MiB)" } ?? ""))
-            case "missing": line("warn", "model \(model.id): no file at \(model.path)")
+            case .missing: line("warn", "model \(model.id): no file at \(model.path)")
             default: line("fail", "model \(model.id): \(model.error ?? "unreadable")")
             }
         }

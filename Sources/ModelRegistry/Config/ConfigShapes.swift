@@ -38,7 +38,7 @@ enum ConfigShapes {
             .init("state_dir", .nonEmptyString, "logs/ and run/ (relative to the config directory), when --state-dir is not given"),
         ], others: .warn), "folders"),
         .init("runtimes", .object([], others: .map(.object([
-            .init("kind", .oneOfStrings(["llama-server", "whisper-server"]), required: true, "what the binary is"),
+            .init("kind", .oneOfStrings(RuntimeKind.allCases.map(\.rawValue)), required: true, "what the binary is"),
             .init("path", .nonEmptyString, required: true, "the executable: a path, or a name on PATH"),
         ], others: .warn), keyPattern: nil, keyHint: "")), "named model server binaries"),
         .init("limits", .object([
@@ -85,7 +85,7 @@ enum ConfigShapes {
         .init("ttl_seconds", .integer(min: -1), "idle seconds before unloading (-1 = never)"),
         .init("unlisted", .boolean, "hidden from model lists, still routable"),
         .init("mmproj", .nonEmptyString, "multimodal projector file"),
-        .init("kind", .oneOfStrings(["chat", "embedding", "audio"]), "what the model serves"),
+        .init("kind", .oneOfStrings(ModelKind.allCases.map(\.rawValue)), "what the model serves"),
     ], others: .warn)
 
     static let models = Shape.object([

@@ -130,7 +130,7 @@ actor RegistryStore {
 
     func status() -> RegistryStatus {
         func describe(_ name: String, _ s: FileState) -> ConfigFileStatus {
-            ConfigFileStatus(name: name, path: files.path(name), state: !s.errors.isEmpty ? "invalid" : s.usingDefault ? "default" : "ok",
+            ConfigFileStatus(name: name, path: files.path(name), state: !s.errors.isEmpty ? .invalid : s.usingDefault ? .default : .ok,
                              errors: s.errors, warnings: s.warnings)
         }
         return RegistryStatus(revision: revision,
@@ -161,11 +161,8 @@ actor RegistryStore {
         }
     }
 
-    /// A model by id, alias or display name.
-    func resolve(_ name: String) -> ResolvedModel? {
-        let all = snapshot().models
-        return all.first { $0.id == name } ?? all.first { $0.aliases.contains(name) } ?? all.first { $0.displayName == name }
-    }
+    /// A model by name, as every service resolves one (`RegistrySnapshot.resolve`).
+    func resolve(_ name: String) -> ResolvedModel? { snapshot().resolve(name) }
 
     // MARK: Edits
 
@@ -409,7 +406,7 @@ actor RegistryStore {
         }
         let (found, problems) = (scan.found, scan.problems)
         var unreadable: [String] = []
-        let runtime = appConfig.runtimes.filter { $0.value.kind == "llama-server" }.keys.sorted().first ?? "llama-server"
+        let runtime = appConfig.runtimes.filter { $0.value.kind == .llamaServer }.keys.sorted().first ?? "llama-server"
         let merge = DiscoveryMerge(configDir: configDir, runtime: runtime)
         let outcome = merge.merge(models, found: found, metadata: { path in
             switch metadata(path) {
@@ -471,33 +468,34 @@ actor RegistryStore {
         for (id, entry) in (models["models"]?.objectValue ?? JSONObject()).entries {
             let path = resolvePath(entry["model_path"]?.stringValue ?? "", configDir: configDir)
             let runtimeName = entry["llama_cpp_runtime"]?.stringValue ?? "llama-server"
-            let runtime = appConfig.runtimes[runtimeName] ?? AppConfig.Runtime(kind: "llama-server", path: runtimeName)
+            let runtime = appConfig.runtimes[runtimeName] ?? AppConfig.Runtime(kind: .llamaServer, path: runtimeName)
             let runtimePath = runtime.path.contains("/") ? resolvePath(runtime.path, configDir: configDir) : runtime.path
             // default_parameters are llama-server flags: whisper-server runners take only their own.
-            var parameters = runtime.kind == "whisper-server" ? JSONObject() : defaults
+            var parameters = runtime.kind == .whisperServer ? JSONObject() : defaults
             for (k, v) in entry["parameters"]?.objectValue?.entries ?? [] { parameters[k] = v }
-            var state = "available"
+            var state = ModelFileState.available
             var error: String?
             var meta: ModelMetadata?
-            if runtime.kind == "whisper-server" {
+            if runtime.kind == .whisperServer {
                 switch WhisperModelFile.check(path) {
-                case .missing: state = "missing"; error = "no file at \(path)"
-                case .invalid(let why): state = "unreadable"; error = why
+                case .missing: state = .missing; error = "no file at \(path)"
+                case .invalid(let why): state = .unreadable; error = why
                 case .valid: break
                 }
             } else {
                 switch metadata(path) {
                 case .success(let m)?: meta = m.summary
                 case .failure(let e)?:
-                    state = "unreadable"
+                    state = .unreadable
                     error = e.message
                 case nil:
-                    state = "missing"
+                    state = .missing
                     error = "no file at \(path)"
                 }
             }
-            let kind = entry["kind"]?.stringValue
-                ?? (runtime.kind == "whisper-server" ? "audio" : meta?.isEmbeddingModel == true ? "embedding" : "chat")
+            // The validator admits only ModelKind's names.
+            let kind = entry["kind"]?.stringValue.flatMap(ModelKind.init(rawValue:))
+                ?? (runtime.kind == .whisperServer ? .audio : meta?.isEmbeddingModel == true ? .embedding : .chat)
             resolved.append(ResolvedModel(
                 id: id, aliases: (entry["aliases"]?.arrayValue ?? []).compactMap(\.stringValue),
                 displayName: entry["display_name"]?.stringValue, path: path, runtime: runtimeName, runtimeKind: runtime.kind,

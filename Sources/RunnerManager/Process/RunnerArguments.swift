@@ -31,8 +31,8 @@ enum RunnerArguments {
         }
         if let mmproj = model.mmproj { argv += ["--mmproj", mmproj] }
         // Responses then name the model as clients know it, not by its file path.
-        if model.runtimeKind == "llama-server" { argv += ["--alias", model.id] }
-        if model.runtimeKind == "whisper-server" { argv += ["--inference-path", whisperInferencePath] }
+        if model.runtimeKind == .llamaServer { argv += ["--alias", model.id] }
+        if model.runtimeKind == .whisperServer { argv += ["--inference-path", whisperInferencePath] }
         return argv
     }
 
@@ -59,7 +59,7 @@ enum RunnerArguments {
     /// How many requests a runner serves at once: its `--parallel`, or 4; whisper-server transcribes one
     /// upload at a time (the others queue in the scheduler, not in its socket backlog).
     static func concurrency(_ model: ResolvedModel) -> Int {
-        if model.runtimeKind == "whisper-server" { return 1 }
+        if model.runtimeKind == .whisperServer { return 1 }
         let p = model.parameters["parallel"]?.intValue ?? model.parameters["np"]?.intValue ?? 4
         return max(1, p)
     }
@@ -69,7 +69,7 @@ enum RunnerArguments {
     /// whisper-server: the file plus the same overhead (tiny.en, 78 MB, measured 151 MB RSS after a transcription).
     static func memoryEstimate(_ model: ResolvedModel) -> Int {
         let overhead = 128 << 20
-        if model.runtimeKind == "whisper-server" { return (FileStamp.of(model.path)?.size ?? 0) + overhead }
+        if model.runtimeKind == .whisperServer { return (FileStamp.of(model.path)?.size ?? 0) + overhead }
         guard let meta = model.metadata else { return overhead }
         let requested = model.parameters["ctx_size"]?.intValue ?? model.parameters["c"]?.intValue ?? 0
         let context = requested > 0 ? requested : (meta.contextLength ?? 4096)

@@ -33,7 +33,7 @@ final class RunnerProcess: @unchecked Sendable {
     let fingerprint: String
     let log: RunnerLog
     let child: ChildProcess?
-    let kind: String
+    let kind: RuntimeKind
     let spawnedAt = monotonicNanos()
     let health: HTTPClient
     /// True while the load is watched by `waitReady`; its exit is then that method's to report.
@@ -48,7 +48,7 @@ final class RunnerProcess: @unchecked Sendable {
     var adopted: Bool { child == nil }
 
     private init(model: String, identity: ProcessIdentity, port: UInt16, argv: [String], fingerprint: String,
-                 log: RunnerLog, child: ChildProcess?, kind: String, loop: EventLoop) {
+                 log: RunnerLog, child: ChildProcess?, kind: RuntimeKind, loop: EventLoop) {
         self.model = model
         self.identity = identity
         self.port = port
@@ -89,7 +89,7 @@ final class RunnerProcess: @unchecked Sendable {
     }
 
     /// Takes over a runner a previous manager started.
-    static func adopt(_ record: RunnerRecord, kind: String, loop: EventLoop) -> RunnerProcess {
+    static func adopt(_ record: RunnerRecord, kind: RuntimeKind, loop: EventLoop) -> RunnerProcess {
         let log = RunnerLog(path: record.logPath, startAtEnd: true)
         let p = RunnerProcess(model: record.model, identity: record.process, port: record.port, argv: record.argv,
                               fingerprint: record.fingerprint, log: log, child: nil, kind: kind, loop: loop)

@@ -20,7 +20,7 @@ actor RunnerManager {
     }
 
     struct Status {
-        var state = "stopped"
+        var state = RunnerPhase.stopped
         var detail: String?
         var loadDurationMs: Int?
         var memoryBytes = 0
@@ -92,11 +92,7 @@ actor RunnerManager {
     }
 
     func resolve(_ name: String) throws(RPCFault) -> ResolvedModel {
-        let n = name.hasSuffix(":latest") ? String(name.dropLast(7)) : name
-        if let m = snapshot.models.first(where: { $0.id == n }) ?? snapshot.models.first(where: { $0.aliases.contains(n) || $0.aliases.contains(name) })
-            ?? snapshot.models.first(where: { $0.displayName == n }) {
-            return m
-        }
+        if let m = snapshot.resolve(name) { return m }
         throw RPCFault.notFound("model \"\(name)\" is not defined (models: \(snapshot.models.map(\.id).joined(separator: ", ")))")
     }
 
@@ -119,7 +115,7 @@ actor RunnerManager {
             effective[spec.fingerprint] = model
         } else {
             var model = try resolve(request.model)
-            if model.state == "missing" {
+            if model.state == .missing {
                 throw RPCFault(code: RPCFault.unavailableCode, message: "model \(model.id): \(model.error ?? "its file is missing"): run scripts/bootstrap.sh, or fix model_path in models_config.json")
             }
             if let overrides = request.parameters?.objectValue, !overrides.isEmpty {
@@ -226,7 +222,7 @@ actor RunnerManager {
                           memoryEstimateBytes: runner?.spec.memoryBytes ?? s.memoryBytes, rssBytes: process?.rssBytes,
                           activeLeases: runner?.leases.count ?? 0, queued: scheduler.queuedCount(model),
                           idleSeconds: runner?.idleSince.map { now - $0 }, expiresInSeconds: scheduler.expiry(model).map { max(0, $0 - now) },
-                          loadDurationMs: s.loadDurationMs, detail: s.state == "loading" ? process?.progressLine : s.detail,
+                          loadDurationMs: s.loadDurationMs, detail: s.state == .loading ? process?.progressLine : s.detail,
                           adopted: process?.adopted ?? false,
                           contextLength: runner.flatMap { effective[$0.spec.fingerprint] }?.parameters["ctx_size"]?.intValue.flatMap { $0 > 0 ? $0 : nil })
     }
@@ -237,10 +233,10 @@ actor RunnerManager {
         for action in actions {
             switch action {
             case .start(let spec):
-                setState(spec.id, "starting", memory: spec.memoryBytes)
+                setState(spec.id, .starting, memory: spec.memoryBytes)
                 Task(executorPreference: loop) { await self.start(spec) }
             case .stop(let model, let reason):
-                setState(model, "stopping", detail: reason.rawValue)
+                setState(model, .stopping, detail: reason.rawValue)
                 Task(executorPreference: loop) { await self.stop(model, reason: reason) }
             case .grant(let request, let model, let lease):
                 guard let p = pending.removeValue(forKey: request), let process = processes[model] else {
@@ -275,13 +271,13 @@ actor RunnerManager {
 
     /// Notifies `runners.state` "loading" with the runner's latest progress line, once per new line.
     private func progress(_ model: String, process: RunnerProcess) {
-        guard processes[model] === process, status[model]?.state == "loading",
+        guard processes[model] === process, status[model]?.state == .loading,
               let line = process.progressLine, line != process.notifiedProgress else { return }
         process.notifiedProgress = line
-        context.rpc.notify(RunnersRPC.StateChanged.self, RunnerState(model: model, state: "loading", pid: process.pid, detail: line))
+        context.rpc.notify(RunnersRPC.StateChanged.self, RunnerState(model: model, state: .loading, pid: process.pid, detail: line))
     }
 
-    private func setState(_ model: String, _ state: String, detail: String? = nil, memory: Int? = nil) {
+    private func setState(_ model: String, _ state: RunnerPhase, detail: String? = nil, memory: Int? = nil) {
         var s = status[model] ?? Status()
         s.state = state
         s.detail = detail
@@ -300,7 +296,7 @@ actor RunnerManager {
         do {
             process = try RunnerProcess.spawn(model, logsDir: logsDir, loop: loop)
         } catch {
-            setState(spec.id, "failed", detail: "\(error)")
+            setState(spec.id, .failed, detail: "\(error)")
             context.logger.error("cannot start \(spec.id): \(error)")
             apply(scheduler.startFailed(spec.id, reason: "\(error)", now: Self.now()))
             return
@@ -308,7 +304,7 @@ actor RunnerManager {
         processes[spec.id] = process
         saveRecords()
         context.logger.info("starting runner", ("model", spec.id), ("pid", process.pid), ("port", process.port))
-        setState(spec.id, "loading")
+        setState(spec.id, .loading)
         watchExit(process)
         // `runners.state` "loading" again with each new progress line from the runner's log.
         Task(executorPreference: loop) { [loop] in
@@ -324,7 +320,7 @@ actor RunnerManager {
             // otherwise it could report the exit first, without the "while loading" account and log lines.
             if processes[spec.id] === process { processes[spec.id] = nil }
             process.loading = false
-            setState(spec.id, "failed", detail: "\(error)")
+            setState(spec.id, .failed, detail: "\(error)")
             context.logger.error("runner for \(spec.id) failed to load: \(error)")
             await process.stop(grace: 2, loop: loop)
             saveRecords()
@@ -336,7 +332,7 @@ actor RunnerManager {
         readyAt[spec.id] = monotonicNanos()
         let ms = Int((monotonicNanos() - startedAt) / 1_000_000)
         status[spec.id]?.loadDurationMs = ms
-        setState(spec.id, "ready")
+        setState(spec.id, .ready)
         context.logger.info("runner ready", ("model", spec.id), ("load_ms", ms))
         apply(scheduler.started(spec.id, now: Self.now()))
     }
@@ -357,9 +353,9 @@ actor RunnerManager {
         let wasStopping = scheduler.runners[process.model]?.phase == .stopping
         process.log.poll()
         if wasStopping {
-            setState(process.model, "stopped")
+            setState(process.model, .stopped)
         } else {
-            setState(process.model, "failed", detail: reason + RunnerError.format(process.log.tail(8)))
+            setState(process.model, .failed, detail: reason + RunnerError.format(process.log.tail(8)))
             context.logger.error("runner for \(process.model) crashed: \(reason)")
         }
         apply(scheduler.exited(process.model, reason: reason + RunnerError.format(process.log.tail(8)), now: Self.now()))
@@ -425,7 +421,7 @@ actor RunnerManager {
             processes[model.id] = process
             let s = spec(for: model)
             scheduler.adopt(s, now: Self.now())
-            status[model.id] = Status(state: "ready", detail: "adopted", loadDurationMs: 0, memoryBytes: s.memoryBytes)
+            status[model.id] = Status(state: .ready, detail: "adopted", loadDurationMs: 0, memoryBytes: s.memoryBytes)
             watchExit(process)
             context.logger.info("adopted runner", ("model", model.id), ("pid", process.pid), ("port", process.port))
         }

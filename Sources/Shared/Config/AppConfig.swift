@@ -99,11 +99,10 @@ public struct AppConfig: Codable, Sendable, Equatable {
 
     /// A named model server binary.
     public struct Runtime: Codable, Sendable, Equatable {
-        /// `llama-server` or `whisper-server`.
-        public var kind: String
+        public var kind: RuntimeKind
         /// The executable: a path (relative to the config directory) or a name looked up on PATH.
         public var path: String
-        public init(kind: String, path: String) {
+        public init(kind: RuntimeKind, path: String) {
             self.kind = kind
             self.path = path
         }
@@ -160,8 +159,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
 
     /// The runtimes present when a config names none: `llama-server` and `whisper-server` from PATH or
     /// the project's install.
-    public static let defaultRuntimes = ["llama-server": Runtime(kind: "llama-server", path: "llama-server"),
-                                         "whisper-server": Runtime(kind: "whisper-server", path: "whisper-server")]
+    public static let defaultRuntimes = ["llama-server": Runtime(kind: .llamaServer, path: "llama-server"),
+                                         "whisper-server": Runtime(kind: .whisperServer, path: "whisper-server")]
 
     public init() {
         ollama = Proxy(port: 11434)

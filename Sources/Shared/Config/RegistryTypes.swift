@@ -55,26 +55,23 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
     /// Absolute path of the model file (the first shard of a split model).
     public var path: String
     public var runtime: String
-    /// `llama-server` or `whisper-server`.
-    public var runtimeKind: String
+    public var runtimeKind: RuntimeKind
     public var runtimePath: String
     /// `default_parameters` overlaid with the model's own `parameters` (the model's values win).
     public var parameters: JSONValue
-    /// `chat`, `embedding` or `audio`.
-    public var kind: String
+    public var kind: ModelKind
     public var ttlSeconds: Int?
     public var unlisted: Bool
     public var mmproj: String?
     public var autoDiscovered: Bool
     public var autoUpdateModel: Bool
-    /// `available`, `missing` (no file at the path) or `unreadable` (the file's metadata could not be read).
-    public var state: String
+    public var state: ModelFileState
     public var error: String?
     public var metadata: ModelMetadata?
 
-    public init(id: String, aliases: [String], displayName: String?, path: String, runtime: String, runtimeKind: String, runtimePath: String,
-                parameters: JSONValue, kind: String, ttlSeconds: Int?, unlisted: Bool, mmproj: String?, autoDiscovered: Bool,
-                autoUpdateModel: Bool, state: String, error: String?, metadata: ModelMetadata?) {
+    public init(id: String, aliases: [String], displayName: String?, path: String, runtime: String, runtimeKind: RuntimeKind, runtimePath: String,
+                parameters: JSONValue, kind: ModelKind, ttlSeconds: Int?, unlisted: Bool, mmproj: String?, autoDiscovered: Bool,
+                autoUpdateModel: Bool, state: ModelFileState, error: String?, metadata: ModelMetadata?) {
         self.id = id
         self.aliases = aliases
         self.displayName = displayName
@@ -105,18 +102,34 @@ public struct RegistrySnapshot: Codable, Sendable, Equatable {
         self.defaultModel = defaultModel
         self.models = models
     }
+
+    /// The one way a requested name becomes a model, in every service (the gateway resolves, runner-
+    /// manager resolves again, the registry answers `modelInfo`), so a name can never resolve in one
+    /// and be unknown in another. In order: the id, an alias, the display name, the id in any case,
+    /// each also with Ollama's `:latest` tag dropped; no name (or only spaces) is `default_model`.
+    public func resolve(_ requested: String?) -> ResolvedModel? {
+        guard let name = requested?.trimmingSpaces(), !name.isEmpty else {
+            return defaultModel.flatMap { d in models.first { $0.id == d } }
+        }
+        let candidates = [String(name), name.hasSuffix(":latest") ? String(name.dropLast(7)) : nil].compactMap { $0 }
+        for n in candidates {
+            if let m = models.first(where: { $0.id == n }) ?? models.first(where: { $0.aliases.contains(n) })
+                ?? models.first(where: { $0.displayName == n }) ?? models.first(where: { $0.id.lowercased() == n.lowercased() }) {
+                return m
+            }
+        }
+        return nil
+    }
 }
 
 /// One config file's state in `registry.status`.
 public struct ConfigFileStatus: Codable, Sendable, Equatable {
     public var name: String
     public var path: String
-    /// `ok`, `default` (file absent: built-in defaults in force) or `invalid` (the file on disk has
-    /// errors; the last good version is still served).
-    public var state: String
+    public var state: ConfigFileState
     public var errors: [String]
     public var warnings: [String]
-    public init(name: String, path: String, state: String, errors: [String], warnings: [String]) {
+    public init(name: String, path: String, state: ConfigFileState, errors: [String], warnings: [String]) {
         self.name = name
         self.path = path
         self.state = state

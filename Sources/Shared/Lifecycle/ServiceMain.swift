@@ -13,7 +13,7 @@ public final class ServiceContext: Sendable {
     /// Monotonic ns at process start.
     public let startedAt: UInt64
     let group = Mutex<ServiceGroup?>(nil)
-    let health = Mutex<(status: String, detail: String?)>(("ok", nil))
+    let health = Mutex<(status: HealthStatus, detail: String?)>((.ok, nil))
 
     init(name: ServiceName, options: ServiceOptions, logger: Logger, rpc: RPCServer, loop: EventLoop) {
         self.name = name
@@ -27,7 +27,7 @@ public final class ServiceContext: Sendable {
     public var paths: RuntimePaths { options.paths }
 
     /// Sets what `health` reports (`ok` or `degraded` with a reason).
-    public func setHealth(_ status: String, detail: String? = nil) {
+    public func setHealth(_ status: HealthStatus, detail: String? = nil) {
         health.withLock { $0 = (status, detail) }
     }
 
@@ -37,7 +37,7 @@ public final class ServiceContext: Sendable {
         let stopping = group.withLock { $0?.isShuttingDown ?? false }
         return HealthInfo(service: name.rawValue, pid: getpid(), version: LlamaRunnerVersion.current,
                           uptimeSeconds: Double(monotonicNanos() - startedAt) / 1e9,
-                          status: stopping ? "stopping" : status, detail: detail)
+                          status: stopping ? .stopping : status, detail: detail)
     }
 
     /// Begins a graceful stop of the whole service.
@@ -131,8 +131,8 @@ func probeHealth(_ name: ServiceName, paths: RuntimePaths) -> Never {
         client.start()
         do {
             let info = try await client.call(ServiceRPC.Health.self, Empty(), timeout: 3)
-            print("\(info.service) pid \(info.pid): \(info.status)\(info.detail.map { " (\($0))" } ?? "")")
-            exit(info.status == "ok" ? ExitCode.ok : ExitCode.failure)
+            print("\(info.service) pid \(info.pid): \(info.status.rawValue)\(info.detail.map { " (\($0))" } ?? "")")
+            exit(info.status == .ok ? ExitCode.ok : ExitCode.failure)
         } catch {
             printError("\(name) is not answering on \(paths.socket(name)): \(error)")
             exit(ExitCode.failure)

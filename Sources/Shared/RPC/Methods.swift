@@ -5,11 +5,10 @@ public struct HealthInfo: Codable, Sendable, Equatable {
     public var pid: Int32
     public var version: String
     public var uptimeSeconds: Double
-    /// `ok`, `degraded` (serving, with a problem named in `detail`) or `stopping`.
-    public var status: String
+    public var status: HealthStatus
     public var detail: String?
 
-    public init(service: String, pid: Int32, version: String, uptimeSeconds: Double, status: String, detail: String? = nil) {
+    public init(service: String, pid: Int32, version: String, uptimeSeconds: Double, status: HealthStatus, detail: String? = nil) {
         self.service = service
         self.pid = pid
         self.version = version
@@ -40,15 +39,14 @@ public enum ServiceRPC {
 public struct ServiceStatus: Codable, Sendable, Equatable {
     public var name: String
     public var pid: Int32?
-    /// `starting`, `running`, `restarting`, `stopping`, `stopped` or `failed`.
-    public var state: String
+    public var state: ServiceState
     /// Restarts since `launcher up`.
     public var restarts: Int
     public var uptimeSeconds: Double?
     /// Why the service is failed or was last restarted.
     public var message: String?
 
-    public init(name: String, pid: Int32?, state: String, restarts: Int, uptimeSeconds: Double?, message: String? = nil) {
+    public init(name: String, pid: Int32?, state: ServiceState, restarts: Int, uptimeSeconds: Double?, message: String? = nil) {
         self.name = name
         self.pid = pid
         self.state = state
@@ -324,8 +322,7 @@ public struct ReleaseRequest: Codable, Sendable {
 /// One runner in `runners.list`.
 public struct RunnerInfo: Codable, Sendable, Equatable {
     public var model: String
-    /// starting, loading, ready, stopping, stopped, failed.
-    public var state: String
+    public var state: RunnerPhase
     public var pid: Int32?
     public var endpoint: String?
     public var memoryEstimateBytes: Int
@@ -343,7 +340,7 @@ public struct RunnerInfo: Codable, Sendable, Equatable {
     /// The context size the runner was started with (`ctx_size` after a request's overrides such as
     /// Ollama's `num_ctx`); nil when it runs with the model's own.
     public var contextLength: Int?
-    public init(model: String, state: String, pid: Int32?, endpoint: String?, memoryEstimateBytes: Int, rssBytes: Int?, activeLeases: Int,
+    public init(model: String, state: RunnerPhase, pid: Int32?, endpoint: String?, memoryEstimateBytes: Int, rssBytes: Int?, activeLeases: Int,
                 queued: Int, idleSeconds: Double?, expiresInSeconds: Double?, loadDurationMs: Int?, detail: String?, adopted: Bool,
                 contextLength: Int? = nil) {
         self.contextLength = contextLength
@@ -376,10 +373,10 @@ public struct LogsRequest: Codable, Sendable {
 /// A runner state transition (`runners.state`).
 public struct RunnerState: Codable, Sendable, Equatable {
     public var model: String
-    public var state: String
+    public var state: RunnerPhase
     public var pid: Int32?
     public var detail: String?
-    public init(model: String, state: String, pid: Int32? = nil, detail: String? = nil) {
+    public init(model: String, state: RunnerPhase, pid: Int32? = nil, detail: String? = nil) {
         self.model = model
         self.state = state
         self.pid = pid
