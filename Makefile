@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test bench bench-http bench-runners bench-gateway bench-load bench-audio
+.PHONY: up test bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -29,6 +29,11 @@ bench-load:
 # Speech to text through the gateway against whisper-server direct (issue 9).
 bench-audio:
 	python3 scripts/bench_audio.py
+
+# Event-loop latency (GET /api/version, /api/config) at rest, while a 100 MB upload is spooled and while
+# discovery scans 2,000 GGUF files (issue 14).
+bench-loop:
+	python3 scripts/bench_loop.py
 
 # Every benchmark above but bench-runners, gathered into docs/benchmarks.md with the machine described (issue 8).
 bench:

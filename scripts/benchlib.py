@@ -122,10 +122,11 @@ class Mesh:
     """Llama Runner from the release build (bootstrapped first) on free ports, with its own temporary
     config and state: `app` is merged into the ports and an empty models_dirs, `models` is the models
     config. `stop()` ends it with SIGINT (what Ctrl+C does) and removes the directory."""
-    def __init__(self, prefix, app, models):
-        subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
-        bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
-                                capture_output=True, text=True).stdout.strip()
+    def __init__(self, prefix, app, models, bindir=None):
+        if bindir is None:  # another build (an older commit's, for before/after) is used as it is
+            subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
+            bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                                    capture_output=True, text=True).stdout.strip()
         self.work = tempfile.mkdtemp(prefix=prefix)
         self.ollama, self.lmstudio, self.api, self.web = free_ports(4)
         config, self.state = os.path.join(self.work, "config"), os.path.join(self.work, "state")

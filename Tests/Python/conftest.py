@@ -55,6 +55,12 @@ def start_mesh(app_extra, models):
             if time.time() > deadline or process.poll() is not None:
                 raise RuntimeError("the mesh did not come up: " + open(os.path.join(work, "launcher.err")).read()[-2000:])
             time.sleep(0.1)
+    # /health answers once the gateway serves; the launcher counts the start done a moment later, and a
+    # test that kills a service before then would stop the whole start.
+    while not all(s["state"] == "running" for s in benchlib.rpc(os.path.join(m.state, "run", "launcher.sock"), "launcher.status")["services"]):
+        if time.time() > deadline:
+            raise RuntimeError("the launcher did not finish starting")
+        time.sleep(0.02)
     return m
 
 

@@ -89,8 +89,23 @@ def test_systemd_unit_runs_the_launcher_hardened():
             copy = os.path.join(tmp, "llama-runner.service")
             text = open(path).read().replace("/opt/llama-runner/bin/launcher", os.path.join(bin_dir(), "launcher"))
             open(copy, "w").write(text)
-            result = subprocess.run([analyze, "verify", copy], capture_output=True, text=True)
+            socket_unit = os.path.join(tmp, "llama-runner.socket")
+            shutil.copy(os.path.join(DEPLOY, "systemd", "llama-runner.socket"), socket_unit)
+            result = subprocess.run([analyze, "verify", copy, socket_unit], capture_output=True, text=True)
             assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_systemd_socket_unit_holds_the_configured_public_ports():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    with open(os.path.join(DEPLOY, "systemd", "llama-runner.socket")) as f:
+        # ListenStream= repeats: read each line rather than the parser's last value.
+        listens = [line.split("=", 1)[1].strip() for line in f if line.startswith("ListenStream=")]
+    assert sorted(listens) == sorted(["127.0.0.1:11434", "127.0.0.1:1234", "127.0.0.1:8585", "127.0.0.1:8080"])
+    assert unit.read(os.path.join(DEPLOY, "systemd", "llama-runner.socket"))
+    assert unit["Install"]["WantedBy"] == "sockets.target"
+    service = open(os.path.join(DEPLOY, "systemd", "llama-runner.service")).read()
+    assert "llama-runner.socket" in service
 
 
 def test_each_service_health_probe_answers_for_a_running_instance(mesh):

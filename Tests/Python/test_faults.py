@@ -257,3 +257,80 @@ def test_acquires_cancelled_at_random_moments_around_their_grant_leave_no_lease(
         list(pool.map(lambda _: client.chat.completions.create(model="smol", messages=[{"role": "user", "content": "hi"}], max_tokens=2), range(4)))
     assert runner(m)["queued"] == 0
     print(f"{rounds} rounds: {outcomes}; 0 leases left")
+
+
+def test_a_socket_activated_launcher_serves_on_the_sockets_it_was_handed(tmp_path):
+    """What systemd does with deploy/systemd/llama-runner.socket: the ports are bound before the launcher
+    starts and handed down as descriptors 3.. (LISTEN_FDS, LISTEN_PID). This test holds its own copy of
+    each socket until the mesh is healthy, so a launcher or gateway that bound the ports itself would
+    fail with 'address in use'."""
+    import subprocess
+    from conftest import bin_dir, free_ports
+    ports = free_ports(4)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "app_config.json").write_text(json.dumps({
+        "proxies": {"ollama": {"port": ports[0]}, "lmstudio": {"port": ports[1]}},
+        "dashboard": {"api_port": ports[2], "web_port": ports[3]}, "paths": {"models_dirs": []}, "discovery_interval_seconds": 0}))
+    (config / "models_config.json").write_text(json.dumps({"models": {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 512}}}}))
+    listeners = []
+    for port in ports:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(128)
+        listeners.append(s)
+    # Shuffled: the launcher matches sockets to ports, not to positions.
+    order = [2, 0, 3, 1]
+    fds = [listeners[i].fileno() for i in order]
+
+    def place():
+        staged = [os.dup(fd) for fd in fds]
+        for i, fd in enumerate(staged):
+            os.dup2(fd, 3 + i)
+        for fd in staged:
+            os.close(fd)
+
+    state = tmp_path / "state"
+    launcher = os.path.join(bin_dir(), "launcher")
+    # LISTEN_PID must be the launcher's own pid, which only the child knows: sh sets it, then execs.
+    process = subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', launcher, "up", "--state-dir", str(state), "--config-dir", str(config)],
+                               env={**os.environ, "LISTEN_FDS": "4"}, preexec_fn=place, close_fds=False,
+                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "launcher.err", "w"))
+    try:
+        assert wait_for(lambda: _healthy(ports[2]), 60, step=0.1), (tmp_path / "launcher.err").read_text()[-2000:]
+        for s in listeners:
+            s.close()  # only the mesh holds them now
+        assert httpx.get(f"http://127.0.0.1:{ports[0]}/api/version", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{ports[1]}/v1/models", timeout=10).json()["data"][0]["id"] == "smol"
+        assert httpx.get(f"http://127.0.0.1:{ports[3]}/", timeout=10).status_code == 200
+        # And a gateway restart keeps them: the launcher passes on what systemd gave it.
+        m = type("StateOnly", (), {"state": str(state)})()  # what service_pid needs of a mesh
+        gateway = wait_service_replaced(m, "gateway", None)  # running, as the launcher sees it
+        os.kill(gateway, signal.SIGKILL)
+        assert wait_for(lambda: _gone(gateway), 5), "the gateway did not die"
+        c = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=30)
+        c.request("GET", "/api/version")  # waits in the backlog for the next gateway
+        assert c.getresponse().status == 200
+        c.close()
+    finally:
+        for s in listeners:
+            s.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+
+
+def _healthy(port):
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _gone(pid):
+    """Dead: no such process, or a zombie waiting for the launcher to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

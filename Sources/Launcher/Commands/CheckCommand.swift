@@ -36,18 +36,17 @@ enum CheckCommand {
         return result.failed ? ExitCode.failure : ExitCode.ok
     }
 
-    /// The checks that stop `launcher up`: ports free (or held by this Llama Runner) and directories usable.
-    static func fatal(_ options: ServiceOptions, into result: inout Result) {
+    /// The checks that stop `launcher up`: ports free (or held by this Llama Runner, or handed down by
+    /// socket activation: `handedDown`) and directories usable.
+    static func fatal(_ options: ServiceOptions, handedDown: Set<UInt16> = [], into result: inout Result) {
         let running = Sockets.isUnixSocketLive(options.paths.launcherSocket)
         let config = (try? AppConfig.load(configDir: options.paths.configDir)) ?? AppConfig()
-        var ports: [(String, String, UInt16)] = []
-        if config.ollama.enabled { ports.append(("proxies.ollama.port", config.ollama.host, config.ollama.port)) }
-        if config.lmstudio.enabled { ports.append(("proxies.lmstudio.port", config.lmstudio.host, config.lmstudio.port)) }
-        if config.dashboard.enabled {
-            ports.append(("dashboard.api_port", config.dashboard.host, config.dashboard.apiPort))
-            ports.append(("dashboard.web_port", config.dashboard.host, config.dashboard.webPort))
-        }
-        for (key, host, port) in ports {
+        for p in config.publicPorts {
+            let (key, host, port) = (p.key, p.host, p.port)
+            if handedDown.contains(port) {
+                result.add("ok", "\(key): \(host):\(port) is handed down (socket activation)")
+                continue
+            }
             do {
                 let l = try Listener(.tcp(host: host, port: port), loop: .shared)
                 l.close()

@@ -56,15 +56,17 @@ enum UpCommand {
             exit(ExitCode.failure)
         }
         // The fatal subset of `launcher check`: taken ports and unusable directories stop us here.
+        // Sockets systemd bound for us (deploy/systemd/llama-runner.socket) count as ours, not as taken.
+        let inherited = InheritedSockets.take()
         var preflight = CheckCommand.Result()
-        CheckCommand.fatal(options, into: &preflight)
+        CheckCommand.fatal(options, handedDown: Set(inherited.sockets.map(\.port)), into: &preflight)
         let faults = preflight.lines.filter { $0.level == "fail" }
         if !faults.isEmpty {
             for fault in faults { logger.error("cannot start: \(fault.text)") }
             exit(ExitCode.failure)
         }
         let loop = EventLoop.shared
-        let supervisor = Supervisor(options: options, logger: logger, binDir: executableDirectory(), loop: loop)
+        let supervisor = Supervisor(options: options, logger: logger, binDir: executableDirectory(), loop: loop, inherited: inherited)
         do {
             try supervisor.checkExecutables()
         } catch {

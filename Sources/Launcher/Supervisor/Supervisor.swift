@@ -58,9 +58,11 @@ actor Supervisor {
     private var stopping = false
     private var startingUp = true
     /// The public ports, held across gateway restarts.
-    private var publicSockets = PublicSockets(inherited: .take())
+    private var publicSockets: PublicSockets
 
-    init(options: ServiceOptions, logger: Logger, binDir: String, loop: EventLoop, stopGrace: Double = 10, startTimeout: Double = 30) {
+    init(options: ServiceOptions, logger: Logger, binDir: String, loop: EventLoop, stopGrace: Double = 10, startTimeout: Double = 30,
+         inherited: InheritedSockets = InheritedSockets(sockets: [])) {
+        publicSockets = PublicSockets(inherited: inherited)
         self.options = options
         self.logger = logger
         self.binDir = binDir
