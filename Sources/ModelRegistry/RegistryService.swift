@@ -25,16 +25,16 @@ final class RegistryService: Service {
     func start() async throws {
         let store = self.store
         let rpc = context.rpc
-        rpc.register(RegistryRPC.AppConfigGet.self) { _ in await store.appConfig }
+        rpc.register(RegistryRPC.AppConfigGet.self) { _ in store.publishedAppConfig }
         rpc.register(RegistryRPC.Snapshot.self) { _ in await store.snapshot() }
-        rpc.register(RegistryRPC.Status.self) { _ in await store.status() }
+        rpc.register(RegistryRPC.Status.self) { _ in store.publishedStatus }
         rpc.register(RegistryRPC.Discover.self) { _ in await store.discover() }
         rpc.register(RegistryRPC.UpdateModel.self) { try await store.updateModel($0) }
         rpc.register(RegistryRPC.RemoveModel.self) { try await store.removeModel($0) }
         rpc.register(RegistryRPC.SetDefaultModel.self) { try await store.setDefaultModel($0) }
         rpc.register(RegistryRPC.UpdateDefaultParameters.self) { try await store.updateDefaultParameters($0) }
         rpc.register(RegistryRPC.UpdateApp.self) { try await store.updateApp($0) }
-        rpc.register(RegistryRPC.Documents.self) { _ in await store.documents() }
+        rpc.register(RegistryRPC.Documents.self) { _ in store.publishedDocuments }
         rpc.register(RegistryRPC.Backups.self) { _ in await store.backups() }
         rpc.register(RegistryRPC.Restore.self) { try await store.restore($0) }
         rpc.register(RegistryRPC.ModelInfo.self) { try await store.modelInfo($0.model) }

@@ -130,3 +130,37 @@ def test_the_overview_chart_updates_after_requests(browser, mesh):
     wait(browser, lambda d: d.execute_script("return document.querySelectorAll('#recent tr td').length > 0"), timeout=10)
     browser.save_screenshot(os.path.join(SHOTS, "overview.png"))
     assert before_value is not None and console_errors(browser) == []
+
+
+def test_the_dashboard_works_on_a_non_loopback_bind_with_the_admin_token(browser):
+    """Bound to every address (as the deploy config is), the dashboard is its own origin under whatever
+    name the browser used: here 127.0.0.2, which no default list names. Changes need the admin token,
+    which the page sends once the user stored it."""
+    from conftest import MODEL, start_mesh, stop_mesh
+    m = start_mesh({"proxies": {"ollama": {"host": "0.0.0.0"}, "lmstudio": {"host": "0.0.0.0"}},
+                    "dashboard": {"host": "0.0.0.0", "admin_token": "browser-secret"}},
+                   {"models": {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 512}}}})
+    try:
+        base = f"http://127.0.0.2:{m.web}"
+        browser.get(f"{base}/#/models")
+        wait(browser, lambda d: js_state(d, "smol") is not None)
+        # Without the token a change is refused (and shown), and nothing loads.
+        assert js_click(browser, "smol", "load")
+        wait(browser, lambda d: "admin token" in d.find_element(By.ID, "notice").text)
+        browser.execute_script("localStorage.setItem('adminToken', 'browser-secret')")
+        browser.get(f"{base}/#/models")
+        wait(browser, lambda d: js_state(d, "smol") is not None)
+        assert js_click(browser, "smol", "load")
+        wait(browser, lambda d: js_state(d, "smol") == "ready", timeout=60)
+        # The playground talks to the LM Studio port from the same page.
+        browser.get(f"{base}/#/playground")
+        wait(browser, lambda d: d.execute_script("const m = document.querySelector('main[data-page=\"playground\"]'); return m && m.children.length > 0"))
+        Select(browser.find_element(By.ID, "pg-model")).select_by_value("smol")
+        browser.find_element(By.ID, "pg-send").click()
+        wait(browser, lambda d: d.find_element(By.ID, "pg-stats").get_attribute("data-done") == "true", timeout=60)
+        assert browser.find_element(By.ID, "pg-output").text.strip()
+        errors = [e for e in console_errors(browser) if not (e["source"] == "network" and "401" in e["message"])]
+        assert errors == [], errors
+    finally:
+        browser.execute_script("localStorage.removeItem('adminToken')")
+        stop_mesh(m)

@@ -169,9 +169,23 @@ final class AudioUpload: @unchecked Sendable {
             guard file >= 0 else { throw HTTPError(.internalServerError, "cannot spool the upload in \(spoolDirectory): \(SystemError("mkstemp"))") }
             unlink(template)  // nothing is left behind, whatever happens to this process
         }
+        unwritten += piece
+        if unwritten.count >= Self.writeBatch { try await flush() }
+    }
+
+    /// Bytes gathered for one write to the spool file: one blocking-pool job per MiB, not one per
+    /// piece as it arrived (a job per 64 KiB piece made a 100 MB spool three times slower).
+    static let writeBatch = 1 << 20
+    private var unwritten: [UInt8] = []
+
+    /// Writes what was gathered to the spool file, on the blocking pool.
+    private func flush() async throws {
+        guard !unwritten.isEmpty else { return }
+        let bytes = unwritten
+        unwritten = []
         let (fd, at) = (file, fileWritten)
         let failure = await BlockingPool.shared.queue(for: spoolDirectory).run { () -> SystemError? in
-            piece.withUnsafeBytes { raw -> SystemError? in
+            bytes.withUnsafeBytes { raw -> SystemError? in
                 var done = 0
                 while done < raw.count {
                     let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(at + done))
@@ -185,7 +199,7 @@ final class AudioUpload: @unchecked Sendable {
             }
         }
         if let failure { throw HTTPError(507, "cannot spool the upload in \(spoolDirectory): \(failure)") }
-        fileWritten += piece.count
+        fileWritten += bytes.count
     }
 
     /// The next piece for whisper-server: the spool first, then the rest of the upload as it arrives.
@@ -197,6 +211,7 @@ final class AudioUpload: @unchecked Sendable {
             memoryBytes = 0
             return piece
         }
+        try await flush()
         if fileRead < fileWritten {
             let (fd, at, count) = (file, fileRead, min(256 << 10, fileWritten - fileRead))
             let (buffer, n) = await BlockingPool.shared.queue(for: spoolDirectory).run { () -> ([UInt8], Int) in

@@ -1,5 +1,6 @@
 import Glibc
 import Shared
+import Synchronization
 
 /// The registry's state: the last good `app_config.json` and `models_config.json`, the revision,
 /// the metadata cache and the resolved snapshot. An actor, so edits, hand-edit reloads and discovery
@@ -30,6 +31,24 @@ actor RegistryStore {
     let files: ConfigFiles
     let logger: Logger
     private let onChange: @Sendable (String) -> Void
+    /// What readers see without waiting for the actor: the documents and the typed app config in
+    /// force, replaced whole on every new revision, so a read during a long commit (a discovery that
+    /// adds 2,000 models) is answered at once with the revision before it.
+    struct Published: Sendable {
+        var documents: RegistryRPC.Documents.Result
+        var appConfig: AppConfig
+        var status: RegistryStatus
+    }
+
+    private let published: Mutex<Published>
+
+    /// The documents in force, without waiting for an edit or discovery under way.
+    nonisolated var publishedDocuments: RegistryRPC.Documents.Result { published.withLock { $0.documents } }
+    /// The app config in force, likewise.
+    nonisolated var publishedAppConfig: AppConfig { published.withLock { $0.appConfig } }
+    /// The files' state, likewise (as of the last change the actor finished).
+    nonisolated var publishedStatus: RegistryStatus { published.withLock { $0.status } }
+
     private(set) var app: JSONValue
     private(set) var models: JSONValue
     private(set) var appConfig: AppConfig
@@ -88,6 +107,9 @@ actor RegistryStore {
         }
         for w in appState.warnings + modelsState.warnings { logger.warning(w) }
         self.revision = Self.revision(app, models)
+        published = Mutex(Published(documents: .init(revision: Self.revision(app, models), app: app, models: models), appConfig: typed,
+                                    status: Self.makeStatus(files, appState, modelsState, lastDiscovery: nil, revision: Self.revision(app, models),
+                                                            modelCount: models["models"]?.objectValue?.count ?? 0)))
         self.appState = appState
         self.modelsState = modelsState
         self.files = files
@@ -129,13 +151,25 @@ actor RegistryStore {
     }
 
     func status() -> RegistryStatus {
+        Self.makeStatus(files, appState, modelsState, lastDiscovery: lastDiscovery, revision: revision,
+                        modelCount: models["models"]?.objectValue?.count ?? 0)
+    }
+
+    static func makeStatus(_ files: ConfigFiles, _ appState: FileState, _ modelsState: FileState, lastDiscovery: DiscoveryReport?,
+                           revision: String, modelCount: Int) -> RegistryStatus {
         func describe(_ name: String, _ s: FileState) -> ConfigFileStatus {
             ConfigFileStatus(name: name, path: files.path(name), state: !s.errors.isEmpty ? .invalid : s.usingDefault ? .default : .ok,
                              errors: s.errors, warnings: s.warnings)
         }
         return RegistryStatus(revision: revision,
                               files: [describe(ConfigFiles.appName, appState), describe(ConfigFiles.modelsName, modelsState)],
-                              lastDiscovery: lastDiscovery, modelCount: models["models"]?.objectValue?.count ?? 0)
+                              lastDiscovery: lastDiscovery, modelCount: modelCount)
+    }
+
+    /// Replaces what readers see with the state in force now (after every change the actor makes).
+    private func republish() {
+        let current = Published(documents: .init(revision: revision, app: app, models: models), appConfig: appConfig, status: status())
+        published.withLock { $0 = current }
     }
 
     /// Problems a health check should report (an invalid hand edit being ignored).
@@ -288,10 +322,11 @@ actor RegistryStore {
         appConfig = typed
         cachedSnapshot = nil
         let newRevision = Self.revision(newApp, newModels)
-        if newRevision != revision {
-            revision = newRevision
-            onChange(newRevision)
-        }
+        let changed = newRevision != revision
+        revision = newRevision
+        // Readers see the new documents before anyone is told of them.
+        republish()
+        if changed { onChange(newRevision) }
     }
 
     // MARK: Hand edits
@@ -299,6 +334,7 @@ actor RegistryStore {
     /// Picks up files edited (or removed) by hand. An invalid edit keeps the last good config and is
     /// reported in `status` and health until the file is fixed.
     func checkForHandEdits() {
+        defer { republish() }  // the files' errors and warnings change here too
         var candidateApp = app
         var candidateModels = models
         var changed: [String] = []
@@ -432,6 +468,7 @@ actor RegistryStore {
         let report = DiscoveryReport(revision: revision, added: outcome.added, updated: outcome.updated, missing: outcome.missing,
                                      unreadable: unreadable + problems, scannedFiles: found.count)
         lastDiscovery = report
+        republish()
         return report
     }
 
