@@ -3,8 +3,8 @@
 
 Runs, one after another on the same machine: bench_gateway (proxy overhead against llama-server direct,
 router mode and LiteLLM; swap; cold start; idle memory), bench_http (capacity with wrk against nginx and
-llama-server's and the router's /health), bench_load (256 streaming clients) and bench_audio (speech to
-text). Each prints its own figures as it finishes; the file is written at the end. Figures, not assertions.
+llama-server's and the router's /health), bench_load (256 streaming clients), bench_audio (speech to
+text) and bench_loop (event-loop latency while an upload is spooled and discovery scans). Each prints its own figures as it finishes; the file is written at the end. Figures, not assertions.
 Usage: python3 scripts/bench_all.py [--out docs/benchmarks.md]
 """
 import argparse, os, platform, subprocess, sys, tempfile, time
@@ -16,6 +16,7 @@ SECTIONS = [
     ("bench_http.py", "2: gateway capacity", "--markdown"),
     ("bench_load.py", "6: 256 concurrent streaming clients", "--markdown"),
     ("bench_audio.py", "Speech to text", "--markdown"),
+    ("bench_loop.py", "Event-loop latency under file work", "--markdown"),
 ]
 
 

@@ -217,3 +217,31 @@ def test_a_stopped_metrics_service_never_fails_or_slows_requests(mesh):
             assert time.time() - start < 5, "a request must not wait for metrics"
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def test_ollama_ps_reports_the_context_the_runner_actually_runs_with(mesh):
+    c = ollama.Client(host=mesh.url(mesh.ollama))
+    c.generate(model="smol", prompt="Hi", options={"num_ctx": 1024, "num_predict": 2})
+    ps = {m.model: m for m in c.ps().models}
+    assert ps["smol:latest"].context_length == 1024, "num_ctx 1024 started a runner with --ctx-size 1024"
+    c.generate(model="smol", prompt="Hi", options={"num_predict": 2})
+    assert {m.model: m for m in c.ps().models}["smol:latest"].context_length == 2048, "back to the configured ctx_size"
+
+
+# A 1x1 PNG.
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def test_an_image_for_a_model_without_a_projector_is_a_400_naming_what_is_missing(mesh):
+    before = [r["model"] for r in rpc(mesh, "runners.sock", "runners.list")]
+    status, body, _ = post(mesh.url(mesh.ollama) + "/api/chat", {"model": "smol", "stream": False,
+                                                                 "messages": [{"role": "user", "content": "What is this?", "images": [PIXEL]}]})
+    assert status == 400 and isinstance(body["error"], str) and "mmproj" in body["error"] and "messages[0]" in body["error"], body
+    status, body, _ = post(mesh.url(mesh.ollama) + "/api/generate", {"model": "smol", "prompt": "What is this?", "images": [PIXEL], "stream": False})
+    assert status == 400 and "mmproj" in body["error"]
+    client = openai.OpenAI(base_url=mesh.url(mesh.lmstudio) + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="smol", messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PIXEL}}]}])
+    assert e.value.body["code"] == "model_not_multimodal" and "mmproj" in e.value.body["message"]
+    assert [r["model"] for r in rpc(mesh, "runners.sock", "runners.list")] == before, "nothing was loaded for it"

@@ -75,7 +75,7 @@ final class GatewayService: Service {
         func guarded(_ router: Router, _ proxy: AppConfig.Proxy, shape: @escaping @Sendable (Substring) -> ErrorShape) -> any HTTPHandler {
             SurfaceGuard(next: router, keys: proxy.apiKeys,
                          origins: OriginPolicy(patterns: proxy.corsOrigins ?? OriginPolicy.localOrigins, dashboardWebPort: dashboardPort),
-                         hosts: HostPolicy(boundHost: proxy.host, allowedHosts: config.allowedHosts), shape: shape)
+                         hosts: HostPolicy(boundHost: proxy.host, allowedHosts: config.allowedHosts, port: proxy.port), shape: shape)
         }
         if config.ollama.enabled {
             var router = baseRouter()
@@ -107,11 +107,13 @@ final class GatewayService: Service {
                          paths: context.paths, adminToken: config.dashboard.adminToken,
                          loopbackOnly: HostPolicy.isLoopback(config.dashboard.host), loop: context.loop).register(on: &api)
             api.fallback = { r in DashboardAPI.error(.notFound, "unknown endpoint \(r.method) \(r.path)") }
-            let dashboardHosts = HostPolicy(boundHost: config.dashboard.host, allowedHosts: config.allowedHosts)
+            func dashboardHosts(_ port: UInt16) -> HostPolicy {
+                HostPolicy(boundHost: config.dashboard.host, allowedHosts: config.allowedHosts, port: port)
+            }
             let dashboardOrigins = OriginPolicy(patterns: config.dashboard.corsOrigins ?? OriginPolicy.dashboardOrigins(webPort: config.dashboard.webPort),
                                                 dashboardWebPort: config.dashboard.webPort)
             ports.append(Port(key: "dashboard.api_port", host: config.dashboard.host, port: config.dashboard.apiPort,
-                              handler: SurfaceGuard(next: api, keys: [], origins: dashboardOrigins, hosts: dashboardHosts,
+                              handler: SurfaceGuard(next: api, keys: [], origins: dashboardOrigins, hosts: dashboardHosts(config.dashboard.apiPort),
                                                     adminToken: config.dashboard.adminToken) { _ in .openAI }))
             var web = baseRouter()
             let siteConfig = OllamaAPI.json(.object(JSONObject([
@@ -128,7 +130,7 @@ final class GatewayService: Service {
                 web.get("/") { _, _ in .text("Llama Runner: the dashboard files were not found; set dashboard.web_root in app_config.json.\n", status: .notFound) }
             }
             ports.append(Port(key: "dashboard.web_port", host: config.dashboard.host, port: config.dashboard.webPort,
-                              handler: SurfaceGuard(next: web, keys: [], origins: dashboardOrigins, hosts: dashboardHosts) { _ in .openAI }))
+                              handler: SurfaceGuard(next: web, keys: [], origins: dashboardOrigins, hosts: dashboardHosts(config.dashboard.webPort)) { _ in .openAI }))
         }
 
         var inherited = InheritedSockets.take()

@@ -14,11 +14,19 @@ struct HostPolicy: Sendable {
     let boundHost: String
     let allowedHosts: [String]
     let machineName: String
+    /// Whether the bind keeps the port on this machine (then the Host check applies).
+    let loopbackBind: Bool
+    /// The Host headers clients send nearly always (`127.0.0.1:<port>`, `localhost:<port>`), answered
+    /// without parsing: this check runs on every request.
+    private let common: Set<String>
 
-    init(boundHost: String, allowedHosts: [String], machineName: String = HostPolicy.hostname()) {
+    init(boundHost: String, allowedHosts: [String], machineName: String = HostPolicy.hostname(), port: UInt16? = nil) {
         self.boundHost = boundHost.lowercased()
         self.allowedHosts = allowedHosts.map { $0.lowercased() }
         self.machineName = machineName.lowercased()
+        loopbackBind = Self.isLoopback(boundHost)
+        let names = ["127.0.0.1", "localhost", boundHost.lowercased()]
+        common = Set(names + (port.map { p in names.map { "\($0):\(p)" } } ?? []))
     }
 
     /// Whether the bind address keeps the port on this machine.
@@ -31,8 +39,10 @@ struct HostPolicy: Sendable {
     /// is: it cannot come from a browser.
     func allows(_ header: String?) -> Bool {
         guard let header, !header.isEmpty else { return true }
+        if loopbackBind && common.contains(header) { return true }
+        if !loopbackBind && allowedHosts.isEmpty { return true }
         let name = Self.hostName(header)
-        if Self.isLoopback(boundHost) {
+        if loopbackBind {
             return name == "localhost" || name.hasSuffix(".localhost") || name == "::1" || Self.isIPv4Loopback(name)
                 || name == machineName || name == boundHost || listed(name)
         }

@@ -17,7 +17,8 @@ public final class BlockingQueue: SerialExecutor, @unchecked Sendable {
     public let name: String
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var jobs: [Job] = []
+    /// Jobs in order; a taken one is cleared at once (its closure may hold megabytes of a spool).
+    private var jobs: [Job?] = []
     private var head = 0
     private var busy = false
 
@@ -98,9 +99,13 @@ public final class BlockingQueue: SerialExecutor, @unchecked Sendable {
             pthread_mutex_lock(mutex)
             busy = false
             while head == jobs.count { pthread_cond_wait(condition, mutex) }
-            let job = jobs[head]
+            let job = jobs[head]!
+            jobs[head] = nil
             head += 1
-            if head > 64 && head * 2 > jobs.count {
+            if head == jobs.count {
+                jobs.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 64 && head * 2 > jobs.count {
                 jobs.removeFirst(head)
                 head = 0
             }
