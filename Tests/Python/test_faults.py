@@ -141,7 +141,7 @@ def test_kill_9_of_a_backend_service_under_eight_clients_fails_no_request(fault_
     print(f"kill -9 of {service} twice: {len(successes)} requests, 0 failed")
 
 
-def test_kill_9_of_the_gateway_under_load_refuses_no_connection_and_hangs_no_client(fault_mesh):
+def test_kill_9_or_restart_of_the_gateway_under_load_refuses_no_connection_and_hangs_no_client(fault_mesh):
     m = fault_mesh
     stop = threading.Event()
     refused, other, ok, in_flight_endings = [], [], [], []
@@ -186,13 +186,19 @@ def test_kill_9_of_the_gateway_under_load_refuses_no_connection_and_hangs_no_cli
             wait_service_replaced(m, "gateway", pid)
             before = len(ok)
             assert wait_for(lambda: len(ok) >= before + 100, 30)
+        # A restart on request (graceful: the old gateway stops accepting, the next one takes over).
+        pid = service_pid(m, "gateway")
+        rpc(m, "launcher.sock", "launcher.restart", {"service": "gateway"})
+        assert service_pid(m, "gateway") != pid
+        before = len(ok)
+        assert wait_for(lambda: len(ok) >= before + 100, 30)
     finally:
         stop.set()
         for t in pollers + [streamer]:
             t.join(timeout=40)
     assert refused == [], f"{len(refused)} connections refused"
     assert not streamer.is_alive() and in_flight_endings and in_flight_endings[0][1] < 30, f"the in-flight stream: {in_flight_endings}"
-    print(f"{len(ok)} requests answered, 0 refused, {len(other)} in flight closed ({sorted(set(other))}), stream: {in_flight_endings}")
+    print(f"two kill -9 and a restart: {len(ok)} requests answered, 0 refused, {len(other)} in flight closed ({sorted(set(other))}), stream: {in_flight_endings}")
 
 
 class RawRPC:
