@@ -9,32 +9,32 @@ up:
 test:
 	scripts/test.sh
 
-# Gateway throughput against nginx, with wrk (issue 3's benchmark).
+# Gateway throughput against nginx, with wrk.
 bench-http:
 	python3 scripts/bench_http.py
 
-# Runner readiness overhead against llama-server's own start, and the swap cycle (issue 5's benchmark).
+# Runner readiness overhead against llama-server's own start, and the swap cycle.
 bench-runners:
 	python3 scripts/bench_runners.py
 
 # Time the gateway adds to a real streamed request, against the runner directly and beside llama-server's
-# router mode, plus idle memory (issues 6 and 8) (make bench gathers it into docs/benchmarks.md).
+# router mode, plus idle memory (make bench gathers it into docs/benchmarks.md).
 bench-gateway:
 	python3 scripts/bench_gateway.py
 
-# 256 concurrent streaming clients for 60 s, direct and through the gateway: errors, chunk gaps, gateway RSS (issue 8).
+# 256 concurrent streaming clients for 60 s, direct and through the gateway: errors, chunk gaps, gateway RSS.
 bench-load:
 	python3 scripts/bench_load.py
 
-# Speech to text through the gateway against whisper-server direct (issue 9).
+# Speech to text through the gateway against whisper-server direct.
 bench-audio:
 	python3 scripts/bench_audio.py
 
 # Event-loop latency (GET /api/version, /api/config) at rest, while a 100 MB upload is spooled and while
-# discovery scans 2,000 GGUF files (issue 14).
+# discovery scans 2,000 GGUF files.
 bench-loop:
 	python3 scripts/bench_loop.py
 
-# Every benchmark above but bench-runners, gathered into docs/benchmarks.md with the machine described (issue 8).
+# Every benchmark above but bench-runners, gathered into docs/benchmarks.md with the machine described.
 bench:
 	python3 scripts/bench_all.py

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Speech to text through the gateway against whisper-server direct (issue 9).
+"""Speech to text through the gateway against whisper-server direct.
 
 The same espeak-ng clip (16 kHz mono WAV) is transcribed in alternating order straight by the runner's
 whisper-server and through the gateway's /v1/audio/transcriptions (model field first, as the OpenAI SDK

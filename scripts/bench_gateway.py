@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Gateway overhead on a real request (issue 6), side by side with llama-server's router mode and LiteLLM (issue 8).
+"""Gateway overhead on a real request, side by side with llama-server's router mode and LiteLLM.
 
 The same small request (SmolLM2, max_tokens 8, temperature 0, streamed) is sent in rotating order straight
 to the runner's llama-server, through the gateway, through llama-server in router mode (`--models-dir`, the

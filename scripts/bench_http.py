@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Gateway throughput benchmark (issues 3 and 8).
+"""Gateway throughput benchmark.
 
 Runs the whole mesh (`launcher up`, release build) on free loopback ports and, in the same run, nginx
 with one worker answering the same constant body, then drives both with wrk (keep-alive) on

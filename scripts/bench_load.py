@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load through the gateway (issue 8): N concurrent streaming clients for S seconds.
+"""Load through the gateway: N concurrent streaming clients for S seconds.
 
 Each client sends the same streamed chat request (SmolLM2, max_tokens 16, temperature 0) over and over,
 first straight to the runner's llama-server, then through the gateway, for the same time each. Prints

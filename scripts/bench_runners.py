@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runner readiness overhead and swap time (issue 5).
+"""Runner readiness overhead and swap time.
 
 In the same run, 20 times each, alternating:
   direct  llama-server spawned by this script, /health polled every 2 ms: its own spawn-to-ready time;

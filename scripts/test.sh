@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: the Swift suites (unit, HTTP conformance, RPC, registry, the real executables under
-# the launcher) and the Python suites (schema cross-checks; the official API clients from issue 6 on).
+# the launcher) and the Python suites (schema cross-checks, the official API clients, the dashboard in Chromium, audio, faults).
 # Tests use free ports and temporary state directories, so they can run beside a live instance.
 set -euo pipefail
 cd "$(dirname "$0")/.."

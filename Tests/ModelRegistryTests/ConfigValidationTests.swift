@@ -76,7 +76,7 @@ import Testing
         #expect(throws: JSONSyntaxError.self) { _ = try JSONParser.parse(#"{"a": "C:\models"}"#) }
     }
 
-    /// The seed project's own example (reference/seed-DOCS.md) loads as it is: its Windows path has
+    /// The seed project's own example config loads as it is: its Windows path has
     /// invalid JSON escapes, kept with a warning, and simply names a file that is not there.
     @Test func theSeedExampleLoads() throws {
         let seed = #"""

@@ -1,4 +1,4 @@
-"""The official clients against the real gateway, runner-manager and llama-server (issue 6)."""
+"""The official clients against the real gateway, runner-manager and llama-server."""
 import json
 import urllib.error
 import urllib.request

@@ -1,4 +1,4 @@
-"""The dashboard API on 8585 (issue 7): each endpoint, with the 401, 409 and 422 cases."""
+"""The dashboard API on 8585: each endpoint, with the 401, 409 and 422 cases."""
 import json
 import os
 import threading

@@ -1,5 +1,5 @@
 """deploy/: no Docker engine runs here, so the Dockerfile, docker-compose.yml and the systemd unit are
-checked for structure against the real executables (issue 8)."""
+checked for structure against the real executables."""
 import configparser
 import json
 import os

@@ -1,4 +1,4 @@
-"""LM Studio shapes, auth, disconnects, mid-stream failures and model swapping (issue 6)."""
+"""LM Studio shapes, auth, disconnects, mid-stream failures, model swapping, listings that tell the truth."""
 import concurrent.futures
 import json
 import os

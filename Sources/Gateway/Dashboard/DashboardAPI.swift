@@ -1,6 +1,6 @@
 import Shared
 
-/// The dashboard API on 8585 (issue 7): models (config + runtime state + metadata), load/unload, edits
+/// The dashboard API on 8585: models (config + runtime state + metadata), load/unload, edits
 /// with revisions (409 on conflict, 422 with the validator's messages), discovery, app config, backups,
 /// metrics, recent requests, logs and server-sent events. Writes need the admin token whenever one is
 /// configured, and always when the dashboard binds a non-loopback address.

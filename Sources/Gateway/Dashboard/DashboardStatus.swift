@@ -1,7 +1,7 @@
 import Shared
 
 /// The dashboard API's minimum (8585): `/api/health` and `/api/status` — services, runners, and models
-/// with their state. The full dashboard API is issue 7.
+/// with their state. The rest of the dashboard API is `DashboardAPI`.
 struct DashboardStatus: Sendable {
     let health: ServiceHealth
     let catalog: ModelCatalog

@@ -1,6 +1,6 @@
 import Shared
 
-/// LM Studio's REST v0 API on 1234 (reference/api-compat.md §3): models with their type, arch,
+/// LM Studio's REST v0 API on 1234 (the shapes of LM Studio 0.3's `/api/v0`): models with their type, arch,
 /// quantization and load state, and chat/completions/embeddings answered in the OpenAI shape plus
 /// `stats`, `model_info` and `runtime`. The request field `ttl` sets the model's idle timeout.
 struct LMStudioAPI: Sendable {

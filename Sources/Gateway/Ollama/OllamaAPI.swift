@@ -1,7 +1,7 @@
 import Glibc
 import Shared
 
-/// The Ollama API on 11434 (reference/api-compat.md §1): chat and generate translated to llama-server's
+/// The Ollama API on 11434 (the wire format of Ollama 0.12): chat and generate translated to llama-server's
 /// chat completions and back to NDJSON, embeddings, tags/ps/show from the registry and runner-manager,
 /// and clear errors for model management (models are local GGUF files here).
 struct OllamaAPI: Sendable {

@@ -1,8 +1,7 @@
 import Shared
 
-/// The Ollama surface on 11434. Today: the cheap constant endpoints clients probe first (the Go and
-/// Python clients' heartbeat is `HEAD /`; Copilot gates on `/api/version`). Chat and the rest arrive
-/// with issue 6.
+/// The cheap constant endpoints of the Ollama surface on 11434, which clients probe first (the Go and
+/// Python clients' heartbeat is `HEAD /`; Copilot gates on `/api/version`). The rest is `OllamaAPI`.
 enum OllamaRoutes {
     static let running = HTTPResponse.text("Ollama is running")
     static let version = HTTPResponse.json(Array("{\"version\":\"\(LlamaRunnerVersion.ollamaCompatible)\"}".utf8))

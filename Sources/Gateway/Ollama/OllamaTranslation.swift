@@ -6,7 +6,7 @@ struct BadRequest: Error, ExpressibleByStringInterpolation {
     init(stringLiteral value: String) { message = value }
 }
 
-/// Ollama request fields → llama-server (reference/api-compat.md §1.7–1.10).
+/// Ollama request fields → llama-server (`options`, `keep_alive`, `format`, messages with images and tool calls).
 enum OllamaTranslation {
     /// `keep_alive`: seconds (number), a Go duration ("5m", "1h30m", "-1m", "300ms"), or a bare numeric
     /// string (accepted as seconds). Negative = forever, 0 = unload when idle.

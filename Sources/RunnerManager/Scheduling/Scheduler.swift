@@ -46,7 +46,7 @@ enum SchedulerAction: Sendable, Equatable {
 }
 
 /// Decides which runners run, who waits, and what goes — as a pure state machine: events in,
-/// actions out, time passed in, no I/O. Rules (issue 5, and the peers' bugs in reference/peers.md):
+/// actions out, time passed in, no I/O. Rules (each one a failure seen in llama-swap or llama-server's router):
 /// - concurrent acquires for a loading model join that load; a ready model is granted at once, up to
 ///   its concurrency; requests for one model are served in arrival order;
 /// - `maxLoaded` and `budgetBytes` decide what must go to make room: idle runners, least recently used

@@ -39,7 +39,7 @@ public enum ServiceName: String, Sendable, Codable, CaseIterable, CustomStringCo
 public enum LlamaRunnerVersion {
     public static let current = "0.1.0"
     /// The version the Ollama surface reports on `/api/version`: clients gate features on it
-    /// (VS Code Copilot refuses anything below 0.6.4; see reference/api-compat.md).
+    /// (VS Code Copilot refuses anything below 0.6.4).
     public static let ollamaCompatible = "0.12.6"
 }
 

@@ -4,7 +4,7 @@ import Synchronization
 /// An HTTP/1.1 server on one listening socket (TCP or Unix), running every connection as a task on
 /// its event loop. Bound at `init`, so a taken port is a startup error, not a later surprise.
 public final class HTTPServer: Sendable {
-    /// Limits and timeouts; defaults follow issue 3 and are overridable from `app_config.json`.
+    /// Limits and timeouts; the defaults are docs/ARCHITECTURE.md's, each overridable from `app_config.json`.
     public struct Configuration: Sendable {
         public var limits = HTTPLimits()
         /// From the first byte of a request to the end of its header block (408 after).

@@ -29,8 +29,8 @@ public enum SpawnError: Error, Sendable, CustomStringConvertible {
 }
 
 /// A child process started with `posix_spawn` — never through a shell, never `Foundation.Process`
-/// (see STYLE.md: a child spawned from a Task inherits a mask that blocks SIGTERM, and exit detection
-/// can hang). The child gets an empty signal mask, default handlers, its own process group, and no
+/// (on Linux, a `Foundation.Process` child spawned from a Task inherits a mask that blocks SIGTERM, and
+/// its exit detection can hang when a grandchild keeps its pipe). The child gets an empty signal mask, default handlers, its own process group, and no
 /// inherited descriptor beyond stdin/stdout/stderr.
 ///
 /// Only this object reaps its pid, on a dedicated thread blocked in `waitpid(pid)`, and it never

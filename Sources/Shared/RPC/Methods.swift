@@ -97,7 +97,7 @@ public enum LauncherRPC {
     }
 }
 
-/// Methods of `registry.sock` (issue 4 extends this catalogue).
+/// Methods of `registry.sock`.
 public enum RegistryRPC {
     /// The app configuration in force.
     public enum AppConfigGet: RPCMethod {

@@ -46,7 +46,7 @@ import Testing
         if case .complete(let h, _) = parse("GET http://example/x?y HTTP/1.1\r\nHost: a\r\n\r\n") { #expect(h.target == "/x?y") } else { Issue.record("absolute form") }
     }
 
-    /// One case per fault in issue 3, with the status the server must answer.
+    /// One case per fault in docs/ARCHITECTURE.md's fault table, with the status the server must answer.
     static let faults: [(String, String, Int)] = [
         ("both Content-Length and Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
         ("two different Content-Lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
