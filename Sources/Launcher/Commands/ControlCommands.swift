@@ -99,9 +99,3 @@ enum StatusTable {
         return "\(s / 86400)d\(s % 86400 / 3600)h"
     }
 }
-
-extension String {
-    func padding(toLength length: Int) -> String {
-        count >= length ? self : self + String(repeating: " ", count: length - count)
-    }
-}

@@ -8,7 +8,7 @@ enum CheckCommand {
     static func run(configDir: String) async -> Int32 {
         var failed = false
         func line(_ level: String, _ text: String) {
-            print("\(level.padding(5)) \(text)")
+            print("\(level.padding(toLength: 5)) \(text)")
             if level == "fail" { failed = true }
         }
         let store: RegistryStore
@@ -70,8 +70,4 @@ enum CheckCommand {
         let found = text.split(separator: "\n").first { $0.containsText(marker) }.map { String($0).trimmingCharacters(in: " ") }
         return argument == "--version" ? found ?? "runs" : found
     }
-}
-
-extension String {
-    func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
 }

@@ -124,13 +124,7 @@ actor RegistryStore {
 
     /// A content hash of both documents: the same content always has the same revision, across restarts.
     static func revision(_ app: JSONValue, _ models: JSONValue) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in (JSONWriter.write(app, pretty: false) + "\u{0}" + JSONWriter.write(models, pretty: false)).utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        let hex = String(hash, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        FNV1a.hex(FNV1a.hash((JSONWriter.write(app, pretty: false) + "\u{0}" + JSONWriter.write(models, pretty: false)).utf8))
     }
 
     // MARK: Reading

@@ -48,12 +48,9 @@ enum RunnerArguments {
 
     /// A stable hash of the runtime and its load arguments.
     static func fingerprint(_ model: ResolvedModel) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in ([model.runtimePath] + loadArguments(model)).joined(separator: "\u{0}").utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return String(hash, radix: 16)
+        // Unpadded hex, as runners.json has always recorded it (a changed form would stop every
+        // recorded runner from being adopted once).
+        String(FNV1a.hash(([model.runtimePath] + loadArguments(model)).joined(separator: "\u{0}").utf8), radix: 16)
     }
 
     /// How many requests a runner serves at once: its `--parallel`, or 4; whisper-server transcribes one

@@ -1,0 +1,157 @@
+/// Methods of `registry.sock`.
+public enum RegistryRPC {
+    /// The app configuration in force.
+    public enum AppConfigGet: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = AppConfig
+        public static let name = "registry.appConfig"
+    }
+}
+
+/// Params of registry edits: the revision the caller last saw (a stale one is a conflict, code
+/// -32009, whose data names the current revision).
+public struct ModelEdit: Codable, Sendable {
+    public var revision: String
+    public var id: String
+    /// The whole entry as it should be (`registry.updateModel`); ignored by `registry.removeModel`.
+    public var entry: JSONValue?
+    public init(revision: String, id: String, entry: JSONValue? = nil) {
+        self.revision = revision
+        self.id = id
+        self.entry = entry
+    }
+}
+
+/// A whole-document or single-value edit with the revision the caller last saw.
+public struct DocumentEdit: Codable, Sendable {
+    public var revision: String
+    public var value: JSONValue
+    public init(revision: String, value: JSONValue) {
+        self.revision = revision
+        self.value = value
+    }
+}
+
+/// `registry.restore` params.
+public struct RestoreRequest: Codable, Sendable {
+    public var name: String
+    /// When given, a stale revision is a conflict.
+    public var revision: String?
+    public init(name: String, revision: String? = nil) {
+        self.name = name
+        self.revision = revision
+    }
+}
+
+/// A model named by id or alias.
+public struct ModelRef: Codable, Sendable {
+    public var model: String
+    public init(model: String) { self.model = model }
+}
+
+/// The revision after an edit.
+public struct Revision: Codable, Sendable, Equatable {
+    public var revision: String
+    public init(revision: String) { self.revision = revision }
+}
+
+extension RegistryRPC {
+    /// The resolved model table (ids, aliases, paths, runtimes, merged parameters, metadata, state).
+    public enum Snapshot: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = RegistrySnapshot
+        public static let name = "registry.snapshot"
+    }
+
+    /// Revision, each file's state (including a rejected hand edit) and the last discovery.
+    public enum Status: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = RegistryStatus
+        public static let name = "registry.status"
+    }
+
+    /// Scans the models folders now.
+    public enum Discover: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = DiscoveryReport
+        public static let name = "registry.discover"
+    }
+
+    /// Creates or replaces one model entry.
+    public enum UpdateModel: RPCMethod {
+        public typealias Params = ModelEdit
+        public typealias Result = Revision
+        public static let name = "registry.updateModel"
+    }
+
+    /// Removes one model entry (the file stays).
+    public enum RemoveModel: RPCMethod {
+        public typealias Params = ModelEdit
+        public typealias Result = Revision
+        public static let name = "registry.removeModel"
+    }
+
+    /// Sets `default_model` (a string or null).
+    public enum SetDefaultModel: RPCMethod {
+        public typealias Params = DocumentEdit
+        public typealias Result = Revision
+        public static let name = "registry.setDefaultModel"
+    }
+
+    /// Replaces `default_parameters`.
+    public enum UpdateDefaultParameters: RPCMethod {
+        public typealias Params = DocumentEdit
+        public typealias Result = Revision
+        public static let name = "registry.updateDefaultParameters"
+    }
+
+    /// Replaces the whole app config document.
+    public enum UpdateApp: RPCMethod {
+        public typealias Params = DocumentEdit
+        public typealias Result = Revision
+        public static let name = "registry.updateApp"
+    }
+
+    /// Both documents as they are on disk (for editors).
+    public enum Documents: RPCMethod {
+        public struct Result: Codable, Sendable {
+            public var revision: String
+            public var app: JSONValue
+            public var models: JSONValue
+            public init(revision: String, app: JSONValue, models: JSONValue) {
+                self.revision = revision
+                self.app = app
+                self.models = models
+            }
+        }
+        public typealias Params = Empty
+        public static let name = "registry.documents"
+    }
+
+    /// Backups, newest first.
+    public enum Backups: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = [BackupInfo]
+        public static let name = "registry.backups"
+    }
+
+    /// Restores a backup (the current file is backed up first).
+    public enum Restore: RPCMethod {
+        public typealias Params = RestoreRequest
+        public typealias Result = Revision
+        public static let name = "registry.restore"
+    }
+
+    /// Every GGUF key/value of a model's file (large arrays summarized).
+    public enum ModelInfo: RPCMethod {
+        public typealias Params = ModelRef
+        public typealias Result = JSONValue
+        public static let name = "registry.modelInfo"
+    }
+
+    /// Pushed to subscribers whenever the revision changes.
+    public enum Changed: RPCNotification {
+        public typealias Params = Revision
+        public static let name = "registry.changed"
+    }
+}

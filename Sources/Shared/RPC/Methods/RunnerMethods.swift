@@ -1,0 +1,190 @@
+/// `runners.acquire` params.
+public struct AcquireRequest: Codable, Sendable {
+    /// Id, alias or display name.
+    public var model: String
+    /// Ollama's keep_alive in seconds: 0 = unload when idle, negative = never; nil = the model's TTL.
+    public var keepAlive: Double?
+    /// Load-time parameters for this request (e.g. Ollama's `num_ctx` as `ctx_size`), over the model's
+    /// own. Different ones need a different runner, which replaces the running one only when idle.
+    public var parameters: JSONValue?
+    public init(model: String, keepAlive: Double? = nil, parameters: JSONValue? = nil) {
+        self.model = model
+        self.keepAlive = keepAlive
+        self.parameters = parameters
+    }
+}
+
+/// A granted runner.
+public struct AcquireResult: Codable, Sendable, Equatable {
+    /// The resolved model id.
+    public var model: String
+    /// e.g. `http://127.0.0.1:41234`.
+    public var endpoint: String
+    public var lease: UInt64
+    /// Time spent waiting for a load this request caused or joined; 0 when the runner was ready.
+    public var loadDurationMs: Int
+    public init(model: String, endpoint: String, lease: UInt64, loadDurationMs: Int) {
+        self.model = model
+        self.endpoint = endpoint
+        self.lease = lease
+        self.loadDurationMs = loadDurationMs
+    }
+}
+
+/// Token counts reported when a lease ends.
+public struct Usage: Codable, Sendable, Equatable {
+    /// Every prompt token, those reused from the runner's prompt cache included.
+    public var promptTokens: Int
+    public var completionTokens: Int
+    /// The part of `promptTokens` reused from the prompt cache (not evaluated again).
+    public var cachedTokens: Int
+    public init(promptTokens: Int = 0, completionTokens: Int = 0, cachedTokens: Int = 0) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.cachedTokens = cachedTokens
+    }
+    enum CodingKeys: String, CodingKey { case promptTokens, completionTokens, cachedTokens }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        promptTokens = try c.decodeIfPresent(Int.self, forKey: .promptTokens) ?? 0
+        completionTokens = try c.decodeIfPresent(Int.self, forKey: .completionTokens) ?? 0
+        cachedTokens = try c.decodeIfPresent(Int.self, forKey: .cachedTokens) ?? 0
+    }
+}
+
+/// `runners.release` params.
+public struct ReleaseRequest: Codable, Sendable {
+    public var lease: UInt64
+    public var usage: Usage?
+    public init(lease: UInt64, usage: Usage? = nil) {
+        self.lease = lease
+        self.usage = usage
+    }
+}
+
+/// One runner in `runners.list`.
+public struct RunnerInfo: Codable, Sendable, Equatable {
+    public var model: String
+    public var state: RunnerPhase
+    public var pid: Int32?
+    public var endpoint: String?
+    public var memoryEstimateBytes: Int
+    public var rssBytes: Int?
+    public var activeLeases: Int
+    public var queued: Int
+    /// Seconds since the last lease ended (nil while busy or never used).
+    public var idleSeconds: Double?
+    /// Seconds until an idle unload (nil: busy, never, not ready).
+    public var expiresInSeconds: Double?
+    public var loadDurationMs: Int?
+    /// While loading: the last log line; when failed: the reason.
+    public var detail: String?
+    public var adopted: Bool
+    /// The context size the runner was started with (`ctx_size` after a request's overrides such as
+    /// Ollama's `num_ctx`); nil when it runs with the model's own.
+    public var contextLength: Int?
+    public init(model: String, state: RunnerPhase, pid: Int32?, endpoint: String?, memoryEstimateBytes: Int, rssBytes: Int?, activeLeases: Int,
+                queued: Int, idleSeconds: Double?, expiresInSeconds: Double?, loadDurationMs: Int?, detail: String?, adopted: Bool,
+                contextLength: Int? = nil) {
+        self.contextLength = contextLength
+        self.model = model
+        self.state = state
+        self.pid = pid
+        self.endpoint = endpoint
+        self.memoryEstimateBytes = memoryEstimateBytes
+        self.rssBytes = rssBytes
+        self.activeLeases = activeLeases
+        self.queued = queued
+        self.idleSeconds = idleSeconds
+        self.expiresInSeconds = expiresInSeconds
+        self.loadDurationMs = loadDurationMs
+        self.detail = detail
+        self.adopted = adopted
+    }
+}
+
+/// `runners.logs` params.
+public struct LogsRequest: Codable, Sendable {
+    public var model: String
+    public var tail: Int?
+    public init(model: String, tail: Int? = nil) {
+        self.model = model
+        self.tail = tail
+    }
+}
+
+/// A runner state transition (`runners.state`).
+public struct RunnerState: Codable, Sendable, Equatable {
+    public var model: String
+    public var state: RunnerPhase
+    public var pid: Int32?
+    public var detail: String?
+    public init(model: String, state: RunnerPhase, pid: Int32? = nil, detail: String? = nil) {
+        self.model = model
+        self.state = state
+        self.pid = pid
+        self.detail = detail
+    }
+}
+
+/// Methods of `runners.sock`.
+public enum RunnersRPC {
+    /// Waits until the model's runner is ready and grants a lease on it.
+    public enum Acquire: RPCMethod {
+        public typealias Params = AcquireRequest
+        public typealias Result = AcquireResult
+        public static let name = "runners.acquire"
+    }
+
+    public enum Release: RPCMethod {
+        public typealias Params = ReleaseRequest
+        public typealias Result = Empty
+        public static let name = "runners.release"
+    }
+
+    public enum List: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = [RunnerInfo]
+        public static let name = "runners.list"
+    }
+
+    /// Loads a model (and returns once ready) without keeping a lease.
+    public enum Load: RPCMethod {
+        public typealias Params = AcquireRequest
+        public typealias Result = RunnerInfo
+        public static let name = "runners.load"
+    }
+
+    /// Unloads a model now if idle, otherwise when its leases end.
+    public enum Unload: RPCMethod {
+        public typealias Params = ModelRef
+        public typealias Result = Empty
+        public static let name = "runners.unload"
+    }
+
+    public enum UnloadAll: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = Empty
+        public static let name = "runners.unloadAll"
+    }
+
+    /// The last lines of a runner's log (default 100, at most 500).
+    public enum Logs: RPCMethod {
+        public typealias Params = LogsRequest
+        public typealias Result = [String]
+        public static let name = "runners.logs"
+    }
+
+    /// Called by the launcher before restarting runner-manager: keep the runners alive on exit so the
+    /// next runner-manager adopts them.
+    public enum Detach: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = Empty
+        public static let name = "runners.detach"
+    }
+
+    public enum StateChanged: RPCNotification {
+        public typealias Params = RunnerState
+        public static let name = "runners.state"
+    }
+}
