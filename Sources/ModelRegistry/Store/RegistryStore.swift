@@ -30,7 +30,7 @@ actor RegistryStore {
 
     let files: ConfigFiles
     let logger: Logger
-    private let onChange: @Sendable (String) -> Void
+    let onChange: @Sendable (String) -> Void
     /// What readers see without waiting for the actor: the documents and the typed app config in
     /// force, replaced whole on every new revision, so a read during a long commit (a discovery that
     /// adds 2,000 models) is answered at once with the revision before it.
@@ -40,7 +40,7 @@ actor RegistryStore {
         var status: RegistryStatus
     }
 
-    private let published: Mutex<Published>
+    let published: Mutex<Published>
 
     /// The documents in force, without waiting for an edit or discovery under way.
     nonisolated var publishedDocuments: RegistryRPC.Documents.Result { published.withLock { $0.documents } }
@@ -49,21 +49,21 @@ actor RegistryStore {
     /// The files' state, likewise (as of the last change the actor finished).
     nonisolated var publishedStatus: RegistryStatus { published.withLock { $0.status } }
 
-    private(set) var app: JSONValue
-    private(set) var models: JSONValue
-    private(set) var appConfig: AppConfig
-    private(set) var revision: String
-    private var appState: FileState
-    private var modelsState: FileState
-    private var metadataCache: [String: CachedMetadata] = [:]
+    var app: JSONValue
+    var models: JSONValue
+    var appConfig: AppConfig
+    var revision: String
+    var appState: FileState
+    var modelsState: FileState
+    var metadataCache: [String: CachedMetadata] = [:]
     /// The persistent cache (nil in tests that do not ask for one): loaded at start, written when changed.
-    private let cacheFile: MetadataCacheFile?
-    private var persisted: [String: MetadataCacheFile.Entry] = [:]
-    private var persistedDirty = false
-    private var cachedSnapshot: RegistrySnapshot?
-    private(set) var lastDiscovery: DiscoveryReport?
+    let cacheFile: MetadataCacheFile?
+    var persisted: [String: MetadataCacheFile.Entry] = [:]
+    var persistedDirty = false
+    var cachedSnapshot: RegistrySnapshot?
+    var lastDiscovery: DiscoveryReport?
     /// The discovery under way: a second request joins it instead of scanning again.
-    private var discovery: Task<DiscoveryReport, Never>?
+    var discovery: Task<DiscoveryReport, Never>?
 
     var configDir: String { files.configDir }
 
@@ -161,7 +161,7 @@ actor RegistryStore {
     }
 
     /// Replaces what readers see with the state in force now (after every change the actor makes).
-    private func republish() {
+    func republish() {
         let current = Published(documents: .init(revision: revision, app: app, models: models), appConfig: appConfig, status: status())
         published.withLock { $0 = current }
     }
@@ -191,361 +191,4 @@ actor RegistryStore {
 
     /// A model by name, as every service resolves one (`RegistrySnapshot.resolve`).
     func resolve(_ name: String) -> ResolvedModel? { snapshot().resolve(name) }
-
-    // MARK: Edits
-
-    private func checkRevision(_ expected: String?) throws(RPCFault) {
-        if let expected, expected != revision {
-            throw RPCFault(code: RPCFault.conflictCode,
-                           message: "the configuration changed since revision \(expected); the current revision is \(revision): reload and retry",
-                           data: ["current": revision])
-        }
-    }
-
-    func updateModel(_ edit: ModelEdit) throws(RPCFault) -> Revision {
-        try checkRevision(edit.revision)
-        guard let entry = edit.entry else { throw RPCFault.invalidParams("registry.updateModel: entry is required") }
-        var doc = models
-        var list = doc["models"]?.objectValue ?? JSONObject()
-        list[edit.id] = entry
-        doc["models"] = .object(list)
-        return try commit(models: doc)
-    }
-
-    func removeModel(_ edit: ModelEdit) throws(RPCFault) -> Revision {
-        try checkRevision(edit.revision)
-        var doc = models
-        var list = doc["models"]?.objectValue ?? JSONObject()
-        guard list[edit.id] != nil else { throw RPCFault.notFound("model \"\(edit.id)\" is not defined") }
-        list[edit.id] = nil
-        doc["models"] = .object(list)
-        return try commit(models: doc)
-    }
-
-    func setDefaultModel(_ edit: DocumentEdit) throws(RPCFault) -> Revision {
-        try checkRevision(edit.revision)
-        var doc = models
-        doc["default_model"] = edit.value
-        return try commit(models: doc)
-    }
-
-    func updateDefaultParameters(_ edit: DocumentEdit) throws(RPCFault) -> Revision {
-        try checkRevision(edit.revision)
-        var doc = models
-        doc["default_parameters"] = edit.value
-        return try commit(models: doc)
-    }
-
-    func updateApp(_ edit: DocumentEdit) throws(RPCFault) -> Revision {
-        try checkRevision(edit.revision)
-        return try commit(app: edit.value)
-    }
-
-    func restore(_ request: RestoreRequest) throws(RPCFault) -> Revision {
-        try checkRevision(request.revision)
-        guard let info = ConfigFiles.parseBackupName(request.name),
-              let bytes = readFileBytes("\(files.backupsDir)/\(request.name)") else {
-            throw RPCFault.notFound("no backup named \"\(request.name)\" (see registry.backups)")
-        }
-        let doc: JSONValue
-        do {
-            doc = try JSONParser.parse(bytes, lenientEscapes: true).0
-        } catch {
-            throw RPCFault(code: RPCFault.validationCode, message: "\(request.name): invalid JSON: \(error)")
-        }
-        return info.file == ConfigFiles.appName ? try commit(app: doc) : try commit(models: doc)
-    }
-
-    /// Validates the candidate pair, writes what changed (backup first), and publishes the revision.
-    @discardableResult
-    private func commit(app newApp: JSONValue? = nil, models newModels: JSONValue? = nil) throws(RPCFault) -> Revision {
-        let candidateApp = newApp ?? app
-        let candidateModels = newModels ?? models
-        let errors = ConfigValidator.validate(app: candidateApp, models: candidateModels).filter { $0.severity == .error }
-        if let first = errors.first {
-            throw RPCFault(code: RPCFault.validationCode, message: first.description,
-                           data: ["errors": errors.map(\.description).joined(separator: "\n")])
-        }
-        let typed: AppConfig
-        do {
-            typed = try AppConfig.from(candidateApp)
-        } catch {
-            throw RPCFault(code: RPCFault.validationCode, message: "app_config.json: \(describeDecodingError(error))")
-        }
-        if newApp != nil {
-            let runtimeErrors = runtimeErrors(typed)
-            if let first = runtimeErrors.first {
-                throw RPCFault(code: RPCFault.validationCode, message: first, data: ["errors": runtimeErrors.joined(separator: "\n")])
-            }
-        }
-        do {
-            if let newApp, newApp != app || appState.usingDefault {
-                try files.write(ConfigFiles.appName, newApp)
-                appState = FileState(stamp: FileStamp.of(files.path(ConfigFiles.appName)))
-            }
-            if let newModels, newModels != models || modelsState.usingDefault {
-                try files.write(ConfigFiles.modelsName, newModels)
-                modelsState = FileState(stamp: FileStamp.of(files.path(ConfigFiles.modelsName)))
-            }
-        } catch {
-            throw RPCFault(code: RPCFault.internalErrorCode, message: "cannot write the configuration: \(error)")
-        }
-        apply(app: candidateApp, models: candidateModels, typed: typed)
-        return Revision(revision: revision)
-    }
-
-    /// What an edit may point at: every runtime it adds or re-points must be an executable file (a
-    /// path, relative to the config directory, or a name found on PATH or in the project's install),
-    /// so no edit (a dashboard's, a hostile page's) can make runner-manager start something else or
-    /// nothing. Runtimes the edit leaves as they are are not re-checked (`launcher check` reports those).
-    private func runtimeErrors(_ typed: AppConfig) -> [String] {
-        typed.runtimes.sorted { $0.key < $1.key }.compactMap { name, runtime in
-            if appConfig.runtimes[name]?.path == runtime.path { return nil }
-            let path = runtime.path.contains("/") ? resolvePath(runtime.path, configDir: configDir) : RuntimeLocator.locate(runtime.path)
-            guard let path, isExecutableFile(path) else {
-                return "app_config.json: runtimes.\(name).path: \"\(runtime.path)\" is not an executable file" +
-                    (runtime.path.contains("/") ? "" : " on PATH or in the project's install")
-            }
-            return nil
-        }
-    }
-
-    private func apply(app newApp: JSONValue, models newModels: JSONValue, typed: AppConfig) {
-        app = newApp
-        models = newModels
-        appConfig = typed
-        cachedSnapshot = nil
-        let newRevision = Self.revision(newApp, newModels)
-        let changed = newRevision != revision
-        revision = newRevision
-        // Readers see the new documents before anyone is told of them.
-        republish()
-        if changed { onChange(newRevision) }
-    }
-
-    // MARK: Hand edits
-
-    /// Picks up files edited (or removed) by hand. An invalid edit keeps the last good config and is
-    /// reported in `status` and health until the file is fixed.
-    func checkForHandEdits() {
-        defer { republish() }  // the files' errors and warnings change here too
-        var candidateApp = app
-        var candidateModels = models
-        var changed: [String] = []
-        var unparsable: [String: String] = [:]
-        for name in [ConfigFiles.appName, ConfigFiles.modelsName] {
-            let isApp = name == ConfigFiles.appName
-            let stamp = FileStamp.of(files.path(name))
-            guard stamp != (isApp ? appState.stamp : modelsState.stamp) else { continue }
-            if isApp { appState.stamp = stamp } else { modelsState.stamp = stamp }
-            changed.append(name)
-            switch files.read(name) {
-            case .success(nil):
-                if isApp { candidateApp = BuiltInConfig.app } else { candidateModels = BuiltInConfig.models }
-            case .success(let (doc, _)?):
-                if isApp { candidateApp = doc } else { candidateModels = doc }
-            case .failure(let issue):
-                unparsable[name] = issue.description
-            }
-        }
-        guard !changed.isEmpty else { return }
-        for (name, message) in unparsable {
-            setErrors(name, [message])
-            logger.warning("ignoring the hand edit of \(name): \(message); the last good configuration stays in force")
-        }
-        let parsed = changed.filter { unparsable[$0] == nil }
-        guard !parsed.isEmpty else { return }
-        let issues = ConfigValidator.validate(app: candidateApp, models: candidateModels)
-        let errors = issues.filter { $0.severity == .error }
-        guard errors.isEmpty, let typed = try? AppConfig.from(candidateApp) else {
-            for name in parsed {
-                // An edit of one file can break the other (a runtime removed from app_config.json):
-                // the edited file carries the errors either way.
-                let mine = errors.filter { $0.file == name }
-                let shown = (mine.isEmpty ? errors : mine).map(\.description)
-                setErrors(name, shown.isEmpty ? ["\(name): the edited configuration cannot be used"] : shown)
-                logger.warning("ignoring the hand edit of \(name): \(shown.joined(separator: "; ")); the last good configuration stays in force")
-            }
-            return
-        }
-        for name in parsed {
-            let isApp = name == ConfigFiles.appName
-            let warnings = issues.filter { $0.severity == .warning && $0.file == name }.map(\.description)
-            let usingDefault = access(files.path(name), F_OK) != 0
-            if isApp {
-                appState.errors = []
-                appState.warnings = warnings
-                appState.usingDefault = usingDefault
-            } else {
-                modelsState.errors = []
-                modelsState.warnings = warnings
-                modelsState.usingDefault = usingDefault
-            }
-        }
-        if candidateApp != app || candidateModels != models {
-            logger.info("picked up a hand edit of the configuration")
-            apply(app: candidateApp, models: candidateModels, typed: typed)
-        }
-    }
-
-    private func setErrors(_ name: String, _ errors: [String]) {
-        if name == ConfigFiles.appName { appState.errors = errors } else { modelsState.errors = errors }
-    }
-
-    // MARK: Discovery
-
-    /// Scans the models folders and merges new files into `models_config.json` (saved with a backup).
-    /// One at a time: a request while a scan runs gets that scan's report.
-    func discover() async -> DiscoveryReport {
-        if let discovery { return await discovery.value }
-        let task = Task { await self.scanAndMerge() }
-        discovery = task
-        let report = await task.value
-        discovery = nil
-        return report
-    }
-
-    /// What a scan found, read off the actor: the files, and the headers of those not cached yet.
-    struct Scan: Sendable {
-        let found: [FoundFile]
-        let problems: [String]
-        let read: [String: CachedMetadata]
-    }
-
-    private func scanAndMerge() async -> DiscoveryReport {
-        let folders = appConfig.modelsDirs.map { resolvePath($0, configDir: configDir) }
-        var known: [String: FileStamp] = persisted.mapValues(\.stamp)
-        for (path, cached) in metadataCache { known[path] = cached.stamp }
-        let knownStamps = known
-        let scan = await BlockingPool.shared.run { () -> Scan in
-            let (found, problems) = ModelScanner.scan(folders)
-            var read: [String: CachedMetadata] = [:]
-            for file in found where !file.isProjector {
-                guard let stamp = FileStamp.of(file.path), knownStamps[file.path] != stamp else { continue }
-                let result = Result<GGUFMetadata, GGUFError> { () throws(GGUFError) -> GGUFMetadata in try GGUFReader.read(path: file.path) }
-                read[file.path] = CachedMetadata(stamp: stamp, result: result)
-            }
-            return Scan(found: found, problems: problems, read: read)
-        }
-        for (path, cached) in scan.read {
-            metadataCache[path] = cached
-            if case .success(let meta) = cached.result {
-                persisted[path] = MetadataCacheFile.Entry(stamp: cached.stamp, value: meta.cacheValue)
-                persistedDirty = true
-            }
-        }
-        let (found, problems) = (scan.found, scan.problems)
-        var unreadable: [String] = []
-        let runtime = appConfig.runtimes.filter { $0.value.kind == .llamaServer }.keys.sorted().first ?? "llama-server"
-        let merge = DiscoveryMerge(configDir: configDir, runtime: runtime)
-        let outcome = merge.merge(models, found: found, metadata: { path in
-            switch metadata(path) {
-            case .success(let meta)?: return meta.summary
-            case .failure(let error)?:
-                unreadable.append(error.description)
-                return nil
-            case nil: return nil
-            }
-        }, exists: { access($0, F_OK) == 0 })
-        if outcome.document != models {
-            do {
-                try commit(models: outcome.document)
-                logger.info("discovery updated models_config.json", ("added", outcome.added.joined(separator: ",")),
-                            ("updated", outcome.updated.joined(separator: ",")))
-            } catch {
-                logger.error("discovery could not save models_config.json: \(error)")
-            }
-        }
-        for problem in unreadable + problems { logger.warning("discovery: \(problem)") }
-        // Metadata or file states may have changed even when the document did not.
-        cachedSnapshot = nil
-        let report = DiscoveryReport(revision: revision, added: outcome.added, updated: outcome.updated, missing: outcome.missing,
-                                     unreadable: unreadable + problems, scannedFiles: found.count)
-        lastDiscovery = report
-        republish()
-        return report
-    }
-
-    // MARK: Metadata and snapshot
-
-    /// The file's metadata, cached by path, size and modification time; nil when there is no file.
-    func metadata(_ path: String) -> Result<GGUFMetadata, GGUFError>? {
-        guard let stamp = FileStamp.of(path) else {
-            metadataCache[path] = nil
-            if persisted.removeValue(forKey: path) != nil { persistedDirty = true }
-            return nil
-        }
-        if let cached = metadataCache[path], cached.stamp == stamp { return cached.result }
-        if let saved = persisted[path], saved.stamp == stamp, let meta = GGUFMetadata(cacheValue: saved.value) {
-            metadataCache[path] = CachedMetadata(stamp: stamp, result: .success(meta))
-            return .success(meta)
-        }
-        let result: Result<GGUFMetadata, GGUFError>
-        do {
-            let meta = try GGUFReader.read(path: path)
-            result = .success(meta)
-            persisted[path] = MetadataCacheFile.Entry(stamp: stamp, value: meta.cacheValue)
-            persistedDirty = true
-        } catch {
-            result = .failure(error)
-        }
-        metadataCache[path] = CachedMetadata(stamp: stamp, result: result)
-        return result
-    }
-
-    private func buildSnapshot() -> RegistrySnapshot {
-        let defaults = models["default_parameters"]?.objectValue ?? JSONObject()
-        var resolved: [ResolvedModel] = []
-        for (id, entry) in (models["models"]?.objectValue ?? JSONObject()).entries {
-            let path = resolvePath(entry["model_path"]?.stringValue ?? "", configDir: configDir)
-            let runtimeName = entry["llama_cpp_runtime"]?.stringValue ?? "llama-server"
-            let runtime = appConfig.runtimes[runtimeName] ?? AppConfig.Runtime(kind: .llamaServer, path: runtimeName)
-            let runtimePath = runtime.path.contains("/") ? resolvePath(runtime.path, configDir: configDir) : runtime.path
-            // default_parameters are llama-server flags: whisper-server runners take only their own.
-            var parameters = runtime.kind == .whisperServer ? JSONObject() : defaults
-            for (k, v) in entry["parameters"]?.objectValue?.entries ?? [] { parameters[k] = v }
-            var state = ModelFileState.available
-            var error: String?
-            var meta: ModelMetadata?
-            if runtime.kind == .whisperServer {
-                switch WhisperModelFile.check(path) {
-                case .missing: state = .missing; error = "no file at \(path)"
-                case .invalid(let why): state = .unreadable; error = why
-                case .valid: break
-                }
-            } else {
-                switch metadata(path) {
-                case .success(let m)?: meta = m.summary
-                case .failure(let e)?:
-                    state = .unreadable
-                    error = e.message
-                case nil:
-                    state = .missing
-                    error = "no file at \(path)"
-                }
-            }
-            // The validator admits only ModelKind's names.
-            let kind = entry["kind"]?.stringValue.flatMap(ModelKind.init(rawValue:))
-                ?? (runtime.kind == .whisperServer ? .audio : meta?.isEmbeddingModel == true ? .embedding : .chat)
-            resolved.append(ResolvedModel(
-                id: id, aliases: (entry["aliases"]?.arrayValue ?? []).compactMap(\.stringValue),
-                displayName: entry["display_name"]?.stringValue, path: path, runtime: runtimeName, runtimeKind: runtime.kind,
-                runtimePath: runtimePath, parameters: .object(parameters), kind: kind, ttlSeconds: entry["ttl_seconds"]?.intValue,
-                unlisted: entry["unlisted"]?.boolValue ?? false,
-                mmproj: entry["mmproj"]?.stringValue.map { resolvePath($0, configDir: configDir) },
-                autoDiscovered: entry["auto_discovered"]?.boolValue ?? false, autoUpdateModel: entry["auto_update_model"]?.boolValue ?? false,
-                state: state, error: error, metadata: meta))
-        }
-        var defaultModel = models["default_model"]?.stringValue
-        if let name = defaultModel, !resolved.contains(where: { $0.id == name }) {
-            defaultModel = resolved.first { $0.aliases.contains(name) }?.id
-        }
-        return RegistrySnapshot(revision: revision, defaultModel: defaultModel, models: resolved)
-    }
-}
-
-/// Whether `path` is a regular file this process may execute (a directory passes `access(X_OK)`).
-func isExecutableFile(_ path: String) -> Bool {
-    var info = stat()
-    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG && access(path, X_OK) == 0
 }
