@@ -32,13 +32,11 @@ final class MetricsService: Service {
         runners.start()
         services.forEach { $0.1.start() }
         launcher.start()
-        let loop = context.loop
         let runners = self.runners
         let services = self.services
         let launcher = self.launcher
         let sampler = SamplerBox()
-        @Sendable func sample() {
-            Task(executorPreference: loop) {
+        context.periodic.every(2) {
                 let now = MetricsStore.unixNow()
                 // Runners: RSS and CPU% from /proc, active requests from runner-manager.
                 if let list = try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 1) {
@@ -74,10 +72,7 @@ final class MetricsService: Service {
                 await store.setGauge("llama_runner_service_resident_memory_bytes", help: "Resident memory of each Llama Runner process.", values: rss)
                 await store.setGauge("llama_runner_service_cpu_percent", help: "CPU use of each Llama Runner process over the last 2 s.", values: cpu)
                 await store.sample()
-                loop.schedule(at: deadline(after: 2)) { sample() }
-            }
         }
-        loop.schedule(at: deadline(after: 2)) { sample() }
     }
 
     func stop() async {

@@ -51,41 +51,26 @@ final class RegistryService: Service {
     private func watch() {
         let store = self.store
         let context = self.context
-        let loop = context.loop
-        @Sendable func tick() {
-            Task(executorPreference: loop) {
-                await store.checkForHandEdits()
-                let problems = await store.problems()
-                if problems.isEmpty {
-                    context.setHealth(.ok)
-                } else {
-                    context.setHealth(.degraded, detail: "ignoring an invalid hand edit: " + problems.joined(separator: "; "))
-                }
-                loop.schedule(at: deadline(after: Self.watchInterval)) { tick() }
+        context.periodic.every(Self.watchInterval) {
+            await store.checkForHandEdits()
+            let problems = await store.problems()
+            if problems.isEmpty {
+                context.setHealth(.ok)
+            } else {
+                context.setHealth(.degraded, detail: "ignoring an invalid hand edit: " + problems.joined(separator: "; "))
             }
         }
-        loop.schedule(at: deadline(after: Self.watchInterval)) { tick() }
     }
 
+    /// Every `discovery_interval_seconds`; when that is 0 (off), the setting is looked at again every
+    /// 30 s, in case a hand edit turns it on.
     private func scheduleDiscovery() {
         let store = self.store
-        let loop = context.loop
-        @Sendable func next() {
-            Task(executorPreference: loop) {
-                let interval = await store.appConfig.discoveryIntervalSeconds
-                guard interval > 0 else {
-                    // Off: look again later in case a hand edit turns it on.
-                    loop.schedule(at: deadline(after: 30)) { next() }
-                    return
-                }
-                loop.schedule(at: deadline(after: Double(interval))) {
-                    Task(executorPreference: loop) {
-                        _ = await store.discover()
-                        next()
-                    }
-                }
-            }
+        context.periodic.every(interval: {
+            let interval = store.publishedAppConfig.discoveryIntervalSeconds
+            return interval > 0 ? Double(interval) : 30
+        }) {
+            if store.publishedAppConfig.discoveryIntervalSeconds > 0 { _ = await store.discover() }
         }
-        next()
     }
 }

@@ -8,7 +8,7 @@ import Shared
 /// the event loop.
 final class LogTail: @unchecked Sendable {
     // @unchecked Sendable: `offsets` is used only by the poll jobs, which run one after another on
-    // one blocking queue (each schedules the next when it is done).
+    // one blocking queue (each periodic tick waits for its poll before the next).
     let paths: RuntimePaths
     let hub: EventHub
     private var offsets: [String: Int] = [:]
@@ -40,14 +40,9 @@ final class LogTail: @unchecked Sendable {
         }
     }
 
-    func start() {
+    /// Polls every second as the gateway's periodic work.
+    func start(on periodic: PeriodicWork) {
         let queue = BlockingPool.shared.queue(for: "log-tail")
-        @Sendable func tick() {
-            queue.submit { [self] in
-                poll()
-                EventLoop.shared.schedule(at: deadline(after: 1)) { tick() }
-            }
-        }
-        EventLoop.shared.schedule(at: deadline(after: 1)) { tick() }
+        periodic.every(1) { [self] in await queue.run { self.poll() } }
     }
 }

@@ -50,18 +50,13 @@ final class GatewayService: Service {
         }
         runners.subscribe()
         // Metric ticks for the dashboard, only while someone listens.
-        let loop = context.loop
-        @Sendable func tick() {
-            Task(executorPreference: loop) {
-                if hub.count > 0, let summary = try? await metrics.call(MetricsRPC.Summary.self, Empty(), timeout: 2),
-                   let value = try? JSONCoder.encodeValue(summary) {
-                    hub.publish("metrics", value)
-                }
-                loop.schedule(at: deadline(after: 2)) { tick() }
+        context.periodic.every(2) {
+            if hub.count > 0, let summary = try? await metrics.call(MetricsRPC.Summary.self, Empty(), timeout: 2),
+               let value = try? JSONCoder.encodeValue(summary) {
+                hub.publish("metrics", value)
             }
         }
-        loop.schedule(at: deadline(after: 2)) { tick() }
-        LogTail(paths: context.paths, hub: hub).start()
+        LogTail(paths: context.paths, hub: hub).start(on: context.periodic)
         var openAI = OpenAIRoutes(catalog: catalog, relay: relay, bodies: JSONBodyReader(limit: config.limits.requestBodyBytes))
         openAI.spoolDirectory = context.paths.runDir
         func baseRouter() -> Router {

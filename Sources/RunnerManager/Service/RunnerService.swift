@@ -40,13 +40,7 @@ final class RunnerService: Service {
         rpc.register(RunnersRPC.Logs.self) { try await manager.logs($0) }
         rpc.register(RunnersRPC.Detach.self) { _ in await manager.detach(); return Empty() }
 
-        @Sendable func tick() {
-            Task(executorPreference: loop) {
-                await manager.tick()
-                loop.schedule(at: deadline(after: 1)) { tick() }
-            }
-        }
-        loop.schedule(at: deadline(after: 1)) { tick() }
+        context.periodic.every(1) { await manager.tick() }
     }
 
     func stop() async {

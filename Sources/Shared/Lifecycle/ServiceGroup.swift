@@ -85,7 +85,8 @@ public final class ServiceGroup: Sendable {
     private func stop(_ started: [any Service]) async {
         let logger = self.logger
         let grace = self.grace
-        exitAfter(seconds: grace, code: ExitCode.ok) {
+        // A stop that hangs is a failure: the launcher (or systemd) must see it as one.
+        exitAfter(seconds: grace, code: ExitCode.failure) {
             logger.error("graceful stop took longer than \(grace) s; exiting")
         }
         for service in started.reversed() {

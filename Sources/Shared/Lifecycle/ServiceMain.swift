@@ -10,6 +10,8 @@ public final class ServiceContext: Sendable {
     /// The service's `<state>/run/<name>.sock` server; register the service's own methods on it.
     public let rpc: RPCServer
     public let loop: EventLoop
+    /// The service's periodic work, stopped (and awaited) first when the service stops.
+    public let periodic: PeriodicWork
     /// Monotonic ns at process start.
     public let startedAt: UInt64
     let group = Mutex<ServiceGroup?>(nil)
@@ -21,6 +23,7 @@ public final class ServiceContext: Sendable {
         self.logger = logger
         self.rpc = rpc
         self.loop = loop
+        periodic = PeriodicWork(loop: loop)
         startedAt = monotonicNanos()
     }
 
@@ -110,11 +113,12 @@ public enum ServiceMain {
                 logger.error("cannot start: \(error)")
                 exit(error is ConfigError ? ExitCode.config : ExitCode.failure)
             }
-            let group = ServiceGroup(services: services + [ControlSocketService(rpc: rpc)], logger: logger)
+            // Started last, so stopped first: the control socket, and before it every periodic job.
+            let group = ServiceGroup(services: services + [ControlSocketService(rpc: rpc), context.periodic], logger: logger)
             context.group.withLock { $0 = group }
             group.handleSignals(loop: loop)
             watchSupervisor(context: context)
-            MemoryTrim.start(loop: loop)
+            MemoryTrim.start(on: context.periodic)
             logger.info("starting", ("pid", getpid()), ("state_dir", options.paths.stateDir), ("config_dir", options.paths.configDir))
             let code = await group.run()
             if code == ExitCode.ok { logger.info("stopped") }
@@ -145,16 +149,12 @@ func probeHealth(_ name: ServiceName, paths: RuntimePaths) -> Never {
 /// launcher is gone, even after `kill -9` of the launcher, so no orphaned service keeps ports or runners.
 func watchSupervisor(context: ServiceContext) {
     guard let text = ProcessEnvironment.get("LLAMA_RUNNER_SUPERVISOR_PID"), let supervisor = Int32(text) else { return }
-    let loop = context.loop
-    @Sendable func check() {
+    context.periodic.every(1) {
         if getppid() != supervisor {
             context.logger.warning("launcher (pid \(supervisor)) is gone; stopping")
             context.requestShutdown(reason: "launcher exited")
-            return
         }
-        loop.schedule(at: deadline(after: 1)) { check() }
     }
-    loop.schedule(at: deadline(after: 1)) { check() }
 }
 
 /// Writes a line to stderr.

@@ -104,15 +104,23 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let waiter = Waiter(id: id, continuation: continuation, deadline: deadline)
-                let wake = state.withLock { s -> Bool in
+                let (wake, duplicate) = state.withLock { s -> (Bool, Bool) in
+                    // One waiter per descriptor and direction: a second would silently orphan the
+                    // first's continuation (its task would hang forever), so it is a programming error.
+                    let duplicate: Bool
                     switch interest {
-                    case .read: s.readers[fd] = waiter
-                    case .write: s.writers[fd] = waiter
+                    case .read:
+                        duplicate = s.readers[fd] != nil
+                        if !duplicate { s.readers[fd] = waiter }
+                    case .write:
+                        duplicate = s.writers[fd] != nil
+                        if !duplicate { s.writers[fd] = waiter }
                     }
                     let wasSleeping = s.sleeping
                     s.sleeping = false
-                    return wasSleeping
+                    return (wasSleeping, duplicate)
                 }
+                precondition(!duplicate, "two tasks wait on descriptor \(fd) for \(interest)")
                 if wake { signalWake() }
                 // A cancellation that happened before registration found nothing to cancel.
                 if Task.isCancelled { cancelWait(fd, interest: interest, id: id) }
