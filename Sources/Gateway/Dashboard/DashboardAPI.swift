@@ -48,16 +48,16 @@ struct DashboardAPI: Sendable {
 
     func register(on router: inout Router) {
         router.get("/api/models") { _, _ in await models() }
-        router.post("/api/models/{id}/load") { r, p in await write(r) { await load(p["id"] ?? "") } }
-        router.post("/api/models/{id}/unload") { r, p in await write(r) { await unload(p["id"] ?? "") } }
-        router.put("/api/models/{id}") { r, p in await write(r) { await updateModel(r, p["id"] ?? "") } }
-        router.delete("/api/models/{id}") { r, p in await write(r) { await deleteModel(r, p["id"] ?? "") } }
-        router.post("/api/discover") { r, _ in await write(r) { await rpc { try await registry.call(RegistryRPC.Discover.self, Empty(), timeout: 60) } } }
+        router.post("/api/models/{id}/load") { r, p in try await write(r) { await load(p["id"] ?? "") } }
+        router.post("/api/models/{id}/unload") { r, p in try await write(r) { await unload(p["id"] ?? "") } }
+        router.put("/api/models/{id}") { r, p in try await write(r) { try await updateModel(r, p["id"] ?? "") } }
+        router.delete("/api/models/{id}") { r, p in try await write(r) { await deleteModel(r, p["id"] ?? "") } }
+        router.post("/api/discover") { r, _ in try await write(r) { await rpc { try await registry.call(RegistryRPC.Discover.self, Empty(), timeout: 60) } } }
         router.get("/api/config") { _, _ in await config() }
-        router.put("/api/config") { r, _ in await write(r) { await updateConfig(r) } }
+        router.put("/api/config") { r, _ in try await write(r) { try await updateConfig(r) } }
         router.get("/api/config/backups") { _, _ in await rpc { try await registry.call(RegistryRPC.Backups.self, Empty()) } }
         router.post("/api/config/backups/{name}/restore") { r, p in
-            await write(r) { await rpc { try await registry.call(RegistryRPC.Restore.self, RestoreRequest(name: p["name"] ?? "")) } }
+            try await write(r) { await rpc { try await registry.call(RegistryRPC.Restore.self, RestoreRequest(name: p["name"] ?? "")) } }
         }
         router.get("/api/metrics/summary") { _, _ in await rpc { try await metrics.call(MetricsRPC.Summary.self, Empty(), timeout: 5) } }
         router.get("/api/metrics/series") { r, _ in
@@ -85,7 +85,7 @@ struct DashboardAPI: Sendable {
     /// form or `text/plain` cross-site without a preflight, `application/json` never (and the origin
     /// check in `SurfaceGuard` refuses foreign pages outright). Then the admin token, when one is set
     /// or the dashboard is reachable beyond this machine.
-    func write(_ request: HTTPRequest, _ body: () async -> HTTPResponse) async -> HTTPResponse {
+    func write(_ request: HTTPRequest, _ body: () async throws -> HTTPResponse) async throws -> HTTPResponse {
         let type = request.headers["content-type"].map { $0.split(separator: ";").first.map { $0.trimmingSpaces().lowercased() } ?? "" }
         guard type == "application/json" else {
             return Self.error(.unsupportedMediaType, "changes must be sent as Content-Type: application/json (got \(request.headers["content-type"].map { "\"\($0)\"" } ?? "none"))")
@@ -97,7 +97,7 @@ struct DashboardAPI: Sendable {
         } else if !loopbackOnly {
             return Self.error(.unauthorized, "the dashboard listens beyond this machine: set dashboard.admin_token in app_config.json to allow changes")
         }
-        return await body()
+        return try await body()
     }
 
     func models() async -> HTTPResponse {
@@ -129,12 +129,8 @@ struct DashboardAPI: Sendable {
 
     /// Merges the given fields (`parameters`, `aliases`, `ttl_seconds`, …; null removes one) onto the
     /// model's entry, or replaces it with `entry`. `revision` is required: a stale one is a 409.
-    func updateModel(_ request: HTTPRequest, _ id: String) async -> HTTPResponse {
-        let doc: JSONValue
-        switch await bodies.read(request, shape: .openAI) {
-        case .success(let parsed): doc = parsed.0
-        case .failure(let box): return box.response
-        }
+    func updateModel(_ request: HTTPRequest, _ id: String) async throws -> HTTPResponse {
+        let doc = try await bodies.read(request).0
         guard let revision = doc["revision"]?.stringValue else { return Self.error(.badRequest, "revision is required (from GET /api/models or /api/config)") }
         var entry: JSONValue
         if let whole = doc["entry"] {
@@ -169,12 +165,8 @@ struct DashboardAPI: Sendable {
         }
     }
 
-    func updateConfig(_ request: HTTPRequest) async -> HTTPResponse {
-        let doc: JSONValue
-        switch await bodies.read(request, shape: .openAI) {
-        case .success(let parsed): doc = parsed.0
-        case .failure(let box): return box.response
-        }
+    func updateConfig(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let doc = try await bodies.read(request).0
         guard let revision = doc["revision"]?.stringValue, let app = doc["app"] else {
             return Self.error(.badRequest, "revision and app are required")
         }

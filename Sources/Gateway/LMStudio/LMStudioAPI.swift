@@ -18,7 +18,7 @@ struct LMStudioAPI: Sendable {
         router.get("/api/v0/models/{id...}") { _, p in await model(p["id"] ?? "") }
         for (path, upstream) in [("/api/v0/chat/completions", "/v1/chat/completions"), ("/api/v0/completions", "/v1/completions"),
                                  ("/api/v0/embeddings", "/v1/embeddings")] {
-            router.post(path) { r, _ in await complete(r, route: path, upstream: upstream) }
+            router.post(path) { r, _ in try await complete(r, route: path, upstream: upstream) }
         }
     }
 
@@ -52,24 +52,16 @@ struct LMStudioAPI: Sendable {
         return OllamaAPI.json(entry(m, runners: await runnerTable()))
     }
 
-    func complete(_ request: HTTPRequest, route: String, upstream: String) async -> HTTPResponse {
-        let (doc, bytes): (JSONValue, [UInt8])
-        switch await bodies.read(request, shape: .openAI) {
-        case .success(let parsed): (doc, bytes) = parsed
-        case .failure(let box): return box.response
-        }
+    func complete(_ request: HTTPRequest, route: String, upstream: String) async throws -> HTTPResponse {
+        let (doc, bytes) = try await bodies.read(request)
         guard let name = doc["model"]?.stringValue else { return ErrorShape.openAI.response(.badRequest, "model is required", param: "model") }
         guard let model = catalog.resolve(name) else { return openAI.notFound(name, shape: .openAI) }
         let ttl = doc["ttl"]?.doubleValue
         let streaming = doc["stream"]?.boolValue == true
         let parameters: JSONValue? = upstream == "/v1/embeddings" && model.parameters["embeddings"]?.boolValue != true
             ? .object(JSONObject([("embeddings", .bool(true)), ("pooling", .string("mean"))])) : nil
-        let call: RunnerRelay.Call
-        switch await relay.call(request, model: model, path: upstream, body: bytes, keepAlive: ttl, parameters: parameters, shape: .openAI,
-                                accept: streaming ? "text/event-stream" : "application/json") {
-        case .success(let c): call = c
-        case .failure(let box): return box.response
-        }
+        let call = try await relay.call(request, model: model, path: upstream, body: bytes, keepAlive: ttl, parameters: parameters,
+                                        accept: streaming ? "text/event-stream" : "application/json")
         // Streams are plain OpenAI chunks, as LM Studio sends them.
         if streaming || call.upstream.status.code != 200 { return relay.passthrough(call, api: "lmstudio", route: route, shape: .openAI) }
         let text = (try? await call.upstream.collect(upTo: 256 << 20)) ?? []

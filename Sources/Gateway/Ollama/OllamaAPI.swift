@@ -14,11 +14,11 @@ struct OllamaAPI: Sendable {
     func register(on router: inout Router) {
         router.get("/api/tags") { _, _ in tags() }
         router.get("/api/ps") { _, _ in await ps() }
-        router.post("/api/show") { r, _ in await show(r) }
-        router.post("/api/chat") { r, _ in await generate(r, chat: true) }
-        router.post("/api/generate") { r, _ in await generate(r, chat: false) }
-        router.post("/api/embed") { r, _ in await embed(r, legacy: false) }
-        router.post("/api/embeddings") { r, _ in await embed(r, legacy: true) }
+        router.post("/api/show") { r, _ in try await show(r) }
+        router.post("/api/chat") { r, _ in try await generate(r, chat: true) }
+        router.post("/api/generate") { r, _ in try await generate(r, chat: false) }
+        router.post("/api/embed") { r, _ in try await embed(r, legacy: false) }
+        router.post("/api/embeddings") { r, _ in try await embed(r, legacy: true) }
         for (method, path) in [("POST", "/api/pull"), ("POST", "/api/push"), ("POST", "/api/create"), ("POST", "/api/copy"),
                                ("DELETE", "/api/delete"), ("POST", "/api/blobs/{digest}"), ("HEAD", "/api/blobs/{digest}")] {
             router.on(method, path) { _, _ in
@@ -28,17 +28,13 @@ struct OllamaAPI: Sendable {
     }
 
     /// Reads the body, requires `model` (or the legacy `name` where `acceptName`), and resolves it.
-    func modelRequest(_ request: HTTPRequest, acceptName: Bool = false) async -> Result<(doc: JSONValue, name: String, model: ResolvedModel), HTTPResponseBox> {
-        let doc: JSONValue
-        switch await bodies.read(request, shape: .ollama) {
-        case .success(let parsed): doc = parsed.0
-        case .failure(let box): return .failure(box)
-        }
+    func modelRequest(_ request: HTTPRequest, acceptName: Bool = false) async throws(APIError) -> (doc: JSONValue, name: String, model: ResolvedModel) {
+        let doc = try await bodies.read(request).0
         guard let name = doc["model"]?.stringValue ?? (acceptName ? doc["name"]?.stringValue : nil), !name.isEmpty else {
-            return .failure(HTTPResponseBox(ErrorShape.ollama.response(.badRequest, "model is required")))
+            throw .badRequest("model is required")
         }
-        guard let model = catalog.resolve(name) else { return .failure(HTTPResponseBox(openAI.notFound(name, shape: .ollama))) }
-        return .success((doc, name, model))
+        guard let model = catalog.resolve(name) else { throw openAI.notFoundError(name, shape: .ollama) }
+        return (doc, name, model)
     }
 
     static func json(_ v: JSONValue, status: HTTPStatus = .ok) -> HTTPResponse {
@@ -117,12 +113,9 @@ struct OllamaAPI: Sendable {
         return Self.json(.object(JSONObject([("models", .array(models))])))
     }
 
-    func show(_ request: HTTPRequest) async -> HTTPResponse {
-        let (doc, m): (JSONValue, ResolvedModel)
-        switch await modelRequest(request, acceptName: true) {
-        case .success(let r): (doc, m) = (r.doc, r.model)
-        case .failure(let box): return box.response
-        }
+    func show(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let r = try await modelRequest(request, acceptName: true)
+        let (doc, m) = (r.doc, r.model)
         let verbose = doc["verbose"]?.boolValue ?? false
         var info = JSONObject()
         var template = ""
@@ -163,30 +156,16 @@ struct OllamaAPI: Sendable {
 
     // MARK: Chat and generate
 
-    func generate(_ request: HTTPRequest, chat: Bool) async -> HTTPResponse {
+    func generate(_ request: HTTPRequest, chat: Bool) async throws -> HTTPResponse {
         let shape = ErrorShape.ollama
-        let (doc, name, model): (JSONValue, String, ResolvedModel)
-        switch await modelRequest(request) {
-        case .success(let r): (doc, name, model) = (r.doc, r.name, r.model)
-        case .failure(let box): return box.response
-        }
+        let r = try await modelRequest(request)
+        let (doc, name, model) = (r.doc, r.name, r.model)
         if model.kind == .embedding { return shape.response(.badRequest, "\"\(name)\" does not support \(chat ? "chat" : "generate")") }
-        let keepAlive: Double?
-        switch OllamaTranslation.keepAlive(doc["keep_alive"]) {
-        case .success(let k): keepAlive = k
-        case .failure(let m): return shape.response(.badRequest, m.message)
-        }
-        let (sampling, load): (JSONObject, JSONObject)
-        switch OllamaTranslation.options(doc["options"]) {
-        case .success(let o): (sampling, load) = o
-        case .failure(let m): return shape.response(.badRequest, m.message)
-        }
+        let keepAlive: Double? = try OllamaTranslation.keepAlive(doc["keep_alive"]).get()
+        let (sampling, load) = try OllamaTranslation.options(doc["options"]).get()
         var messages: [JSONValue]
         if chat {
-            switch OllamaTranslation.messages(doc["messages"]) {
-            case .success(let list): messages = list
-            case .failure(let m): return shape.response(.badRequest, m.message)
-            }
+            messages = try OllamaTranslation.messages(doc["messages"]).get()
         } else {
             let prompt = doc["prompt"]?.stringValue ?? ""
             messages = prompt.isEmpty ? [] : [.object(JSONObject([("role", .string("user")), ("content", .string(prompt))]))]
@@ -215,7 +194,7 @@ struct OllamaAPI: Sendable {
                 do {
                     _ = try await relay.runners.call(RunnersRPC.Load.self, AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters), timeout: 900)
                 } catch {
-                    return relay.acquireError(error, model: model.id, shape: shape)
+                    throw relay.acquireError(error, model: model.id)
                 }
             }
             var line = JSONObject([("model", .string(name)), ("created_at", .string(Self.now()))])
@@ -243,21 +222,13 @@ struct OllamaAPI: Sendable {
         upstream["stream"] = .bool(true)
         upstream["cache_prompt"] = .bool(true)
         if let tools = doc["tools"], !tools.isNull { upstream["tools"] = tools }
-        switch OllamaTranslation.responseFormat(doc["format"]) {
-        case .success(let f?): upstream["response_format"] = f
-        case .success(nil): break
-        case .failure(let m): return shape.response(.badRequest, m.message)
-        }
+        if let format = try OllamaTranslation.responseFormat(doc["format"]).get() { upstream["response_format"] = format }
         if let think = doc["think"], !think.isNull {
             upstream["chat_template_kwargs"] = .object(JSONObject([("enable_thinking", .bool(think.boolValue ?? true))]))
         }
         let body = JSONWriter.bytes(.object(upstream), pretty: false)
-        let call: RunnerRelay.Call
-        switch await relay.call(request, model: model, path: raw ? "/completion" : "/v1/chat/completions", body: body, keepAlive: keepAlive,
-                                parameters: parameters, shape: shape, accept: "text/event-stream") {
-        case .success(let c): call = c
-        case .failure(let box): return box.response
-        }
+        let call = try await relay.call(request, model: model, path: raw ? "/completion" : "/v1/chat/completions", body: body,
+                                        keepAlive: keepAlive, parameters: parameters, accept: "text/event-stream")
         let route = chat ? "/api/chat" : "/api/generate"
         if call.upstream.status.code != 200 {
             let text = (try? await call.upstream.collect(upTo: 1 << 20)) ?? []
@@ -314,13 +285,10 @@ struct OllamaAPI: Sendable {
 
     // MARK: Embeddings
 
-    func embed(_ request: HTTPRequest, legacy: Bool) async -> HTTPResponse {
+    func embed(_ request: HTTPRequest, legacy: Bool) async throws -> HTTPResponse {
         let shape = ErrorShape.ollama
-        let (doc, name, model): (JSONValue, String, ResolvedModel)
-        switch await modelRequest(request) {
-        case .success(let r): (doc, name, model) = (r.doc, r.name, r.model)
-        case .failure(let box): return box.response
-        }
+        let r = try await modelRequest(request)
+        let (doc, name, model) = (r.doc, r.name, r.model)
         var inputs: [JSONValue]
         if legacy {
             inputs = (doc["prompt"]?.stringValue).map { $0.isEmpty ? [] : [.string($0)] } ?? []
@@ -334,11 +302,7 @@ struct OllamaAPI: Sendable {
             default: return shape.response(.badRequest, "invalid input type")
             }
         }
-        let keepAlive: Double?
-        switch OllamaTranslation.keepAlive(doc["keep_alive"]) {
-        case .success(let k): keepAlive = k
-        case .failure(let m): return shape.response(.badRequest, m.message)
-        }
+        let keepAlive: Double? = try OllamaTranslation.keepAlive(doc["keep_alive"]).get()
         // A chat model can embed too, on a runner started with --embeddings.
         // (with mean pooling: a chat model has none, which llama-server's OpenAI endpoint refuses).
         let parameters: JSONValue? = model.parameters["embeddings"]?.boolValue == true ? nil
@@ -347,17 +311,13 @@ struct OllamaAPI: Sendable {
             do {
                 _ = try await relay.runners.call(RunnersRPC.Load.self, AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters), timeout: 900)
             } catch {
-                return relay.acquireError(error, model: model.id, shape: shape)
+                throw relay.acquireError(error, model: model.id)
             }
             return Self.json(legacy ? .object(JSONObject([("embedding", .array([]))]))
                                     : .object(JSONObject([("model", .string(name)), ("embeddings", .array([]))])))
         }
         let body = JSONWriter.bytes(.object(JSONObject([("input", .array(inputs)), ("encoding_format", .string("float"))])), pretty: false)
-        let call: RunnerRelay.Call
-        switch await relay.call(request, model: model, path: "/v1/embeddings", body: body, keepAlive: keepAlive, parameters: parameters, shape: shape) {
-        case .success(let c): call = c
-        case .failure(let box): return box.response
-        }
+        let call = try await relay.call(request, model: model, path: "/v1/embeddings", body: body, keepAlive: keepAlive, parameters: parameters)
         let text = (try? await call.upstream.collect(upTo: 256 << 20)) ?? []
         call.lease.release()
         let embedRoute = legacy ? "/api/embeddings" : "/api/embed"

@@ -19,11 +19,11 @@ struct AudioRoutes: Sendable {
     static let upstreamPath = "/v1/audio/transcriptions"
 
     func register(on router: inout Router) {
-        router.post("/v1/audio/transcriptions") { request, _ in await transcribe(request, translate: false) }
-        router.post("/v1/audio/translations") { request, _ in await transcribe(request, translate: true) }
+        router.post("/v1/audio/transcriptions") { request, _ in try await transcribe(request, translate: false) }
+        router.post("/v1/audio/translations") { request, _ in try await transcribe(request, translate: true) }
     }
 
-    func transcribe(_ request: HTTPRequest, translate: Bool) async -> HTTPResponse {
+    func transcribe(_ request: HTTPRequest, translate: Bool) async throws -> HTTPResponse {
         let shape = ErrorShape.openAI
         let route = translate ? "/v1/audio/translations" : "/v1/audio/transcriptions"
         guard let boundary = MultipartScanner.boundary(in: request.head.headers["content-type"]) else {
@@ -65,12 +65,8 @@ struct AudioRoutes: Sendable {
         let declared = request.head.headers["content-length"].flatMap { Int($0) }
         let body: HTTPClientRequest.Body = if let declared { .streamOfLength(declared + upload.prefixBytes) { try await upload.next() } }
                                            else { .stream { try await upload.next() } }
-        let call: RunnerRelay.Call
-        switch await relay.call(request, model: model, path: Self.upstreamPath, upload: body,
-                                contentType: "multipart/form-data; boundary=\(boundary)", shape: shape, accept: "*/*") {
-        case .success(let c): call = c
-        case .failure(let box): return box.response
-        }
+        let call = try await relay.call(request, model: model, path: Self.upstreamPath, upload: body,
+                                        contentType: "multipart/form-data; boundary=\(boundary)", accept: "*/*")
         let audioSeconds = upload.scanner.files.first { $0.name == "file" }.flatMap { MultipartScanner.wavDuration(head: $0.head) }
         let status = call.upstream.status
         guard status.code < 400 else {

@@ -5,26 +5,25 @@ import Shared
 struct JSONBodyReader: Sendable {
     let limit: Int
 
-    func read(_ request: HTTPRequest, shape: ErrorShape) async -> Result<(JSONValue, [UInt8]), HTTPResponseBox> {
+    /// The body as a JSON object and its bytes; an `APIError` (413 over the limit, 400 otherwise).
+    func read(_ request: HTTPRequest) async throws(APIError) -> (JSONValue, [UInt8]) {
         let bytes: [UInt8]
         do {
             bytes = try await request.body.collect(upTo: limit)
         } catch let error as HTTPError {
-            return .failure(HTTPResponseBox(shape.response(error.status, error.message)))
+            throw APIError(error.status, error.message)
         } catch {
-            return .failure(HTTPResponseBox(shape.response(.badRequest, "cannot read the request body: \(error)")))
+            throw .badRequest("cannot read the request body: \(error)")
         }
-        if bytes.isEmpty { return .failure(HTTPResponseBox(shape.response(.badRequest, "missing request body"))) }
+        if bytes.isEmpty { throw .badRequest("missing request body") }
         let doc: JSONValue
         do {
             doc = try JSONParser.parse(bytes).0
         } catch {
-            return .failure(HTTPResponseBox(shape.response(.badRequest, "invalid JSON in the request body: \(error)")))
+            throw .badRequest("invalid JSON in the request body: \(error)")
         }
-        guard doc.objectValue != nil else {
-            return .failure(HTTPResponseBox(shape.response(.badRequest, "the request body must be a JSON object")))
-        }
-        return .success((doc, bytes))
+        guard doc.objectValue != nil else { throw .badRequest("the request body must be a JSON object") }
+        return (doc, bytes)
     }
 }
 
@@ -52,7 +51,7 @@ struct OpenAIRoutes: Sendable {
         router.get("/v1/models") { _, _ in await models() }
         router.get("/v1/models/{id...}") { _, p in await model(p["id"] ?? "") }
         for (path, api) in Self.relayed {
-            router.post(path) { request, _ in await forward(request, path: path, api: api) }
+            router.post(path) { request, _ in try await forward(request, path: path, api: api) }
         }
         AudioRoutes(catalog: catalog, relay: relay, limit: bodies.limit, spoolDirectory: spoolDirectory).register(on: &router)
     }
@@ -86,21 +85,20 @@ struct OpenAIRoutes: Sendable {
         return .json(JSONWriter.bytes(entry(m, loaded: await loadedModels()), pretty: false))
     }
 
-    func notFound(_ name: String, shape: ErrorShape) -> HTTPResponse {
+    func notFound(_ name: String, shape: ErrorShape) -> HTTPResponse { notFoundError(name, shape: shape).response(in: shape) }
+
+    /// An unknown model, listing the ones there are, worded as the surface's own server words it.
+    func notFoundError(_ name: String, shape: ErrorShape) -> APIError {
         let available = catalog.availableNames
         let message = shape == .ollama
             ? "model '\(name)' not found (models are local GGUF files; available: \(available.joined(separator: ", ")))"
             : "The model `\(name)` does not exist. Available models: \(available.joined(separator: ", "))"
-        return shape.response(.notFound, message, param: "model", code: "model_not_found")
+        return APIError(.notFound, message, param: "model", code: "model_not_found")
     }
 
     /// Parses just enough (the `model` field), acquires, and relays the original bytes.
-    func forward(_ request: HTTPRequest, path: String, api: String) async -> HTTPResponse {
-        let (doc, bytes): (JSONValue, [UInt8])
-        switch await bodies.read(request, shape: .openAI) {
-        case .success(let parsed): (doc, bytes) = parsed
-        case .failure(let box): return box.response
-        }
+    func forward(_ request: HTTPRequest, path: String, api: String) async throws -> HTTPResponse {
+        let (doc, bytes) = try await bodies.read(request)
         let name: String?
         switch doc["model"] {
         case nil, .null?: name = nil
@@ -122,9 +120,7 @@ struct OpenAIRoutes: Sendable {
             ? .object(JSONObject([("embeddings", .bool(true)), ("pooling", .string("mean"))])) : nil
         // LM Studio's `ttl` (seconds idle before unloading) works on every surface.
         let keepAlive = doc["ttl"]?.doubleValue
-        switch await relay.call(request, model: model, path: path, body: bytes, keepAlive: keepAlive, parameters: parameters, shape: .openAI, accept: accept) {
-        case .success(let call): return relay.passthrough(call, api: api, route: path, shape: .openAI)
-        case .failure(let box): return box.response
-        }
+        let call = try await relay.call(request, model: model, path: path, body: bytes, keepAlive: keepAlive, parameters: parameters, accept: accept)
+        return relay.passthrough(call, api: api, route: path, shape: .openAI)
     }
 }

@@ -42,7 +42,18 @@ struct SurfaceGuard: HTTPHandler {
             if let origin { addCORS(&r, origin: origin, preflight: false) }
             return r
         }
-        var response = try await next.handle(request)
+        var response: HTTPResponse
+        do {
+            response = try await next.handle(request)
+        } catch let error as any HTTPResponseError {
+            response = error.response(in: shape(request.path))
+        } catch let error as HTTPError {
+            response = APIError(error).response(in: shape(request.path))
+        } catch is CancellationError {
+            throw CancellationError()  // the client is gone: nothing to answer
+        } catch {
+            response = shape(request.path).response(.internalServerError, "internal error: \(error)")
+        }
         if let origin { addCORS(&response, origin: origin, preflight: false) }
         return response
     }

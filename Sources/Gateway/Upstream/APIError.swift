@@ -48,3 +48,56 @@ enum ErrorShape: Sendable {
         }
     }
 }
+
+/// An error that knows how it is answered: status, message, and OpenAI's `param` and `code`. Handlers
+/// throw these instead of building error responses, and `SurfaceGuard` renders every one in the shape
+/// of the surface the request came to (`ErrorShape` for its path), so one place writes error answers
+/// and no thrown error reaches a client as plain text.
+protocol HTTPResponseError: Error {
+    var status: HTTPStatus { get }
+    var message: String { get }
+    var param: String? { get }
+    var code: String? { get }
+    /// Extra headers of the answer (`Retry-After`, `Connection: close`).
+    var headers: HTTPHeaders { get }
+}
+
+extension HTTPResponseError {
+    var param: String? { nil }
+    var code: String? { nil }
+    var headers: HTTPHeaders { HTTPHeaders() }
+
+    /// The answer in `shape`.
+    func response(in shape: ErrorShape) -> HTTPResponse {
+        shape.response(status, message, param: param, code: code, headers: headers)
+    }
+}
+
+/// The gateway's own errors.
+struct APIError: HTTPResponseError, Sendable {
+    let status: HTTPStatus
+    let message: String
+    var param: String?
+    var code: String?
+    var headers = HTTPHeaders()
+
+    init(_ status: HTTPStatus, _ message: String, param: String? = nil, code: String? = nil, headers: HTTPHeaders = HTTPHeaders()) {
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers
+    }
+
+    static func badRequest(_ message: String, param: String? = nil) -> APIError { APIError(.badRequest, message, param: param) }
+
+    /// A fault while reading the request (413, 408, a bad chunk): its status, and the connection closed
+    /// when the server would close it.
+    init(_ error: HTTPError) {
+        self.init(error.status, error.message, headers: error.closesConnection ? ["Connection": "close"] : HTTPHeaders())
+    }
+}
+
+extension BadRequest: HTTPResponseError {
+    var status: HTTPStatus { .badRequest }
+}

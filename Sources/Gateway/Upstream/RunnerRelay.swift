@@ -58,18 +58,17 @@ final class RunnerRelay: Sendable {
     /// Routes that only audio (whisper-server) models serve; every other relayed route needs a llama-server model.
     static let audioRoutes: Set<String> = ["/v1/audio/transcriptions"]
 
-    /// Acquires a runner for `model` and sends `body` to `path`. On failure, the error response in `shape`.
+    /// Acquires a runner for `model` and sends `body` to `path`; an `APIError` when that fails.
     /// A model of the wrong kind for the route (a chat model for transcription, an audio model for chat)
     /// is refused with 400 before anything loads.
     func call(_ request: HTTPRequest, model: ResolvedModel, path: String, body: [UInt8], keepAlive: Double? = nil,
-              parameters: JSONValue? = nil, shape: ErrorShape, accept: String = "application/json") async -> Result<Call, HTTPResponseBox> {
-        await call(request, model: model, path: path, upload: .bytes(body), contentType: "application/json", keepAlive: keepAlive,
-                   parameters: parameters, shape: shape, accept: accept)
+              parameters: JSONValue? = nil, accept: String = "application/json") async throws(APIError) -> Call {
+        try await call(request, model: model, path: path, upload: .bytes(body), contentType: "application/json", keepAlive: keepAlive,
+                       parameters: parameters, accept: accept)
     }
 
     func call(_ request: HTTPRequest, model: ResolvedModel, path: String, upload: HTTPClientRequest.Body, contentType: String,
-              keepAlive: Double? = nil, parameters: JSONValue? = nil, shape: ErrorShape,
-              accept: String = "application/json") async -> Result<Call, HTTPResponseBox> {
+              keepAlive: Double? = nil, parameters: JSONValue? = nil, accept: String = "application/json") async throws(APIError) -> Call {
         let audioRoute = Self.audioRoutes.contains(path)
         if audioRoute != (model.kind == .audio) {
             let audio = catalog.current.models.filter { $0.kind == .audio && !$0.unlisted }.map(\.id)
@@ -77,14 +76,14 @@ final class RunnerRelay: Sendable {
                 ? "model '\(model.id)' is a \(model.kind) model; transcription needs an audio (whisper) model" +
                   (audio.isEmpty ? " and none is configured" : ": \(audio.joined(separator: ", "))")
                 : "model '\(model.id)' is an audio (whisper) model; it only serves /v1/audio/transcriptions and /v1/audio/translations"
-            return .failure(HTTPResponseBox(shape.response(.badRequest, message, param: "model", code: "model_not_supported")))
+            throw APIError(.badRequest, message, param: "model", code: "model_not_supported")
         }
         let acquireStart = monotonicNanos()
         let grant: AcquireResult
         do {
             grant = try await acquire(AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters))
         } catch {
-            return .failure(HTTPResponseBox(acquireError(error, model: model.id, shape: shape)))
+            throw acquireError(error, model: model.id)
         }
         let lease = RunnerLease(id: grant.lease, runners: runners)
         let acquireEnd = monotonicNanos()
@@ -96,14 +95,13 @@ final class RunnerRelay: Sendable {
         } catch let error as HTTPError {
             // The request body failed on its way up (an upload over the limit, a malformed form).
             // (The lease goes back with `lease`'s end.)
-            return .failure(HTTPResponseBox(shape.response(error.status, error.message,
-                                                           headers: error.closesConnection ? ["Connection": "close"] : HTTPHeaders())))
+            throw APIError(error)
         } catch {
-            return .failure(HTTPResponseBox(shape.response(.badGateway, "the runner for \(model.id) did not answer: \(error)")))
+            throw APIError(.badGateway, "the runner for \(model.id) did not answer: \(error)")
         }
         let head = monotonicNanos()
         let overhead = Double((head &- request.receivedAt) &- (acquireEnd &- acquireStart) &- (head &- acquireEnd)) / 1e6
-        return .success(Call(model: model, grant: grant, lease: lease, upstream: upstream, receivedAt: request.receivedAt, overheadMs: max(0, overhead)))
+        return Call(model: model, grant: grant, lease: lease, upstream: upstream, receivedAt: request.receivedAt, overheadMs: max(0, overhead))
     }
 
     /// How long a request may wait for its runner (a load included) before it fails.
@@ -128,18 +126,18 @@ final class RunnerRelay: Sendable {
         }
     }
 
-    func acquireError(_ error: any Error, model: String, shape: ErrorShape) -> HTTPResponse {
+    /// What a failed `runners.acquire` (or `runners.load`) is answered with.
+    func acquireError(_ error: any Error, model: String) -> APIError {
         guard case RPCError.remote(let fault) = error else {
-            return shape.response(.serviceUnavailable, "runner-manager is unavailable: \(error)")
+            return APIError(.serviceUnavailable, "runner-manager is unavailable: \(error)")
         }
         switch fault.code {
         case RPCFault.notFoundCode:
-            return shape.response(.notFound, fault.message, param: "model", code: "model_not_found")
+            return APIError(.notFound, fault.message, param: "model", code: "model_not_found")
         case RPCFault.busyCode:
-            let retry = fault.data?["retryAfter"] ?? "2"
-            return shape.response(.serviceUnavailable, fault.message, headers: ["Retry-After": retry])
+            return APIError(.serviceUnavailable, fault.message, headers: ["Retry-After": fault.data?["retryAfter"] ?? "2"])
         default:
-            return shape.response(.serviceUnavailable, fault.message)
+            return APIError(.serviceUnavailable, fault.message)
         }
     }
 
@@ -229,11 +227,6 @@ final class UpstreamBox: @unchecked Sendable {
     init(_ response: HTTPClientResponse) { self.response = response }
 }
 
-/// An HTTPResponse as an error value.
-struct HTTPResponseBox: Error {
-    let response: HTTPResponse
-    init(_ response: HTTPResponse) { self.response = response }
-}
 
 extension String {
     init(format3 value: Double) {

@@ -20,7 +20,6 @@ public final class BlockingQueue: SerialExecutor, @unchecked Sendable {
     /// Jobs in order; a taken one is cleared at once (its closure may hold megabytes of a spool).
     private var jobs: [Job?] = []
     private var head = 0
-    private var busy = false
 
     public init(name: String) {
         self.name = name
@@ -72,11 +71,11 @@ public final class BlockingQueue: SerialExecutor, @unchecked Sendable {
         done.deallocate()
     }
 
-    /// Jobs waiting or running (for tests and health).
+    /// Jobs waiting to run, the running one not counted (for tests and health).
     public var pending: Int {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return jobs.count - head + (busy ? 1 : 0)
+        return jobs.count - head
     }
 
     public func enqueue(_ job: consuming ExecutorJob) {
@@ -97,7 +96,6 @@ public final class BlockingQueue: SerialExecutor, @unchecked Sendable {
     private func work() {
         while true {
             pthread_mutex_lock(mutex)
-            busy = false
             while head == jobs.count { pthread_cond_wait(condition, mutex) }
             let job = jobs[head]!
             jobs[head] = nil
@@ -109,7 +107,6 @@ public final class BlockingQueue: SerialExecutor, @unchecked Sendable {
                 jobs.removeFirst(head)
                 head = 0
             }
-            busy = true
             pthread_mutex_unlock(mutex)
             switch job {
             case .closure(let body): body()
