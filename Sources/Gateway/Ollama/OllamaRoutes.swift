@@ -4,7 +4,10 @@ import Shared
 /// Python clients' heartbeat is `HEAD /`; Copilot gates on `/api/version`). The rest is `OllamaAPI`.
 enum OllamaRoutes {
     static let running = HTTPResponse.text("Ollama is running")
-    static let version = HTTPResponse.json(Array("{\"version\":\"\(LlamaRunnerVersion.ollamaCompatible)\"}".utf8))
+    /// The version the Ollama surface reports on `/api/version`: clients gate features on it
+    /// (VS Code Copilot refuses anything below 0.6.4).
+    static let ollamaVersion = "0.12.6"
+    static let version = HTTPResponse.json(Array("{\"version\":\"\(ollamaVersion)\"}".utf8))
 
     static func register(on router: inout Router) {
         router.get("/") { _, _ in running }

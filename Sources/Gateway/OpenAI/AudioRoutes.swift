@@ -67,7 +67,7 @@ struct AudioRoutes: Sendable {
                                            else { .stream { try await upload.next() } }
         let call = try await relay.call(request, model: model, path: Self.upstreamPath, upload: body,
                                         contentType: "multipart/form-data; boundary=\(boundary)", accept: "*/*")
-        let audioSeconds = upload.scanner.files.first { $0.name == "file" }.flatMap { MultipartScanner.wavDuration(head: $0.head) }
+        let audioSeconds = upload.scanner.files.first { $0.name == "file" }.flatMap { WAVHeader.duration(head: $0.head) }
         let status = call.upstream.status
         guard status.code < 400 else {
             // whisper-server answers errors in plain text ("Invalid request") or {"error": "..."}.

@@ -84,17 +84,6 @@ public struct AppConfig: Codable, Sendable, Equatable {
             keepAliveTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .keepAliveTimeoutSeconds) ?? d.keepAliveTimeoutSeconds
             bodyTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .bodyTimeoutSeconds) ?? d.bodyTimeoutSeconds
         }
-
-        /// The server configuration these settings describe, with the request body limit.
-        public func serverConfiguration(maxBodyBytes: Int) -> HTTPServer.Configuration {
-            var c = HTTPServer.Configuration()
-            c.limits.maxHeaderBytes = maxHeaderBytes
-            c.limits.maxBodyBytes = maxBodyBytes
-            c.headerTimeout = headerTimeoutSeconds
-            c.keepAliveTimeout = keepAliveTimeoutSeconds
-            c.bodyTimeout = bodyTimeoutSeconds
-            return c
-        }
     }
 
     /// A named model server binary.

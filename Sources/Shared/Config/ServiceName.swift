@@ -38,9 +38,6 @@ public enum ServiceName: String, Sendable, Codable, CaseIterable, CustomStringCo
 /// Version of Llama Runner itself.
 public enum LlamaRunnerVersion {
     public static let current = "0.1.0"
-    /// The version the Ollama surface reports on `/api/version`: clients gate features on it
-    /// (VS Code Copilot refuses anything below 0.6.4).
-    public static let ollamaCompatible = "0.12.6"
 }
 
 /// Process exit codes shared by every executable (see docs/ARCHITECTURE.md).

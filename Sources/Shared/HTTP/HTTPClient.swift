@@ -102,7 +102,7 @@ public final class HTTPClient: Sendable {
             }
             out.append("\r\n" as StaticString)
         }
-        for field in request.headers where !HTTPServerConnection.isFramingHeader(field.name) {
+        for field in request.headers where !HTTPHeaders.isFraming(field.name) {
             out.append(field.name)
             out.append(": " as StaticString)
             out.append(field.value)

@@ -92,3 +92,17 @@ extension String {
         return String(s)
     }
 }
+
+extension HTTPHeaders {
+    /// The headers that frame a message (`Connection`, `Content-Length`, `Transfer-Encoding`, `Date`,
+    /// `Keep-Alive`): the server and the client each write their own, never a caller's.
+    static func isFraming(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 4: name.asciiCaseInsensitiveEquals("date")
+        case 10: name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
+        case 14: name.asciiCaseInsensitiveEquals("content-length")
+        case 17: name.asciiCaseInsensitiveEquals("transfer-encoding")
+        default: false
+        }
+    }
+}

@@ -202,7 +202,7 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
         if streamProducer != nil && length == nil && head.version == .http1_0 { mustClose = true }
 
         output.append(HTTPServer.statusLine(response.status))
-        for field in response.headers where !Self.isFramingHeader(field.name) {
+        for field in response.headers where !HTTPHeaders.isFraming(field.name) {
             output.append(field.name)
             output.append(": " as StaticString)
             output.append(field.value)
@@ -265,15 +265,6 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
         try await flush()
     }
 
-    static func isFramingHeader(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 4: name.asciiCaseInsensitiveEquals("date")
-        case 10: name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
-        case 14: name.asciiCaseInsensitiveEquals("content-length")
-        case 17: name.asciiCaseInsensitiveEquals("transfer-encoding")
-        default: false
-        }
-    }
 
     func flush() async throws {
         if output.readableCount > 0 {

@@ -50,34 +50,3 @@ public struct ProcessIdentity: Codable, Sendable, Equatable {
         while isAlive && monotonicNanos() < hard { try? await loop.sleep(seconds: 0.02) }
     }
 }
-
-/// One live runner as recorded in `<state>/run/runners.json`, so a restarted runner-manager can adopt
-/// it and a stopping launcher can make sure none is left behind.
-public struct RunnerRecord: Codable, Sendable, Equatable {
-    public var model: String
-    public var process: ProcessIdentity
-    public var port: UInt16
-    public var fingerprint: String
-    public var argv: [String]
-    public var logPath: String
-
-    public init(model: String, process: ProcessIdentity, port: UInt16, fingerprint: String, argv: [String], logPath: String) {
-        self.model = model
-        self.process = process
-        self.port = port
-        self.fingerprint = fingerprint
-        self.argv = argv
-        self.logPath = logPath
-    }
-
-    public static func path(_ paths: RuntimePaths) -> String { paths.runDir + "/runners.json" }
-
-    public static func load(_ paths: RuntimePaths) -> [RunnerRecord] {
-        guard let bytes = readFileBytes(path(paths)) else { return [] }
-        return (try? JSONCoder.decode([RunnerRecord].self, from: bytes)) ?? []
-    }
-
-    public static func save(_ records: [RunnerRecord], _ paths: RuntimePaths) throws {
-        try AtomicFile.write(try JSONCoder.encode(records, sortedKeys: true, pretty: true), to: path(paths), mode: 0o600)
-    }
-}

@@ -81,9 +81,4 @@ import Testing
         #expect(MultipartScanner.boundary(in: nil) == nil)
     }
 
-    @Test func wavDurationFromTheHeader() {
-        #expect(MultipartScanner.wavDuration(head: Array(Self.wav.prefix(64))) == 2.0)
-        #expect(MultipartScanner.wavDuration(head: Array("ID3 mp3 data".utf8)) == nil)
-        #expect(MultipartScanner.wavDuration(head: Array(Self.wav.prefix(30))) == nil)
-    }
 }
