@@ -1,17 +1,17 @@
 import Glibc
 import Shared
+import Synchronization
 
 /// Live log lines for the dashboard's event stream: while someone listens, every second the new lines
 /// of each service log (`<state>/logs/<service>.log`) and runner log (`logs/runners/<model>.log`) are
 /// published as `log` events `{source, line}`. Offsets start at the end, so only new lines are sent.
 /// Each poll (a directory listing, a stat and a read per file) runs on one blocking thread, never on
 /// the event loop.
-final class LogTail: @unchecked Sendable {
-    // @unchecked Sendable: `offsets` is used only by the poll jobs, which run one after another on
-    // one blocking queue (each periodic tick waits for its poll before the next).
+final class LogTail: Sendable {
     let paths: RuntimePaths
     let hub: EventHub
-    private var offsets: [String: Int] = [:]
+    /// Read and written by the poll jobs only, one at a time (each tick waits for its poll).
+    private let offsets = Mutex<[String: Int]>([:])
 
     init(paths: RuntimePaths, hub: EventHub) {
         self.paths = paths
@@ -31,8 +31,10 @@ final class LogTail: @unchecked Sendable {
         let listening = hub.count > 0
         for (source, path) in files() {
             guard let size = FileStamp.of(path)?.size else { continue }
-            let start = offsets[path] ?? size
-            offsets[path] = size
+            let start = offsets.withLock { o -> Int in
+                defer { o[path] = size }
+                return o[path] ?? size
+            }
             guard listening, size > start, let bytes = readFileBytes(path, maxBytes: min(size - start, 256 * 1024)) else { continue }
             for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").suffix(200) {
                 hub.publish("log", .object(JSONObject([("source", .string(source)), ("line", .string(String(line)))])))

@@ -244,6 +244,7 @@ struct OllamaAPI: Sendable {
         headers.add("Content-Type", stream ? "application/x-ndjson" : "application/json; charset=utf-8")
         let box = UpstreamBox(call.upstream)
         return HTTPResponse(status: .ok, headers: headers, body: .stream(contentLength: nil) { [relay] writer in
+            let upstream = box.take()
             var t = translator
             var firstByte: UInt64?
             var clientGone = false
@@ -251,7 +252,7 @@ struct OllamaAPI: Sendable {
             while true {
                 let piece: [UInt8]?
                 do {
-                    piece = try await box.response.read()
+                    piece = try await upstream.read()
                 } catch {
                     failed = "the runner for \(name) failed mid-stream: \(error)"
                     break
@@ -263,7 +264,7 @@ struct OllamaAPI: Sendable {
                     do {
                         try await writer.write(lines)
                     } catch {
-                        box.response.abandon()
+                        upstream.abandon()
                         clientGone = true
                         break
                     }

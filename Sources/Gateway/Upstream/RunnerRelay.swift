@@ -178,6 +178,7 @@ final class RunnerRelay: Sendable {
         let status = call.upstream.status
         let box = UpstreamBox(call.upstream)
         return HTTPResponse(status: status, headers: headers, body: .stream(contentLength: length) { [self] writer in
+            let upstream = box.take()
             var firstByte: UInt64?
             var clientGone = false
             var failure: String?
@@ -186,7 +187,7 @@ final class RunnerRelay: Sendable {
             while true {
                 let piece: [UInt8]?
                 do {
-                    piece = try await box.response.read()
+                    piece = try await upstream.read()
                 } catch {
                     failure = "the runner for \(call.model.id) failed mid-stream: \(error)"
                     if isStream { try? await writer.write(shape.streamError(failure!)) }
@@ -199,7 +200,7 @@ final class RunnerRelay: Sendable {
                 do {
                     try await writer.write(piece)
                 } catch {
-                    box.response.abandon()
+                    upstream.abandon()
                     clientGone = true
                     break
                 }
@@ -223,8 +224,18 @@ final class RunnerRelay: Sendable {
 /// Moves a (non-Sendable) upstream response into the response body closure, which runs once on the
 /// connection's task.
 final class UpstreamBox: @unchecked Sendable {
-    let response: HTTPClientResponse
-    init(_ response: HTTPClientResponse) { self.response = response }
+    // @unchecked Sendable: the response is handed to exactly one body closure; `take()` makes a second
+    // taker a precondition failure instead of a data race.
+    private let upstream: HTTPClientResponse
+    private let taken = Atomic<Bool>(false)
+    init(_ response: HTTPClientResponse) { upstream = response }
+
+    /// The response, for the one closure that relays it. Once.
+    func take() -> HTTPClientResponse {
+        let second = taken.exchange(true, ordering: .acquiringAndReleasing)
+        precondition(!second, "an upstream response was taken by two readers")
+        return upstream
+    }
 }
 
 

@@ -7,18 +7,23 @@ import Synchronization
 /// old manager would exist); the manager tails that file into a ring buffer of the last lines, uses
 /// its growth as load progress, and rotates it by copy-and-truncate (the child's O_APPEND descriptor
 /// stays valid).
-final class RunnerLog: @unchecked Sendable {
-    // @unchecked Sendable: every field is used only from the runner manager's actor, except
-    // `rotating` (atomic), which the rotation job on the blocking pool clears.
+final class RunnerLog: Sendable {
     let path: String
     let capacity: Int
     let maxBytes: Int
     let keep: Int
-    private(set) var lines: [String] = []
-    private var offset = 0
-    private var partial: [UInt8] = []
-    /// Total bytes seen: grows while the runner loads (progress).
-    private(set) var bytesSeen = 0
+
+    private struct State {
+        var lines: [String] = []
+        var offset = 0
+        var partial: [UInt8] = []
+        /// Total bytes seen: grows while the runner loads (progress).
+        var bytesSeen = 0
+    }
+
+    /// Used by the runner manager's actor and a process's readiness wait, one at a time in practice;
+    /// the lock makes that a guarantee rather than a promise.
+    private let state: Mutex<State>
     /// A rotation is running on the blocking pool (the poll goes on; it sees the truncation).
     private let rotating = Atomic<Bool>(false)
 
@@ -27,8 +32,13 @@ final class RunnerLog: @unchecked Sendable {
         self.capacity = capacity
         self.maxBytes = maxBytes
         self.keep = keep
-        if startAtEnd, let stamp = FileStamp.of(path) { offset = stamp.size }
+        var initial = State()
+        if startAtEnd, let stamp = FileStamp.of(path) { initial.offset = stamp.size }
+        state = Mutex(initial)
     }
+
+    /// Total bytes seen: grows while the runner loads (progress).
+    var bytesSeen: Int { state.withLock { $0.bytesSeen } }
 
     /// Reads what was appended since the last call. Returns the new complete lines.
     @discardableResult
@@ -39,33 +49,36 @@ final class RunnerLog: @unchecked Sendable {
         var st = stat()
         fstat(fd, &st)
         let size = Int(st.st_size)
-        if size < offset { offset = 0 }  // truncated (rotated)
-        guard size > offset else { return [] }
-        var chunk = [UInt8](repeating: 0, count: min(size - offset, 1 << 20))
-        let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
-        guard n > 0 else { return [] }
-        offset += n
-        bytesSeen += n
-        var fresh: [String] = []
-        partial += chunk[0..<n]
-        while let nl = partial.firstIndex(of: 10) {
-            var line = Array(partial[0..<nl])
-            if line.last == 13 { line.removeLast() }
-            fresh.append(String(decoding: line, as: UTF8.self))
-            partial.removeFirst(nl + 1)
+        let (fresh, oversized) = state.withLock { s -> ([String], Bool) in
+            if size < s.offset { s.offset = 0 }  // truncated (rotated)
+            guard size > s.offset else { return ([], false) }
+            var chunk = [UInt8](repeating: 0, count: min(size - s.offset, 1 << 20))
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(s.offset)) }
+            guard n > 0 else { return ([], false) }
+            s.offset += n
+            s.bytesSeen += n
+            var fresh: [String] = []
+            s.partial += chunk[0..<n]
+            while let nl = s.partial.firstIndex(of: 10) {
+                var line = Array(s.partial[0..<nl])
+                if line.last == 13 { line.removeLast() }
+                fresh.append(String(decoding: line, as: UTF8.self))
+                s.partial.removeFirst(nl + 1)
+            }
+            if s.partial.count > 64 * 1024 {  // a runaway line without newline
+                fresh.append(String(decoding: s.partial, as: UTF8.self))
+                s.partial.removeAll()
+            }
+            s.lines += fresh
+            if s.lines.count > capacity { s.lines.removeFirst(s.lines.count - capacity) }
+            return (fresh, size > maxBytes)
         }
-        if partial.count > 64 * 1024 {  // a runaway line without newline
-            fresh.append(String(decoding: partial, as: UTF8.self))
-            partial.removeAll()
-        }
-        lines += fresh
-        if lines.count > capacity { lines.removeFirst(lines.count - capacity) }
-        if size > maxBytes { rotate() }
+        if oversized { rotate() }
         return fresh
     }
 
     /// The last `count` lines.
-    func tail(_ count: Int) -> [String] { Array(lines.suffix(count)) }
+    func tail(_ count: Int) -> [String] { state.withLock { Array($0.lines.suffix(count)) } }
 
     /// Copy-and-truncate rotation: `x.log.N` … `x.log.1` shift, the current content is copied to
     /// `x.log.1` (written and fsynced atomically), then the file is truncated in place. It runs on the

@@ -64,8 +64,7 @@ public enum ProcessSignals {
 /// Ends the process with `code` after `seconds`, unless it ended first: a detached thread of its own, so
 /// it fires even when the event loop or every task is stuck.
 func exitAfter(seconds: Double, code: Int32, _ last: @escaping @Sendable () -> Void) {
-    final class Box: @unchecked Sendable {
-        // @unchecked Sendable: written before the thread starts, only read by it.
+    final class Box: Sendable {
         let seconds: Double, code: Int32, last: @Sendable () -> Void
         init(_ seconds: Double, _ code: Int32, _ last: @escaping @Sendable () -> Void) { (self.seconds, self.code, self.last) = (seconds, code, last) }
     }

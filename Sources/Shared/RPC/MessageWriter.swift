@@ -6,8 +6,9 @@ import Synchronization
 /// only touched from the loop thread. A peer that stops reading is dropped once `maxPending` bytes
 /// are queued, so a stuck subscriber cannot grow memory without bound.
 final class MessageWriter: @unchecked Sendable {
-    // @unchecked Sendable: `connection` is used only by tasks on `loop` (the drain task and the
-    // connection's reader); every other field is inside `state`.
+    // @unchecked Sendable: `connection` (not Sendable) is used only by tasks on `loop` (the drain task
+    // and the connection's reader), which `loop.assertInLoop()` checks where it is touched; every other
+    // field is inside `state`.
     private struct State {
         var pending: [UInt8] = []
         var writing = false
@@ -60,6 +61,7 @@ final class MessageWriter: @unchecked Sendable {
 
     /// Tries to write everything pending without blocking. True if all went out (writing ends).
     private func writeNow() -> Bool {
+        loop.assertInLoop("a message writer's connection")
         guard connection.fd >= 0 else { return false }
         let chunk = state.withLock { s -> [UInt8] in
             defer { s.pending = [] }
@@ -100,6 +102,7 @@ final class MessageWriter: @unchecked Sendable {
                 return s.pending
             }
             guard let chunk else { return }
+            loop.assertInLoop("a message writer's connection")
             do {
                 try await connection.write(chunk)
             } catch {
@@ -114,7 +117,8 @@ final class MessageWriter: @unchecked Sendable {
         }
     }
 
-    /// Shuts the socket down both ways (the reader then sees end of stream and cleans up).
+    /// Shuts the socket down both ways (the reader then sees end of stream and cleans up). Any thread:
+    /// `shutdown(2)` is safe on a live descriptor, and the reader closes it only after `finish()`.
     func shutdown() {
         if connection.fd >= 0 { Glibc.shutdown(connection.fd, Int32(SHUT_RDWR)) }
     }

@@ -1,12 +1,12 @@
 import Glibc
+import Synchronization
 
 /// A listening socket whose `accept` suspends on the event loop.
-public final class Listener: @unchecked Sendable {
-    // @unchecked Sendable: `fd` changes only in `close()`, which the owner calls once after the accept
-    // task is cancelled; the accept loop reads it on the loop thread.
+public final class Listener: Sendable {
+    private let descriptor: Atomic<Int32>
 
-    /// The listening descriptor; -1 once closed.
-    public private(set) var fd: Int32
+    /// The listening descriptor; -1 once closed (closing is atomic: an accept racing a close sees -1).
+    public var fd: Int32 { descriptor.load(ordering: .acquiring) }
     /// The address asked for (a TCP port 0 stays 0 here; see `port`).
     public let address: SocketAddress
     /// The loop that wakes `accept`.
@@ -17,7 +17,8 @@ public final class Listener: @unchecked Sendable {
     public init(_ address: SocketAddress, loop: EventLoop, backlog: Int32 = 1024) throws {
         self.address = address
         self.loop = loop
-        fd = try Sockets.listen(address, backlog: backlog)
+        let fd = try Sockets.listen(address, backlog: backlog)
+        descriptor = Atomic(fd)
         if case .tcp = address { port = Sockets.localPort(fd) } else { port = 0 }
     }
 
@@ -26,7 +27,7 @@ public final class Listener: @unchecked Sendable {
     public init(adopting fd: Int32, address: SocketAddress, loop: EventLoop) {
         self.address = address
         self.loop = loop
-        self.fd = fd
+        descriptor = Atomic(fd)
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         if case .tcp = address { port = Sockets.localPort(fd) } else { port = 0 }
@@ -63,10 +64,9 @@ public final class Listener: @unchecked Sendable {
 
     /// Closes the socket and, for a Unix socket, removes its file.
     public func close() {
-        if fd >= 0 {
-            Glibc.close(fd)
-            fd = -1
-            if case .unix(let path) = address { unlink(path) }
-        }
+        let fd = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
+        guard fd >= 0 else { return }
+        Glibc.close(fd)
+        if case .unix(let path) = address { unlink(path) }
     }
 }
