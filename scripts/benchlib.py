@@ -6,6 +6,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+def release_bin_dir():
+    """Where `swift build -c release` puts the executables."""
+    return subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def free_ports(n):
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
@@ -118,33 +124,64 @@ class Report:
                 f.write("\n".join(self.lines).strip("\n") + "\n")
 
 
+def merge(base, extra):
+    """`extra` merged into `base`, nested objects key by key (so `{"proxies": {"lmstudio": {"api_keys": …}}}`
+    keeps the ports)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 class Mesh:
-    """Llama Runner from the release build (bootstrapped first) on free ports, with its own temporary
-    config and state: `app` is merged into the ports and an empty models_dirs, `models` is the models
-    config. `stop()` ends it with SIGINT (what Ctrl+C does) and removes the directory."""
-    def __init__(self, prefix, app, models, bindir=None):
-        if bindir is None:  # another build (an older commit's, for before/after) is used as it is
-            subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
-            bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
-                                    capture_output=True, text=True).stdout.strip()
+    """Llama Runner from the release build on free ports, with its own temporary config and state: the
+    one harness of the Python tests (Tests/Python/conftest.py) and the benchmarks. `app` is merged into
+    the ports and an empty models_dirs, `models` is the models config. It returns once `/health` answers
+    and the launcher counts every service running (a test that kills a service before then would stop
+    the whole start). `stop()` ends it with SIGINT (what Ctrl+C does) and removes the directory.
+    `bindir` runs another build (an older commit's, for before/after); `bootstrap` first installs what
+    is missing (the benchmarks do; the tests run after scripts/test.sh did)."""
+    def __init__(self, prefix, app, models, bindir=None, bootstrap=True):
+        if bindir is None:
+            if bootstrap:
+                subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
+            bindir = release_bin_dir()
         self.work = tempfile.mkdtemp(prefix=prefix)
         self.ollama, self.lmstudio, self.api, self.web = free_ports(4)
         config, self.state = os.path.join(self.work, "config"), os.path.join(self.work, "state")
         os.makedirs(config)
-        doc = {"proxies": {"ollama": {"port": self.ollama}, "lmstudio": {"port": self.lmstudio}},
-               "dashboard": {"api_port": self.api, "web_port": self.web}, "paths": {"models_dirs": []},
-               "discovery_interval_seconds": 0, **app}
+        doc = merge({"proxies": {"ollama": {"port": self.ollama}, "lmstudio": {"port": self.lmstudio}},
+                     "dashboard": {"api_port": self.api, "web_port": self.web}, "paths": {"models_dirs": []},
+                     "discovery_interval_seconds": 0}, app)
         with open(os.path.join(config, "app_config.json"), "w") as f:
             json.dump(doc, f)
         with open(os.path.join(config, "models_config.json"), "w") as f:
             json.dump(models, f)
+        self.errors = os.path.join(self.work, "launcher.err")
         self.launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", self.state, "--config-dir", config],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                         stdout=subprocess.DEVNULL, stderr=open(self.errors, "w"))
         try:
-            wait_http(f"http://127.0.0.1:{self.api}/health")
+            self._wait_started(60)
         except BaseException:
             self.stop()
             raise
+
+    def _wait_started(self, timeout):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url(self.api) + "/health", timeout=2) as r:
+                    if r.status == 200 and all(s["state"] == "running" for s in
+                                               rpc(os.path.join(self.state, "run", "launcher.sock"), "launcher.status", timeout=5)["services"]):
+                        return
+            except Exception:
+                pass
+            if time.time() > deadline or self.launcher.poll() is not None:
+                raise RuntimeError("Llama Runner did not come up: " + open(self.errors).read()[-2000:])
+            time.sleep(0.05)
+
+    def url(self, port):
+        return f"http://127.0.0.1:{port}"
 
     @property
     def runners_socket(self):
@@ -153,7 +190,10 @@ class Mesh:
     def pid(self, comm):
         return next(pid for pid, c in children(self.launcher.pid) if c == comm)
 
-    def stop(self):
+    def stop(self, check=False):
+        """Ctrl+C; with `check`, the launcher must exit 0 (a clean stop of everything)."""
         self.launcher.send_signal(signal.SIGINT)
-        self.launcher.wait(timeout=60)
+        code = self.launcher.wait(timeout=60)
         shutil.rmtree(self.work, ignore_errors=True)
+        if check:
+            assert code == 0, f"the launcher exited with {code}"

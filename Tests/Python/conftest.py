@@ -1,7 +1,7 @@
 """A whole Llama Runner for the compatibility tests: `launcher up` from the release build (what `make up`
 runs, so optimiser-only faults show here; the Swift suites cover the debug build) on free ports
 and a temporary state directory, serving the demo model with the real llama-server."""
-import json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+import os, sys
 
 import pytest
 
@@ -11,63 +11,17 @@ from benchlib import MODEL, ROOT, free_ports  # noqa: E402,F401  (re-exported to
 
 
 def bin_dir():
-    return subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
-
-
-class Mesh:
-    def __init__(self, ports, work, process):
-        self.ollama, self.lmstudio, self.api, self.web = ports
-        self.work = work
-        self.process = process
-
-    def url(self, port):
-        return f"http://127.0.0.1:{port}"
+    return benchlib.release_bin_dir()
 
 
 def start_mesh(app_extra, models):
+    """A whole Llama Runner (benchlib.Mesh, shared with the benchmarks) serving `models`."""
     assert os.path.exists(MODEL), "the demo model is missing: run scripts/bootstrap.sh"
-    work = tempfile.mkdtemp(prefix="lr-compat-")
-    ports = free_ports(4)
-    config = os.path.join(work, "config")
-    os.makedirs(config)
-    app = {"proxies": {"ollama": {"port": ports[0]}, "lmstudio": {"port": ports[1]}},
-           "dashboard": {"api_port": ports[2], "web_port": ports[3]},
-           "paths": {"models_dirs": []}, "discovery_interval_seconds": 0}
-    for key, value in app_extra.items():
-        if isinstance(value, dict):
-            for k, v in value.items():
-                app.setdefault(key, {}).setdefault(k, {}).update(v) if isinstance(v, dict) else app.setdefault(key, {}).update({k: v})
-        else:
-            app[key] = value
-    json.dump(app, open(os.path.join(config, "app_config.json"), "w"))
-    json.dump(models, open(os.path.join(config, "models_config.json"), "w"))
-    process = subprocess.Popen([os.path.join(bin_dir(), "launcher"), "up", "--state-dir", os.path.join(work, "state"),
-                                "--config-dir", config], stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "launcher.err"), "w"))
-    m = Mesh(ports, work, process)
-    m.state = os.path.join(work, "state")
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(m.url(m.api) + "/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except Exception:
-            if time.time() > deadline or process.poll() is not None:
-                raise RuntimeError("the mesh did not come up: " + open(os.path.join(work, "launcher.err")).read()[-2000:])
-            time.sleep(0.1)
-    # /health answers once the gateway serves; the launcher counts the start done a moment later, and a
-    # test that kills a service before then would stop the whole start.
-    while not all(s["state"] == "running" for s in benchlib.rpc(os.path.join(m.state, "run", "launcher.sock"), "launcher.status")["services"]):
-        if time.time() > deadline:
-            raise RuntimeError("the launcher did not finish starting")
-        time.sleep(0.02)
-    return m
+    return benchlib.Mesh("lr-compat-", app_extra, models, bindir=bin_dir())
 
 
 def stop_mesh(m):
-    m.process.send_signal(signal.SIGINT)
-    assert m.process.wait(timeout=60) == 0
-    shutil.rmtree(m.work, ignore_errors=True)
+    m.stop(check=True)
 
 
 def rpc(m, service_socket, method, params=None):
