@@ -8,6 +8,8 @@ import ollama
 import openai
 import pytest
 
+from conftest import rpc
+
 
 def post_raw(url, body, content_type="application/json"):
     req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
@@ -157,3 +159,40 @@ def test_ollama_bad_requests(mesh, oll):
     with pytest.raises(ollama.ResponseError) as e:
         oll.pull("llama3")
     assert "local GGUF files" in e.value.error
+
+
+def test_ollama_format_json_and_a_schema_constrain_the_answer(oll):
+    r = oll.chat(model="smol", messages=[{"role": "user", "content": "Give a JSON object with a key colour."}], format="json",
+                 options={"temperature": 0, "num_predict": 60})
+    assert isinstance(json.loads(r.message.content), dict)
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"]}
+    r = oll.chat(model="smol", messages=[{"role": "user", "content": "Invent a person."}], format=schema, options={"temperature": 0, "num_predict": 80})
+    person = json.loads(r.message.content)
+    assert isinstance(person["name"], str) and isinstance(person["age"], int), person
+    r = oll.generate(model="smol", prompt="Invent a person.", format=schema, options={"temperature": 0, "num_predict": 80})
+    assert isinstance(json.loads(r.response)["age"], int)
+
+
+def test_ollama_tools_and_a_tool_call_history_with_object_arguments_round_trip(oll):
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Get the weather in a city",
+                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    # The assistant's earlier call carries object arguments (Ollama's shape); llama-server takes them as a
+    # JSON string, so a wrong translation is refused upstream.
+    history = [{"role": "user", "content": "What is the weather in Paris?"},
+               {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+               {"role": "tool", "content": "22 degrees and sunny", "tool_name": "get_weather"}]
+    r = oll.chat(model="smol", messages=history, tools=tools, options={"temperature": 0, "num_predict": 24})
+    assert r.done and (r.message.content.strip() or r.message.tool_calls)
+    for call in r.message.tool_calls or []:  # a model that calls a tool gets object arguments back
+        assert isinstance(call.function.arguments, dict)
+
+
+def test_ollama_think_is_accepted_and_a_new_num_ctx_restarts_the_runner(oll, mesh):
+    r = oll.chat(model="smol", messages=[{"role": "user", "content": "Hi"}], think=True, options={"num_predict": 4})
+    assert r.done
+    def pid():
+        return next(x["pid"] for x in rpc(mesh, "runners.sock", "runners.list") if x["model"] == "smol" and x["state"] == "ready")
+    before = pid()
+    oll.generate(model="smol", prompt="Hi", options={"num_ctx": 768, "num_predict": 2})
+    assert pid() != before, "a different context needs a runner started with it"
+    assert {m.model: m for m in oll.ps().models}["smol:latest"].context_length == 768
