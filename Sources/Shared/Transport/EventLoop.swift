@@ -203,13 +203,13 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         while Glibc.read(wakeRead, &sink, 64) > 0 {}
     }
 
-    /// Whether the caller runs on this loop's thread (where its sockets may be used directly).
     /// Checks (in debug builds) that the caller runs on this loop's thread: what loop-bound state (a
     /// connection's descriptor, the reactor's tables) relies on.
     public func assertInLoop(_ what: @autoclosure () -> String = "loop-bound state", file: StaticString = #fileID, line: UInt = #line) {
         assert(inLoop, "\(what()) used off the event loop thread", file: file, line: line)
     }
 
+    /// Whether the caller runs on this loop's thread (where its sockets may be used directly).
     public var inLoop: Bool { thread.load(ordering: .relaxed) == UInt(bitPattern: Int(bitPattern: pthread_self())) }
 
     private func run() {
