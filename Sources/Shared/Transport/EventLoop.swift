@@ -104,23 +104,21 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let waiter = Waiter(id: id, continuation: continuation, deadline: deadline)
-                let (wake, duplicate) = state.withLock { s -> (Bool, Bool) in
-                    // One waiter per descriptor and direction: a second would silently orphan the
-                    // first's continuation (its task would hang forever), so it is a programming error.
-                    let duplicate: Bool
+                let (wake, displaced) = state.withLock { s -> (Bool, Waiter?) in
+                    // One waiter per descriptor and direction. One already in the slot waits on a number
+                    // that was closed and is now another socket's (poll would answer it POLLNVAL only if
+                    // it looked before the reuse): it can never be woken rightly, so it fails with
+                    // `badDescriptor` rather than being overwritten and left to hang forever.
+                    let displaced: Waiter?
                     switch interest {
-                    case .read:
-                        duplicate = s.readers[fd] != nil
-                        if !duplicate { s.readers[fd] = waiter }
-                    case .write:
-                        duplicate = s.writers[fd] != nil
-                        if !duplicate { s.writers[fd] = waiter }
+                    case .read: displaced = s.readers.updateValue(waiter, forKey: fd)
+                    case .write: displaced = s.writers.updateValue(waiter, forKey: fd)
                     }
                     let wasSleeping = s.sleeping
                     s.sleeping = false
-                    return (wasSleeping, duplicate)
+                    return (wasSleeping, displaced)
                 }
-                precondition(!duplicate, "two tasks wait on descriptor \(fd) for \(interest)")
+                displaced?.continuation.resume(throwing: EventLoopError.badDescriptor)
                 if wake { signalWake() }
                 // A cancellation that happened before registration found nothing to cancel.
                 if Task.isCancelled { cancelWait(fd, interest: interest, id: id) }
