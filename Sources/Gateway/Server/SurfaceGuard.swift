@@ -65,7 +65,11 @@ struct SurfaceGuard: HTTPHandler {
     }
 
     static func adminToken(in request: HTTPRequest) -> String? {
-        if let t = request.headers["x-admin-token"] { return t }
+        request.headers["x-admin-token"] ?? bearerToken(in: request)
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header.
+    static func bearerToken(in request: HTTPRequest) -> String? {
         guard let auth = request.headers["authorization"], auth.count > 7, auth.prefix(7).asciiCaseInsensitiveEquals("bearer ") else { return nil }
         return String(auth.dropFirst(7)).trimmingSpaces().description
     }
@@ -75,13 +79,7 @@ struct SurfaceGuard: HTTPHandler {
     }
 
     func authorized(_ r: HTTPRequest) -> Bool {
-        var presented: String?
-        if let auth = r.headers["authorization"], auth.count > 7, auth.prefix(7).asciiCaseInsensitiveEquals("bearer ") {
-            presented = String(auth.dropFirst(7)).trimmingSpaces().description
-        } else if let key = r.headers["x-api-key"] {
-            presented = key
-        }
-        guard let presented else { return false }
+        guard let presented = Self.bearerToken(in: r) ?? r.headers["x-api-key"] else { return false }
         var match = false
         for key in keys where Self.constantTimeEquals(key, presented) { match = true }
         return match

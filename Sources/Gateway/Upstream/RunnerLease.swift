@@ -25,9 +25,6 @@ final class RunnerLease: Sendable {
         Self.send(id, usage: usage, via: runners)
     }
 
-    /// Whether it was handed back already.
-    var isReleased: Bool { released.load(ordering: .acquiring) }
-
     deinit { release() }
 
     /// `runners.release`, off the caller's path: the request never waits for it.

@@ -39,10 +39,19 @@ struct UsageScanner: Sendable {
     /// The last value seen for `key`.
     func value(_ key: Key) -> Int? { values[key.rawValue] }
 
-    /// Scans the next piece. The end of the previous piece is scanned again with it, so a key or a
-    /// number cut in two is read whole the second time (a cut number's first digits are overwritten).
+    /// Scans the next piece. The end of the previous piece is scanned again with the start of this one,
+    /// so a key or a number cut in two is read whole (a cut number's first digits are overwritten);
+    /// the piece itself is scanned in place, never copied (this runs on every relayed piece).
     mutating func feed(_ piece: [UInt8]) {
-        let bytes = carry + piece
+        if !carry.isEmpty {
+            let boundary = carry + piece.prefix(Self.overlap)
+            boundary.withUnsafeBufferPointer { scan($0) }
+        }
+        piece.withUnsafeBufferPointer { scan($0) }
+        carry = piece.count >= Self.overlap ? Array(piece.suffix(Self.overlap)) : Array((carry + piece).suffix(Self.overlap))
+    }
+
+    private mutating func scan(_ bytes: UnsafeBufferPointer<UInt8>) {
         let n = bytes.count
         var i = 0
         while i < n {
@@ -67,7 +76,6 @@ struct UsageScanner: Sendable {
             }
             i = next
         }
-        carry = Array(bytes.suffix(Self.overlap))
     }
 
     /// Longer than any key with its colon, spaces and number.

@@ -171,11 +171,6 @@ actor RegistryStore {
 
     func backups() -> [BackupInfo] { files.backups() }
 
-    /// Both documents with their revision, read together.
-    func documents() -> RegistryRPC.Documents.Result {
-        RegistryRPC.Documents.Result(revision: revision, app: app, models: models)
-    }
-
     func modelInfo(_ name: String) throws(RPCFault) -> JSONValue {
         guard let model = resolve(name) else { throw RPCFault.notFound("model \"\(name)\" is not defined") }
         switch metadata(model.path) {

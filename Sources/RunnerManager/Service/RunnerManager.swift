@@ -177,8 +177,6 @@ actor RunnerManager {
         releaseLease(request.lease)
     }
 
-    /// Leases held right now (for tests and `runners.list`'s totals).
-    var leaseCount: Int { leases.count }
 
     /// Loads a model and returns once it is ready, holding no lease.
     func load(_ request: AcquireRequest) async throws -> RunnerInfo {

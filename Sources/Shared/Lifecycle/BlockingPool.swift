@@ -59,18 +59,6 @@ public final class BlockingQueue: SerialExecutor, @unchecked Sendable {
         }
     }
 
-    /// Blocks the calling thread until every job submitted so far has run (for a process about to
-    /// exit, so nothing queued is lost). Never call it from this queue's own thread.
-    public func drain() {
-        // The semaphore outlives the job: this thread waits on it until the job has posted.
-        nonisolated(unsafe) let done = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
-        sem_init(done, 0, 0)
-        submit { sem_post(done) }
-        while sem_wait(done) != 0 && errno == EINTR {}
-        sem_destroy(done)
-        done.deallocate()
-    }
-
     /// Jobs waiting to run, the running one not counted (for tests and health).
     public var pending: Int {
         pthread_mutex_lock(mutex)
