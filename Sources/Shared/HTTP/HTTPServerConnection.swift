@@ -124,7 +124,7 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
                     // Under light load the next request is not there yet: wait for it instead of a read
                     // that fails with EAGAIN. Under heavy load it usually is; every 8th request probes.
                     requestsServed &+= 1
-                    let waitFirst = connection.lastReadWouldBlock && requestsServed & 7 != 0
+                    let waitFirst = requestsServed & 7 != 0
                     // The first request of a connection gets the header timeout (a client that connects
                     // and says nothing is dropped after 10 s); the keep-alive timeout is the idle time
                     // allowed *between* requests, as nginx does.

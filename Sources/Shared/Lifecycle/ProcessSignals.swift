@@ -34,6 +34,7 @@ public enum ProcessSignals {
         pipeWrite = fds[1]
         _ = stopRequested.load(ordering: .relaxed) // initialised here, never first inside the handler
         let readFD = fds[0]
+        loop.adopt(readFD)
         Task(executorPreference: loop) {
             var byte: UInt8 = 0
             while true {

@@ -18,6 +18,7 @@ public final class Connection {
         self.isTCP = isTCP
         configureDescriptor(fd, nonBlocking: true)
         if isTCP { Sockets.setNoDelay(fd) }
+        loop.adopt(fd)
     }
 
     /// Connects to `address`, waiting at most until `deadline` (monotonic ns, 0 = none).
@@ -45,10 +46,10 @@ public final class Connection {
 
     deinit { close() }
 
-    /// Closes the descriptor once; later calls do nothing.
+    /// Closes the descriptor once (it leaves the loop first); later calls do nothing.
     public func close() {
         if fd >= 0 {
-            Glibc.close(fd)
+            loop.close(fd)
             fd = -1
         }
     }
@@ -68,26 +69,29 @@ public final class Connection {
         if fd >= 0 { shutdown(fd, Int32(SHUT_WR)) }
     }
 
-    /// Whether the last optimistic read found no data (`EAGAIN`): callers use it to decide whether
-    /// the next read should wait for readiness first.
-    public private(set) var lastReadWouldBlock = false
+    /// Whether the last read left the socket drained: it found no data (`EAGAIN`) or fewer bytes than
+    /// it had room for. Only then may the next read wait for readiness first: the loop's readiness is
+    /// edge-triggered, and bytes left behind by a full read would bring no new edge.
+    public private(set) var lastReadDrained = false
 
     /// Reads up to `count` bytes into `pointer`. Returns 0 at end of stream. Waits until `deadline`.
     /// `waitFirst` skips the optimistic read when data is unlikely to be there yet: one `EAGAIN`
-    /// system call saved per request on a lightly loaded keep-alive connection.
+    /// system call saved per request on a lightly loaded keep-alive connection. It is honoured only
+    /// when `lastReadDrained`.
     public func read(into pointer: UnsafeMutableRawPointer, count: Int, deadline: UInt64 = 0, waitFirst: Bool = false) async throws -> Int {
-        if waitFirst && fd >= 0 {
+        if waitFirst && lastReadDrained && fd >= 0 {
             try await loop.wait(fd, for: .read, deadline: deadline)
-        } else {
-            lastReadWouldBlock = false
         }
         while true {
             guard fd >= 0 else { throw SocketError.closed }
             let n = Glibc.read(fd, pointer, count)
-            if n >= 0 { return n }
+            if n >= 0 {
+                lastReadDrained = n < count
+                return n
+            }
             let e = errno
             if e == EAGAIN || e == EWOULDBLOCK {
-                lastReadWouldBlock = true
+                lastReadDrained = true
                 try await loop.wait(fd, for: .read, deadline: deadline)
             } else if e != EINTR {
                 if e == ECONNRESET { return 0 }

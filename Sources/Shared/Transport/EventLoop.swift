@@ -9,27 +9,29 @@ public enum EventLoopError: Error, Sendable, Equatable {
     case badDescriptor
 }
 
-/// A `poll(2)` reactor on its own thread that is also the `TaskExecutor` of the tasks it serves.
+/// An edge-triggered `epoll(7)` reactor on its own thread that is also the `TaskExecutor` of the
+/// tasks it serves.
 ///
-/// Why this shape (measured on these machines): connection tasks that run *on the poll thread* resume
+/// Why this shape (measured on these machines): connection tasks that run *on the loop thread* resume
 /// without a context switch when their socket becomes ready, which served ~145k requests/s against
-/// ~65k for a `DispatchSource` per connection with tasks on the cooperative pool. Only descriptors
-/// with a task waiting are polled. Tasks created with `Task(executorPreference: loop)` run here,
-/// and so do the default actors they call.
+/// ~65k for a `DispatchSource` per connection with tasks on the cooperative pool. Tasks created with
+/// `Task(executorPreference: loop)` run here, and so do the default actors they call.
 ///
-/// Every wait has an optional deadline checked by the loop itself, so timeouts cost no timer task.
-/// Waits are cancellable: task cancellation resumes the waiter with `CancellationError`.
+/// Descriptors are registered once, edge-triggered, when their owner is created (`adopt`), and leave
+/// when their owner closes them (`close`): no system call per wait. An edge that arrives while no task
+/// waits is kept as a readiness flag, so the next wait returns at once; a waiter therefore may only
+/// wait after a read or write that found the descriptor drained (`EAGAIN`, or for reads a short read),
+/// which is how `Connection`, `Listener` and `ProcessSignals` are written. Each registration carries a
+/// generation in its event data, so an event for a closed descriptor whose number was reused is
+/// recognised and dropped rather than delivered to the new one.
+///
+/// Every wait has an optional deadline checked by the loop itself (no timer task), and is cancellable.
 public final class EventLoop: TaskExecutor, @unchecked Sendable {
-    // @unchecked Sendable: all mutable state is inside `state` (a Mutex) or owned by the loop thread.
+    // @unchecked Sendable: all mutable state is inside `state` (a Mutex) or owned by the loop thread
+    // (`run`'s locals); `epoll` is only read after init, and the epoll calls are thread-safe.
 
     /// Which readiness a task waits for.
     public enum Interest: Sendable { case read, write }
-
-    private struct Waiter {
-        var id: UInt64
-        var continuation: CheckedContinuation<Void, any Error>
-        var deadline: UInt64  // 0 = none
-    }
 
     private struct Timer {
         var id: UInt64
@@ -39,18 +41,41 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     private struct State {
         var jobs: [UnownedJob] = []
+        /// The loop is in (or about to enter) `epoll_wait` with `wakeAt` as its deadline.
         var sleeping = false
-        var readers: [Int32: Waiter] = [:]
-        var writers: [Int32: Waiter] = [:]
+        var wakeAt = UInt64.max
+        var slots = DescriptorTable()
+        /// No waiter's deadline is earlier (a lower bound: waiters that left keep it low until the
+        /// next `expire`, which recomputes it). Spares the loop a scan of every slot on each turn.
+        var earliestDeadline = UInt64.max
         var timers: [Timer] = []
         var nextID: UInt64 = 1
+        var nextGeneration: UInt32 = 1
+        var counts = Counts()
     }
+
+    /// What the loop has done since it started: the hops a request costs, counted.
+    public struct Counts: Sendable, Equatable {
+        /// Turns of the loop (`epoll_wait` calls).
+        public var turns: UInt64 = 0
+        /// Jobs run: task starts and resumptions, each a hop onto the loop.
+        public var jobs: UInt64 = 0
+        /// Waits that suspended their task, and waits answered at once from a recorded edge.
+        public var suspendedWaits: UInt64 = 0
+        public var immediateWaits: UInt64 = 0
+    }
+
+    /// The counts so far.
+    public var counts: Counts { state.withLock { $0.counts } }
 
     private let state = Mutex(State())
     private let thread = Atomic<UInt>(0)
+    private let epoll = Epoll()
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let name: String
+    /// Event data of the wake-up socket (generation 0 is never a descriptor's).
+    private static let wakeToken = UInt64.max
 
     /// The process's shared loop. One loop thread per process fits these 2-core machines: the other
     /// core stays free for the peer (a runner, or the benchmark client).
@@ -64,6 +89,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         wakeRead = pair[0]
         wakeWrite = pair[1]
         self.name = name
+        // Level-triggered: the loop drains it whenever it is reported.
+        let added = epoll.control(.add, wakeRead, events: Epoll.readable, data: Self.wakeToken)
+        precondition(added == 0, "epoll_ctl for the event loop's wake-up failed: \(SystemError("epoll_ctl", errno: added))")
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let created = pthread_create(&thread, nil, { context in
@@ -92,36 +120,98 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         UnownedTaskExecutor(ordinary: self)
     }
 
+    // MARK: Descriptors
+
+    /// Registers a descriptor its owner has just opened (accepted, connected, created): from now on
+    /// its readiness edges are recorded. A slot still held under the same number belonged to a
+    /// descriptor closed without `close(_:)`; it is replaced, and a task still waiting there (it can
+    /// never be woken rightly) fails with `badDescriptor`.
+    public func adopt(_ fd: Int32) {
+        let (generation, stale) = state.withLock { s -> (UInt32, [DescriptorWaiter]) in
+            let generation = s.nextGeneration
+            s.nextGeneration = s.nextGeneration == UInt32.max ? 1 : s.nextGeneration + 1
+            let old = s.slots.insert(DescriptorSlot(generation: generation), at: fd)
+            return (generation, [old?.reader, old?.writer].compactMap { $0 })
+        }
+        for w in stale { w.continuation.resume(throwing: EventLoopError.badDescriptor) }
+        let flags = Epoll.readable | Epoll.writable | Epoll.readHangUp | Epoll.edgeTriggered
+        let data = UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
+        var rc = epoll.control(.add, fd, events: flags, data: data)
+        if rc == EEXIST { rc = epoll.control(.modify, fd, events: flags, data: data) }
+        precondition(rc == 0 || rc == EBADF, "epoll_ctl(ADD) of descriptor \(fd) failed: \(SystemError("epoll_ctl", errno: rc))")
+    }
+
+    /// Closes an adopted descriptor: it leaves the loop first (a task waiting on it fails with
+    /// `badDescriptor`), so its number can be reused at once.
+    public func close(_ fd: Int32) {
+        let waiters = state.withLock { s -> [DescriptorWaiter] in
+            guard let old = s.slots.remove(fd) else { return [] }
+            return [old.reader, old.writer].compactMap { $0 }
+        }
+        // Removed explicitly: a copy of the descriptor in a child being spawned would otherwise keep
+        // the registration, and its events, alive.
+        _ = epoll.control(.remove, fd, events: 0, data: 0)
+        Glibc.close(fd)
+        for w in waiters { w.continuation.resume(throwing: EventLoopError.badDescriptor) }
+    }
+
     // MARK: Waiting
 
-    /// Suspends until `fd` is ready for `interest`, the deadline passes (`EventLoopError.timedOut`),
-    /// or the task is cancelled (`CancellationError`). Only one task may wait per descriptor and interest.
+    /// Suspends until `fd` (adopted) is ready for `interest`, the deadline passes
+    /// (`EventLoopError.timedOut`), the task is cancelled (`CancellationError`) or the descriptor is
+    /// closed (`EventLoopError.badDescriptor`). Returns at once when an edge arrived since the last
+    /// wait. Only one task may wait per descriptor and interest: a second is a programming error.
     public func wait(_ fd: Int32, for interest: Interest, deadline: UInt64 = 0) async throws {
-        let id = state.withLock { s -> UInt64 in
+        // Readiness already recorded: no suspension. Otherwise an id for this wait.
+        let taken = state.withLock { s -> UInt64? in
+            let ready = s.slots.update(fd) { slot -> Bool in
+                switch interest {
+                case .read: defer { slot.readable = false }; return slot.readable
+                case .write: defer { slot.writable = false }; return slot.writable
+                }
+            }
+            guard let ready else { return nil }
+            if ready { s.counts.immediateWaits &+= 1; return 0 }
             s.nextID &+= 1
             return s.nextID
         }
+        guard let id = taken else { throw EventLoopError.badDescriptor }
+        if id == 0 { return }
         try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let waiter = Waiter(id: id, continuation: continuation, deadline: deadline)
-                let (wake, displaced) = state.withLock { s -> (Bool, Waiter?) in
-                    // One waiter per descriptor and direction. One already in the slot waits on a number
-                    // that was closed and is now another socket's (poll would answer it POLLNVAL only if
-                    // it looked before the reuse): it can never be woken rightly, so it fails with
-                    // `badDescriptor` rather than being overwritten and left to hang forever.
-                    let displaced: Waiter?
-                    switch interest {
-                    case .read: displaced = s.readers.updateValue(waiter, forKey: fd)
-                    case .write: displaced = s.writers.updateValue(waiter, forKey: fd)
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                enum Outcome { case waiting(wake: Bool), ready, closed }
+                let outcome = state.withLock { s -> Outcome in
+                    let waiter = DescriptorWaiter(id: id, continuation: continuation, deadline: deadline)
+                    let registered = s.slots.update(fd) { slot -> Bool in
+                        switch interest {
+                        case .read:
+                            if slot.readable { slot.readable = false; return false }
+                            precondition(slot.reader == nil, "two tasks wait to read descriptor \(fd)")
+                            slot.reader = waiter
+                        case .write:
+                            if slot.writable { slot.writable = false; return false }
+                            precondition(slot.writer == nil, "two tasks wait to write descriptor \(fd)")
+                            slot.writer = waiter
+                        }
+                        return true
                     }
-                    let wasSleeping = s.sleeping
+                    guard let registered else { return .closed }
+                    guard registered else { s.counts.immediateWaits &+= 1; return .ready }
+                    s.counts.suspendedWaits &+= 1
+                    if deadline != 0 && deadline < s.earliestDeadline { s.earliestDeadline = deadline }
+                    // The loop needs waking only when it sleeps past this waiter's deadline.
+                    guard s.sleeping, deadline != 0, deadline < s.wakeAt else { return .waiting(wake: false) }
                     s.sleeping = false
-                    return (wasSleeping, displaced)
+                    return .waiting(wake: true)
                 }
-                displaced?.continuation.resume(throwing: EventLoopError.badDescriptor)
-                if wake { signalWake() }
-                // A cancellation that happened before registration found nothing to cancel.
-                if Task.isCancelled { cancelWait(fd, interest: interest, id: id) }
+                switch outcome {
+                case .ready: continuation.resume()
+                case .closed: continuation.resume(throwing: EventLoopError.badDescriptor)
+                case .waiting(let wake):
+                    if wake { signalWake() }
+                    // A cancellation that happened before registration found nothing to cancel.
+                    if Task.isCancelled { cancelWait(fd, interest: interest, id: id) }
+                }
             }
         } onCancel: {
             cancelWait(fd, interest: interest, id: id)
@@ -129,17 +219,19 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     private func cancelWait(_ fd: Int32, interest: Interest, id: UInt64) {
-        let waiter = state.withLock { s -> Waiter? in
-            switch interest {
-            case .read:
-                guard let w = s.readers[fd], w.id == id else { return nil }
-                s.readers[fd] = nil
-                return w
-            case .write:
-                guard let w = s.writers[fd], w.id == id else { return nil }
-                s.writers[fd] = nil
-                return w
-            }
+        let waiter = state.withLock { s -> DescriptorWaiter? in
+            s.slots.update(fd) { slot -> DescriptorWaiter? in
+                switch interest {
+                case .read:
+                    guard let w = slot.reader, w.id == id else { return nil }
+                    slot.reader = nil
+                    return w
+                case .write:
+                    guard let w = slot.writer, w.id == id else { return nil }
+                    slot.writer = nil
+                    return w
+                }
+            } ?? nil
         }
         waiter?.continuation.resume(throwing: CancellationError())
     }
@@ -174,9 +266,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         let (id, wake) = state.withLock { s -> (UInt64, Bool) in
             s.nextID &+= 1
             s.timers.append(Timer(id: s.nextID, deadline: deadline, action: action))
-            let wasSleeping = s.sleeping
+            guard s.sleeping, deadline < s.wakeAt else { return (s.nextID, false) }
             s.sleeping = false
-            return (s.nextID, wasSleeping)
+            return (s.nextID, true)
         }
         if wake { signalWake() }
         return id
@@ -219,75 +311,70 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
         var batch: [UnownedJob] = []
         batch.reserveCapacity(256)
-        var fds: [pollfd] = []
-        fds.reserveCapacity(256)
-        var ready: [(CheckedContinuation<Void, any Error>, (any Error)?)] = []
+        var ready: [(UnsafeContinuation<Void, any Error>, (any Error)?)] = []
         var dueTimers: [@Sendable () -> Void] = []
         let executor = asUnownedTaskExecutor()
+        let readEdge = Epoll.readable | Epoll.readHangUp | Epoll.hangUp | Epoll.error
+        let writeEdge = Epoll.writable | Epoll.hangUp | Epoll.error
 
         while true {
             // 1. Run every job that is queued, and the jobs those enqueue, up to a bound so I/O is not starved.
             var rounds = 0
+            var jobsRun = 0
             while rounds < 16 {
                 state.withLock { s in swap(&batch, &s.jobs) }
                 if batch.isEmpty { break }
+                jobsRun += batch.count
                 for job in batch { job.runSynchronously(on: executor) }
                 batch.removeAll(keepingCapacity: true)
                 rounds += 1
             }
 
-            // 2. Collect what to poll and the nearest deadline; sleep only when no job is pending.
-            fds.removeAll(keepingCapacity: true)
-            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+            // 2. The nearest deadline; sleep only when no job is pending.
             let now = monotonicNanos()
-            let timeout: Int32 = state.withLock { s -> Int32 in
-                var nearest = UInt64.max
-                for (fd, w) in s.readers {
-                    fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
-                    if w.deadline != 0 { nearest = min(nearest, w.deadline) }
-                }
-                for (fd, w) in s.writers {
-                    fds.append(pollfd(fd: fd, events: Int16(POLLOUT), revents: 0))
-                    if w.deadline != 0 { nearest = min(nearest, w.deadline) }
-                }
+            let timeout = state.withLock { s -> Int32 in
+                var nearest = s.earliestDeadline
                 for t in s.timers { nearest = min(nearest, t.deadline) }
-                if !s.jobs.isEmpty { return 0 }
+                if !s.jobs.isEmpty || nearest <= now { return 0 }
                 s.sleeping = true
+                s.wakeAt = nearest
                 if nearest == UInt64.max { return -1 }
-                if nearest <= now { return 0 }
                 // Round up so a wake-up never lands just before the deadline.
                 return Int32(min((nearest - now + 999_999) / 1_000_000, 60_000))
             }
 
-            let n = poll(&fds, nfds_t(fds.count), timeout)
+            let n = epoll.wait(timeoutMilliseconds: timeout)
             if n < 0 && errno != EINTR {
-                // poll only fails on EFAULT/EINVAL/ENOMEM; back off rather than spin.
+                // epoll_wait only fails on EBADF/EFAULT/EINVAL; back off rather than spin.
                 usleep(1000)
             }
 
-            // 3. Resume the waiters whose descriptors are ready or whose deadlines passed.
+            // 3. Record the edges, resume the waiters they are for and those whose deadlines passed.
             let after = monotonicNanos()
+            var woken = false
             state.withLock { s in
                 s.sleeping = false
-                if n > 0 {
-                    for p in fds.dropFirst() where p.revents != 0 {
-                        let invalid = (p.revents & Int16(POLLNVAL)) != 0
-                        let error: (any Error)? = invalid ? EventLoopError.badDescriptor : nil
-                        if (p.events & Int16(POLLIN)) != 0, let w = s.readers.removeValue(forKey: p.fd) {
-                            ready.append((w.continuation, error))
-                        } else if (p.events & Int16(POLLOUT)) != 0, let w = s.writers.removeValue(forKey: p.fd) {
-                            ready.append((w.continuation, error))
+                s.wakeAt = UInt64.max
+                s.counts.turns &+= 1
+                s.counts.jobs &+= UInt64(jobsRun)
+                for i in 0..<max(n, 0) {
+                    let (flags, data) = epoll.event(i)
+                    if data == Self.wakeToken { woken = true; continue }
+                    let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
+                    // An event for a descriptor closed (and its number perhaps reused) since: dropped.
+                    let generation = UInt32(truncatingIfNeeded: data >> 32)
+                    _ = s.slots.update(fd) { slot in
+                        // An event for a descriptor closed (and its number perhaps reused) since: dropped.
+                        guard slot.generation == generation else { return }
+                        if flags & readEdge != 0 {
+                            if let w = slot.reader { ready.append((w.continuation, nil)); slot.reader = nil } else { slot.readable = true }
+                        }
+                        if flags & writeEdge != 0 {
+                            if let w = slot.writer { ready.append((w.continuation, nil)); slot.writer = nil } else { slot.writable = true }
                         }
                     }
                 }
-                for (fd, w) in s.readers where w.deadline != 0 && w.deadline <= after {
-                    s.readers[fd] = nil
-                    ready.append((w.continuation, EventLoopError.timedOut))
-                }
-                for (fd, w) in s.writers where w.deadline != 0 && w.deadline <= after {
-                    s.writers[fd] = nil
-                    ready.append((w.continuation, EventLoopError.timedOut))
-                }
+                if after >= s.earliestDeadline { s.earliestDeadline = s.slots.expire(at: after, into: &ready) }
                 if !s.timers.isEmpty {
                     var i = 0
                     while i < s.timers.count {
@@ -301,7 +388,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
                     }
                 }
             }
-            if n > 0 && fds[0].revents != 0 { drainWake() }
+            if woken { drainWake() }
             for (continuation, error) in ready {
                 if let error { continuation.resume(throwing: error) } else { continuation.resume() }
             }

@@ -20,6 +20,7 @@ public final class Listener: Sendable {
         let fd = try Sockets.listen(address, backlog: backlog)
         descriptor = Atomic(fd)
         if case .tcp = address { port = Sockets.localPort(fd) } else { port = 0 }
+        loop.adopt(fd)
     }
 
     /// Takes over a socket that is already listening (one handed down by the launcher or systemd:
@@ -31,6 +32,7 @@ public final class Listener: Sendable {
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         if case .tcp = address { port = Sockets.localPort(fd) } else { port = 0 }
+        loop.adopt(fd)
     }
 
     /// Waits for the next connection. The new descriptor is close-on-exec and non-blocking.
@@ -62,11 +64,12 @@ public final class Listener: Sendable {
         }
     }
 
-    /// Closes the socket and, for a Unix socket, removes its file.
+    /// Closes the socket (an `accept` waiting fails with `badDescriptor`) and, for a Unix socket,
+    /// removes its file.
     public func close() {
         let fd = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
         guard fd >= 0 else { return }
-        Glibc.close(fd)
+        loop.close(fd)
         if case .unix(let path) = address { unlink(path) }
     }
 }
