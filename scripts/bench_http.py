@@ -3,11 +3,12 @@
 
 Runs the whole mesh (`launcher up`, release build) on free loopback ports and, in the same run, nginx
 with one worker answering the same constant body, then drives both with wrk (keep-alive) on
-GET /api/version at 1, 16 and 64 connections. Prints requests/s and p50/p99 latency for each and the
-ratio to nginx. Beside them, `GET /health` on llama-server (serving the demo model) and on llama-server
+GET /api/version at 1, 16 and 64 connections, in `--rounds` alternating rounds (nginx, gateway,
+llama-server, router, then again), so a slow spell of the shared machine hits every server alike.
+Prints the median round's requests/s and p50/p99 latency for each and the ratio to nginx. Beside them, `GET /health` on llama-server (serving the demo model) and on llama-server
 in router mode (`--models-dir`), the same binary. Figures, not assertions: the machine is shared and noisy.
 
-Usage: python3 scripts/bench_http.py [--duration 10] [--connections 1,16,64]
+Usage: python3 scripts/bench_http.py [--duration 5] [--rounds 3] [--connections 1,16,64]
 """
 import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
@@ -45,9 +46,15 @@ def run_wrk(url, connections, duration):
             "errors": (int(errors.group(1)) if errors else 0), "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
+def median_run(runs):
+    """The run with the median requests/s (its latencies come with it)."""
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", default="1,16,64")
     ap.add_argument("--markdown", help="also write the report to this file")
     args = ap.parse_args()
@@ -110,9 +117,14 @@ http {{
         for c in conns:
             run_wrk(ours, c, 2)  # warm-up
             run_wrk(ref, c, 2)
-            n = run_wrk(ref, c, args.duration)
-            g = run_wrk(ours, c, args.duration)
-            peer = [run_wrk(url, c, args.duration) for url in others]
+            rounds = []
+            for _ in range(args.rounds):
+                n = run_wrk(ref, c, args.duration)
+                g = run_wrk(ours, c, args.duration)
+                rounds.append((g, n, [run_wrk(url, c, args.duration) for url in others]))
+            g = median_run([r[0] for r in rounds])
+            n = median_run([r[1] for r in rounds])
+            peer = [median_run([r[2][i] for r in rounds]) for i in range(len(others))]
             results.append((c, g, n, peer))
             print(f"  {c:>3} connections: gateway {g['rps']:,.0f} req/s, nginx {n['rps']:,.0f} req/s"
                   + "".join(f", {name} {p['rps']:,.0f} req/s" for name, p in zip(("llama-server", "router"), peer)), flush=True)
@@ -137,7 +149,7 @@ http {{
     report = Report()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     report()
-    report(f"GET /api/version, keep-alive, wrk {args.duration} s per run, {os.cpu_count()} cores ({cpu}), wrk on the same cores")
+    report(f"GET /api/version, keep-alive, wrk {args.duration} s per run, median of {args.rounds} alternating rounds, {os.cpu_count()} cores ({cpu}), wrk on the same cores")
     report()
     report("| connections | gateway req/s | gateway p50 | gateway p99 | nginx req/s | nginx p50 | nginx p99 | gateway / nginx |")
     report("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -145,10 +157,10 @@ http {{
         report(f"| {c} | {g['rps']:,.0f} | {g['p50_ms']:.3f} ms | {g['p99_ms']:.3f} ms | {n['rps']:,.0f} | {n['p50_ms']:.3f} ms | {n['p99_ms']:.3f} ms | {g['rps'] / n['rps']:.2f}× |")
     if peers:
         report()
-        report("| connections | gateway `/api/version` req/s | llama-server `/health` req/s | p99 | router `/health` req/s | p99 | gateway / router |")
-        report("|---:|---:|---:|---:|---:|---:|---:|")
+        report("| connections | gateway `/api/version` req/s | llama-server `/health` req/s | p99 | gateway / llama-server | router `/health` req/s | p99 | gateway / router |")
+        report("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c, g, _, (d, r) in results:
-            report(f"| {c} | {g['rps']:,.0f} | {d['rps']:,.0f} | {d['p99_ms']:.3f} ms | {r['rps']:,.0f} | {r['p99_ms']:.3f} ms | {g['rps'] / r['rps']:.2f}× |")
+            report(f"| {c} | {g['rps']:,.0f} | {d['rps']:,.0f} | {d['p99_ms']:.3f} ms | {g['rps'] / d['rps']:.2f}× | {r['rps']:,.0f} | {r['p99_ms']:.3f} ms | {g['rps'] / r['rps']:.2f}× |")
     else:
         report("\n(llama-server or the demo model is not installed: run scripts/bootstrap.sh for the llama-server columns)")
     for c, g, n, _ in results:

@@ -10,7 +10,11 @@ import Testing
         work.every(0.01) { fast.add(1, ordering: .relaxed) }
         work.every(interval: { 0.05 }) { slow.add(1, ordering: .relaxed) }
         #expect(work.count == 2)
-        try await EventLoop.shared.sleep(seconds: 0.3)
+        // Until both have repeated (5 s at most: a loaded CI machine can stall the loop for a while).
+        let until = deadline(after: 5)
+        while (fast.load(ordering: .relaxed) < 5 || slow.load(ordering: .relaxed) < 2) && monotonicNanos() < until {
+            try await EventLoop.shared.sleep(seconds: 0.01)
+        }
         await work.stop()
         let f = fast.load(ordering: .relaxed)
         let s = slow.load(ordering: .relaxed)
