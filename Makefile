@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop
+.PHONY: up test test-deploy bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -8,6 +8,11 @@ up:
 # Run every test (what .ci/run runs).
 test:
 	scripts/test.sh
+
+# The container deployment for real: base-image stand-ins, deploy/Dockerfile built with podman, the
+# compose stack started and checked (scripts/test_deploy.sh; about 20 minutes the first time).
+test-deploy:
+	scripts/test_deploy.sh
 
 # Gateway throughput against nginx, with wrk.
 bench-http:

@@ -1,5 +1,6 @@
-"""deploy/: no Docker engine runs here, so the Dockerfile, docker-compose.yml and the systemd unit are
-checked for structure against the real executables."""
+"""deploy/: the Dockerfile, docker-compose.yml and the systemd unit checked for structure against the
+real executables. The image is built and the stack run for real by `make test-deploy`
+(Tests/Deploy/test_compose.py)."""
 import configparser
 import json
 import os
@@ -32,13 +33,14 @@ def test_compose_runs_each_service_in_its_own_container():
         options = help_text(name)
         for flag in [a for a in command[1:] if a.startswith("--")]:
             assert flag in options, f"{name} does not accept {flag}"
-        assert "state:/var/lib/llama-runner" in s["volumes"] and "./config:/etc/llama-runner" in s["volumes"] and "../models:/models" in s["volumes"]
+        assert "state:/var/lib/llama-runner" in s["volumes"] and "config:/etc/llama-runner" in s["volumes"]
+        assert "${LLAMA_RUNNER_MODELS:-../models}:/models:ro" in s["volumes"]
         health = s["healthcheck"]["test"]
         assert health[:3] == ["CMD", name, "--health"] and "--health" in options
     assert services["gateway"]["network_mode"] == "service:runner-manager"
-    published = {int(p.split(":")[1]) for p in services["runner-manager"]["ports"]}
+    published = {int(p.split(":")[-1]) for p in services["runner-manager"]["ports"]}
     assert published == {app["proxies"]["ollama"]["port"], app["proxies"]["lmstudio"]["port"], app["dashboard"]["api_port"], app["dashboard"]["web_port"]}
-    assert "state" in compose["volumes"]
+    assert "state" in compose["volumes"] and "config" in compose["volumes"]
     # The container config is valid for the registry (the same validator as at runtime).
     check = subprocess.run([os.path.join(bin_dir(), "model-registry"), "--check", "--config-dir", os.path.join(DEPLOY, "config")],
                            capture_output=True, text=True)
