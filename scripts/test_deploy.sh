@@ -8,11 +8,22 @@
 #      llama-server and whisper-server, about 15 minutes on 2 cores);
 #   3. Tests/Deploy/test_compose.py: deploy/docker-compose.yml started with podman-compose (PyPI) and
 #      checked against the containers; everything it started is removed at the end, also on failure.
-# Podman runs with Tests/Deploy/containers.conf: runc (crun fails on these machines' hybrid cgroups)
-# and ulimits no higher than the sandbox allows.
+# Podman runs with its own containers.conf (.build/deploy/containers.conf, written here): runc (crun
+# fails on these machines' hybrid cgroups) and ulimits no higher than this shell's, because a sandbox
+# without CAP_SYS_RESOURCE refuses higher ones (and refused nproc above 4096 here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CONTAINERS_CONF="$PWD/Tests/Deploy/containers.conf"
+mkdir -p .build/deploy
+nofile=$(ulimit -n); nproc=$(ulimit -u); [ "$nproc" = unlimited ] || [ "$nproc" -gt 4096 ] && nproc=4096
+cat > .build/deploy/containers.conf <<CONF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+export CONTAINERS_CONF="$PWD/.build/deploy/containers.conf"
 phase() { printf '==> %s\n' "$*"; }
 
 phase "podman, runc and debootstrap (Debian)"
@@ -62,8 +73,8 @@ echo "    base images ready in $(( $(date +%s) - start )) s"
 
 phase "llama-runner:latest from deploy/Dockerfile"
 start=$(date +%s)
-podman build --pull=never --layers -f deploy/Dockerfile -t localhost/llama-runner:latest . > .build/deploy-image.log 2>&1 \
-  || { tail -30 .build/deploy-image.log >&2; echo "the image build failed; see .build/deploy-image.log" >&2; exit 1; }
+podman build --pull=never --layers -f deploy/Dockerfile -t localhost/llama-runner:latest . > .build/deploy/image.log 2>&1 \
+  || { tail -30 .build/deploy/image.log >&2; echo "the image build failed; see .build/deploy/image.log" >&2; exit 1; }
 echo "    built in $(( $(date +%s) - start )) s ($(podman image inspect localhost/llama-runner:latest --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
 
 phase "the stack (Tests/Deploy/test_compose.py)"

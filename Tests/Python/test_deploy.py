@@ -6,11 +6,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
 
 import yaml
 
-from conftest import ROOT, bin_dir
+from conftest import ROOT, bin_dir, free_ports
 
 DEPLOY = os.path.join(ROOT, "deploy")
 SERVICES = {"model-registry", "metrics-service", "runner-manager", "gateway"}
@@ -94,7 +100,68 @@ def test_systemd_unit_runs_the_launcher_hardened():
             socket_unit = os.path.join(tmp, "llama-runner.socket")
             shutil.copy(os.path.join(DEPLOY, "systemd", "llama-runner.socket"), socket_unit)
             result = subprocess.run([analyze, "verify", copy, socket_unit], capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + result.stderr
+            # Unknown or misspelt keys are only warnings (exit 0): none may be printed.
+            assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
+
+
+def unit_service():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(os.path.join(DEPLOY, "systemd", "llama-runner.service"))
+    return unit["Service"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to an unprivileged user needs root (CI runs as root)")
+def test_the_launcher_runs_under_the_units_user_environment_umask_and_no_new_privileges():
+    """What the unit sets that needs no systemd to try: an unprivileged user (here `nobody`, standing in
+    for `llama-runner`), its Environment, its UMask, StateDirectoryMode and NoNewPrivileges, with the
+    ExecStart command line (paths moved from /opt/llama-runner to this checkout and a temporary root)."""
+    service = unit_service()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        state, config = os.path.join(tmp, "var/lib/llama-runner"), os.path.join(tmp, "etc/llama-runner")
+        os.makedirs(state, mode=int(service["StateDirectoryMode"], 8))
+        os.makedirs(config)
+        ollama, lmstudio, api, web = free_ports(4)
+        with open(os.path.join(config, "app_config.json"), "w") as f:
+            json.dump({"proxies": {"ollama": {"port": ollama}, "lmstudio": {"port": lmstudio}},
+                       "dashboard": {"api_port": api, "web_port": web}, "paths": {"models_dirs": []}}, f)
+        for d in (os.path.dirname(state), state, os.path.dirname(config), config, os.path.join(config, "app_config.json")):
+            os.chown(d, 65534, 65534)
+        command = [a.replace("/opt/llama-runner/bin", bin_dir()).replace("/var/lib/llama-runner", state).replace("/etc/llama-runner", config)
+                   for a in service["ExecStart"].split()]
+        env = {"PATH": "/usr/bin:/bin"}
+        for assignment in service["Environment"].split():
+            key, value = assignment.split("=", 1)
+            env[key] = value.replace("/opt/llama-runner", ROOT)
+        launcher = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs", "sh", "-c",
+                                     f'umask {service["UMask"]} && exec "$@"', "sh"] + command,
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{api}/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except Exception:
+                    pass
+                assert launcher.poll() is None, launcher.stderr.read().decode()[-2000:]
+                assert time.time() < deadline, "the launcher did not come up under the unit's settings"
+                time.sleep(0.2)
+            status = open(f"/proc/{launcher.pid}/status").read()
+            assert re.search(r"^NoNewPrivs:\s+1$", status, re.M) and re.search(r"^Uid:\s+65534\s", status, re.M)
+            # Everything the services wrote follows the unit's UMask (0027: nothing for others).
+            written = [os.path.join(d, f) for d, _, files in os.walk(state) for f in files] + \
+                      [os.path.join(d, f) for d, _, files in os.walk(config) for f in files if f != "app_config.json"]
+            assert written, "the services wrote nothing under the state directory"
+            loose = [p for p in written if os.stat(p).st_mode & 0o007]
+            assert loose == [], f"readable by others despite UMask {service['UMask']}: {loose}"
+            assert all(os.stat(p).st_uid == 65534 for p in written)
+        finally:
+            launcher.send_signal(signal.SIGTERM)
+            code = launcher.wait(timeout=int(service["TimeoutStopSec"]))
+        assert code == 0, f"the launcher exited with {code} on SIGTERM"
 
 
 def test_systemd_socket_unit_holds_the_configured_public_ports():
