@@ -24,6 +24,10 @@ MODELS = os.environ.get("LLAMA_RUNNER_MODELS", os.path.join(ROOT, "models"))
 SERVICES = ["model-registry", "metrics-service", "runner-manager", "gateway"]
 OLLAMA, LMSTUDIO, API, WEB = 11434, 1234, 8585, 8080
 ENV = dict(os.environ, LLAMA_RUNNER_PUBLISH_HOST="127.0.0.1", LLAMA_RUNNER_MODELS=MODELS)
+IMAGE = "localhost/llama-runner:latest"
+# The container config binds 0.0.0.0, so dashboard writes need the admin token, as deploy/README.md
+# tells an operator to set: the fixture sets one in the config volume before the first start.
+TOKEN = "deploy-test-token"
 
 
 def compose(*args, check=True, timeout=900):
@@ -75,7 +79,10 @@ def wait_healthy(timeout=240):
 
 def http(method, url, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"} if data else {})
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    if data:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -101,6 +108,17 @@ def tear_down():
     compose("down", "-v", "-t", "5", check=False)
     for volume in podman("volume", "ls", "-q", "--filter", f"label=io.podman.compose.project={PROJECT}", check=False).stdout.split():
         podman("volume", "rm", "-f", volume, check=False)
+    for volume in (f"{PROJECT}_config", f"{PROJECT}_state"):
+        podman("volume", "rm", "-f", volume, check=False)
+
+
+def seed_config_volume():
+    """The operator's first step: the `config` volume, seeded from the image on first mount, with
+    dashboard.admin_token set."""
+    podman("volume", "create", "--label", f"io.podman.compose.project={PROJECT}", f"{PROJECT}_config")
+    podman("run", "--rm", "-v", f"{PROJECT}_config:/etc/llama-runner", IMAGE, "sh", "-c",
+           f"sed -i 's/\"admin_token\": null/\"admin_token\": \"{TOKEN}\"/' /etc/llama-runner/app_config.json"
+           f" && grep -q '{TOKEN}' /etc/llama-runner/app_config.json")
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +126,7 @@ def stack():
     tear_down()  # what a run that was killed may have left
     started = time.time()
     try:
+        seed_config_volume()
         compose("up", "-d")
         docs = wait_healthy()
         wait_answering(f"http://127.0.0.1:{OLLAMA}/api/version")
