@@ -213,6 +213,14 @@ def test_config_edits_and_backups_survive_down_and_up(stack):
     status, backups = http("GET", f"http://127.0.0.1:{API}/api/config/backups")
     assert status == 200 and backups, backups
 
+    # Each service is its container's PID 1: SIGTERM must stop it cleanly, well inside the grace period
+    # (exit 0, not the 137 of a SIGKILL after the timeout).
+    started = time.time()
+    compose("stop", "-t", "20")
+    stopped = containers()
+    assert {s: d["State"]["ExitCode"] for s, d in stopped.items()} == {s: 0 for s in SERVICES}, \
+        {s: (d["State"]["Status"], d["State"]["ExitCode"]) for s, d in stopped.items()}
+    assert time.time() - started < 20, f"stopping took {time.time() - started:.1f} s"
     compose("down", "-t", "10")
     assert containers() == {}, "compose down left containers"
     compose("up", "-d")
