@@ -162,10 +162,19 @@ public final class RPCClient: Sendable {
         let reply = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RPCIncoming, any Error>) in
                 let name = M.name
+                // Registered before its timer exists: a deadline already past fires at once, and a timer
+                // that fired before the call was pending would find nothing to time out (the call then
+                // waited for the reply however long it took).
+                state.withLock { $0.pending[id] = Pending(continuation: continuation, method: M.name, timer: 0, lateReply: lateReply) }
                 let timer = loop.schedule(at: until) { [self] in
                     abandon(id, with: RPCError.timedOut(method: name, seconds: seconds), on: writer)
                 }
-                state.withLock { $0.pending[id] = Pending(continuation: continuation, method: M.name, timer: timer, lateReply: lateReply) }
+                let stillPending = state.withLock { s -> Bool in
+                    guard s.pending[id] != nil else { return false }
+                    s.pending[id]!.timer = timer
+                    return true
+                }
+                if !stillPending { loop.cancelTimer(timer) }
                 if Task.isCancelled {
                     fail(id: id, with: CancellationError())
                     return
@@ -230,24 +239,29 @@ public final class RPCClient: Sendable {
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<MessageWriter, any Error>) in
-                let timer = loop.schedule(at: until) { [self] in
-                    failWaiter(key, RPCError.timedOut(method: method, seconds: seconds))
-                }
                 enum Now { case wait, ready(MessageWriter), closed }
                 let now = state.withLock { s -> Now in
                     if s.closed { return .closed }
                     if let w = s.writer { return .ready(w) }
-                    s.connectWaiters[key] = ConnectWaiter(continuation: continuation, timer: timer)
+                    s.connectWaiters[key] = ConnectWaiter(continuation: continuation, timer: 0)
                     return .wait
                 }
                 switch now {
                 case .wait:
+                    // The timer after the waiter, as for calls: one that fires first must find it.
+                    let timer = loop.schedule(at: until) { [self] in
+                        failWaiter(key, RPCError.timedOut(method: method, seconds: seconds))
+                    }
+                    let stillWaiting = state.withLock { s -> Bool in
+                        guard s.connectWaiters[key] != nil else { return false }
+                        s.connectWaiters[key]!.timer = timer
+                        return true
+                    }
+                    if !stillWaiting { loop.cancelTimer(timer) }
                     if Task.isCancelled { failWaiter(key, CancellationError()) }
                 case .ready(let w):
-                    loop.cancelTimer(timer)
                     continuation.resume(returning: w)
                 case .closed:
-                    loop.cancelTimer(timer)
                     continuation.resume(throwing: RPCError.closed)
                 }
             }
