@@ -22,7 +22,9 @@ def free_ports(n):
     return ports
 
 
-def wait_http(url, timeout=60):
+def wait_http(url, timeout=60, process=None):
+    """Until `url` answers 200. With `process` (a Popen), fails at once if it exits first, with the
+    tail of its stderr when that is a pipe."""
     end = time.time() + timeout
     while time.time() < end:
         try:
@@ -30,6 +32,9 @@ def wait_http(url, timeout=60):
                 if r.status == 200:
                     return
         except Exception:
+            if process is not None and process.poll() is not None:
+                tail = process.stderr.read().decode(errors="replace")[-2000:] if process.stderr else ""
+                raise SystemExit(f"{url}: the process exited ({process.returncode}) before answering\n{tail}")
             time.sleep(0.1)
     raise SystemExit(f"{url} did not answer within {timeout} s")
 

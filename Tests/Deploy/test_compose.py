@@ -18,6 +18,9 @@ import openai
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path[:0] = [os.path.join(ROOT, "scripts"), os.path.join(ROOT, "Tests", "Python")]
+from benchlib import wait_http  # noqa: E402
+from browser import console_errors, headless_chromium  # noqa: E402
 COMPOSE = os.path.join(ROOT, "deploy", "docker-compose.yml")
 PROJECT = os.environ.get("LLAMA_RUNNER_DEPLOY_PROJECT", "lr-deploy-test")
 MODELS = os.environ.get("LLAMA_RUNNER_MODELS", os.path.join(ROOT, "models"))
@@ -90,20 +93,6 @@ def http(method, url, body=None):
         return e.code, json.loads(e.read() or b"null")
 
 
-def wait_answering(url, timeout=60):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            pass
-        if time.time() > deadline:
-            raise AssertionError(f"{url} did not answer within {timeout} s")
-        time.sleep(0.5)
-
-
 def tear_down():
     compose("down", "-v", "-t", "5", check=False)
     for volume in podman("volume", "ls", "-q", "--filter", f"label=io.podman.compose.project={PROJECT}", check=False).stdout.split():
@@ -129,7 +118,7 @@ def stack():
         seed_config_volume()
         compose("up", "-d")
         docs = wait_healthy()
-        wait_answering(f"http://127.0.0.1:{OLLAMA}/api/version")
+        wait_http(f"http://127.0.0.1:{OLLAMA}/api/version")
         print(f"\nstack up and healthy in {time.time() - started:.1f} s")
         yield docs
     finally:
@@ -161,22 +150,15 @@ def test_the_official_clients_chat_through_the_published_ports(stack):
 
 
 def test_the_dashboard_loads_in_chromium(stack):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = headless_chromium()
     try:
         driver.get(f"http://127.0.0.1:{WEB}/#/models")
         name = demo_model().split(":")[0]
         WebDriverWait(driver, 30).until(lambda d: d.execute_script(
             "const m = document.querySelector('main[data-page=\"models\"]'); return m && m.innerText"))
         WebDriverWait(driver, 30).until(lambda d: name.lower() in d.find_element("tag name", "main").text.lower())
-        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        assert console_errors(driver) == []
     finally:
         driver.quit()
 
@@ -225,7 +207,7 @@ def test_config_edits_and_backups_survive_down_and_up(stack):
     assert containers() == {}, "compose down left containers"
     compose("up", "-d")
     wait_healthy()
-    wait_answering(f"http://127.0.0.1:{API}/health")
+    wait_http(f"http://127.0.0.1:{API}/health")
     status, config = http("GET", f"http://127.0.0.1:{API}/api/config")
     assert status == 200 and config["app"]["limits"]["default_ttl_seconds"] == 1234, "the edit was lost across down/up"
     status, kept = http("GET", f"http://127.0.0.1:{API}/api/config/backups")

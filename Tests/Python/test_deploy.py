@@ -9,14 +9,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
-import urllib.request
 
 import pytest
 
 import yaml
 
-from conftest import ROOT, bin_dir, free_ports
+from conftest import ROOT, benchlib, bin_dir, free_ports
 
 DEPLOY = os.path.join(ROOT, "deploy")
 SERVICES = {"model-registry", "metrics-service", "runner-manager", "gateway"}
@@ -138,17 +136,7 @@ def test_the_launcher_runs_under_the_units_user_environment_umask_and_no_new_pri
                                      f'umask {service["UMask"]} && exec "$@"', "sh"] + command,
                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            deadline = time.time() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{api}/health", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except Exception:
-                    pass
-                assert launcher.poll() is None, launcher.stderr.read().decode()[-2000:]
-                assert time.time() < deadline, "the launcher did not come up under the unit's settings"
-                time.sleep(0.2)
+            benchlib.wait_http(f"http://127.0.0.1:{api}/health", timeout=60, process=launcher)
             status = open(f"/proc/{launcher.pid}/status").read()
             assert re.search(r"^NoNewPrivs:\s+1$", status, re.M) and re.search(r"^Uid:\s+65534\s", status, re.M)
             # Everything the services wrote follows the unit's UMask (0027: nothing for others).
