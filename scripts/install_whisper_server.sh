@@ -14,7 +14,9 @@ venv=".venv-whisper"
 link="$venv/bin/whisper-server"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/llama-runner/whisper-server-$WHISPER"
 
-works() { [ -n "$1" ] && [ -x "$1" ] && "$1" --help 2>&1 | grep -q -- "--inference-path"; }
+# grep reads all the help text: with -q it would exit at the match, whisper-server would die of
+# SIGPIPE writing the rest, and pipefail would call a working binary broken (seen on a loaded machine).
+works() { [ -n "$1" ] && [ -x "$1" ] && "$1" --help 2>&1 | grep -- "--inference-path" >/dev/null; }
 
 if works "${LLAMA_RUNNER_WHISPER_SERVER:-}"; then echo "    using LLAMA_RUNNER_WHISPER_SERVER: $LLAMA_RUNNER_WHISPER_SERVER"; echo "$LLAMA_RUNNER_WHISPER_SERVER"; exit 0; fi
 if works "$link"; then echo "    whisper-server present: $link"; echo "$PWD/$link"; exit 0; fi

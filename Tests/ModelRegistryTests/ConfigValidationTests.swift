@@ -68,6 +68,23 @@ import Testing
         #expect(errors(models: models(#"{"default_model": "x", "models": {"a": {"model_path": "a.gguf", "aliases": ["x"]}}}"#)).isEmpty)
     }
 
+    @Test func pinnedModelsBeyondTheLoadLimitAndAnUnknownResidentModelAreErrors() {
+        let doc = models(#"""
+        {"models": {
+           "a": {"model_path": "a.gguf", "pinned": true},
+           "b": {"model_path": "b.gguf", "pinned": true, "aliases": ["bee"]},
+           "c": {"model_path": "c.gguf", "pinned": true}
+         }}
+        """#)
+        let app = models(#"{"limits": {"max_loaded_models": 2}, "resident_model": "ghost"}"#)
+        #expect(errors(app: app, models: doc) == [
+            "app_config.json: resident_model: model \"ghost\" does not exist (models: a, b, c)",
+            "models_config.json: models: 3 models are pinned (a, b, c) but limits.max_loaded_models is 2: unpin some or raise the limit",
+        ])
+        // Three pinned models fit a limit of three; a resident model may be named by alias.
+        #expect(errors(app: models(#"{"limits": {"max_loaded_models": 3}, "resident_model": "bee"}"#), models: doc).isEmpty)
+    }
+
     @Test func syntaxErrorsHaveLineAndColumn() {
         #expect(throws: JSONSyntaxError(line: 2, column: 15, message: "expected ',' or '}' after a value")) {
             _ = try JSONParser.parse("{\"a\": 1,\n  \"b\": [1, 2] \"c\": 3}")

@@ -81,7 +81,16 @@ final class RunnerRelay: Sendable {
         let acquireStart = monotonicNanos()
         let grant: AcquireResult
         do {
-            grant = try await acquire(AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters))
+            let params = AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters)
+            // A client that leaves while its model loads gives up its place at once (and, if it was
+            // the load's last waiter, the load itself when another model needs the room).
+            if let disconnect = request.disconnect {
+                grant = try await disconnect.cancelling { try await self.acquire(params) }
+            } else {
+                grant = try await acquire(params)
+            }
+        } catch is CancellationError {
+            throw APIError(HTTPStatus(499), "the client closed the connection while waiting for \(model.id)")
         } catch {
             throw acquireError(error, model: model.id)
         }

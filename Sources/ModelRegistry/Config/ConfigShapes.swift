@@ -49,9 +49,13 @@ enum ConfigShapes {
             .init("queue_size", .integer(min: 1), "requests waiting per model"),
             .init("request_body_bytes", .integer(min: 1024), "largest request body (413 beyond)"),
             .init("unload_timeout_seconds", .integer(min: 1), "SIGTERM to SIGKILL when stopping a runner"),
+            .init("swap_policy", .oneOfStrings(AppConfig.SwapPolicyName.allCases.map(\.rawValue)), "when more models are wanted than fit: \"batch\" serves a loaded model's queued requests before swapping, for at most max_wait_seconds; \"fifo\" swaps in arrival order"),
+            .init("max_wait_seconds", .number(min: 0), "longest a request waits for room because a loaded model keeps serving its own queue (batch policy)"),
+            .init("resident_idle_seconds", .number(min: 0), "idle seconds after which resident_model is loaded again"),
         ], others: .warn), "scheduling limits"),
         .init("discovery_interval_seconds", .integer(min: 0), "seconds between scans of the models folders (0 = off)"),
         .init("log_levels", .object([], others: .map(logLevel, keyPattern: nil, keyHint: "")), "per service, and \"default\""),
+        .init("resident_model", .anyOf([.pattern(.modelID, hint: "a model id"), .null], hint: "a model id or null"), "a model kept loaded: at start, and again once the machine is idle after others displaced it"),
         .init("allowed_hosts", .array(.nonEmptyString), "Host header names accepted beyond localhost, *.localhost, this machine's name and loopback addresses (\"*.example.com\" for a domain); on a non-loopback bind, when set, only these and IP addresses"),
     ], others: .warn)
 
@@ -83,6 +87,8 @@ enum ConfigShapes {
         .init("aliases", .array(.pattern(.modelID, hint: "a name without spaces or quotes")), "other names for this model"),
         .init("display_name", .nonEmptyString, "name shown in lists"),
         .init("ttl_seconds", .integer(min: -1), "idle seconds before unloading (-1 = never)"),
+        .init("pinned", .boolean, "never evicted for another model and never unloaded when idle (it counts against the limits)"),
+        .init("preload", .boolean, "loaded when runner-manager starts, and again after a crash"),
         .init("unlisted", .boolean, "hidden from model lists, still routable"),
         .init("mmproj", .nonEmptyString, "multimodal projector file"),
         .init("kind", .oneOfStrings(ModelKind.allCases.map(\.rawValue)), "what the model serves"),
@@ -144,6 +150,19 @@ enum ConfigValidator {
                     aliasOwner[alias] = id
                 }
             }
+        }
+        if let name = app["resident_model"]?.stringValue, !ids.contains(name), aliasOwner[name] == nil {
+            issues.append(ConfigIssue(file: "app_config.json", path: "resident_model",
+                                      message: "model \"\(name)\" does not exist (\(ids.isEmpty ? "no models are defined" : "models: " + ids.sorted().joined(separator: ", ")))",
+                                      severity: .error))
+        }
+        // Pinned models are never evicted: more of them than may be loaded at once could never all run.
+        let pinned = entries.entries.filter { $0.value["pinned"]?.boolValue == true }.map(\.key).sorted()
+        let maxLoaded = app["limits"]?["max_loaded_models"]?.intValue ?? AppConfig.Limits().maxLoadedModels
+        if pinned.count > maxLoaded {
+            issues.append(ConfigIssue(file: "models_config.json", path: "models",
+                                      message: "\(pinned.count) models are pinned (\(pinned.joined(separator: ", "))) but limits.max_loaded_models is \(maxLoaded): unpin some or raise the limit",
+                                      severity: .error))
         }
         if let name = models["default_model"]?.stringValue, !ids.contains(name), aliasOwner[name] == nil {
             issues.append(ConfigIssue(file: "models_config.json", path: "default_model",

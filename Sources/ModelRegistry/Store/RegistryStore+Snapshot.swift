@@ -68,6 +68,7 @@ extension RegistryStore {
                 id: id, aliases: (entry["aliases"]?.arrayValue ?? []).compactMap(\.stringValue),
                 displayName: entry["display_name"]?.stringValue, path: path, runtime: runtimeName, runtimeKind: runtime.kind,
                 runtimePath: runtimePath, parameters: .object(parameters), kind: kind, ttlSeconds: entry["ttl_seconds"]?.intValue,
+                pinned: entry["pinned"]?.boolValue ?? false, preload: entry["preload"]?.boolValue ?? false,
                 unlisted: entry["unlisted"]?.boolValue ?? false,
                 mmproj: entry["mmproj"]?.stringValue.map { resolvePath($0, configDir: configDir) },
                 autoDiscovered: entry["auto_discovered"]?.boolValue ?? false, autoUpdateModel: entry["auto_update_model"]?.boolValue ?? false,

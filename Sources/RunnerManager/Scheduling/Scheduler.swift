@@ -14,18 +14,35 @@ struct ModelSpec: Sendable, Equatable {
     let concurrency: Int
     /// Idle seconds before unloading (-1 = never).
     let ttlSeconds: Double
+    /// Never evicted for another model (the model entry's `pinned`); still counts against the limits.
+    var pinned = false
+}
+
+/// How the scheduler chooses when requests for more models wait than can be loaded at once.
+enum SwapPolicy: String, Sendable, Equatable, CaseIterable {
+    /// A loaded model keeps serving its queued requests while others wait for room, but a request
+    /// that needs room waits at most `maxWait` for that preference; then the oldest such request wins
+    /// the next swap: the runners in its way take no new requests and go once their leases end.
+    case batch
+    /// Arrival order: a request that needs room stops the runners in its way from taking new requests
+    /// at once (a swap for nearly every request when models alternate, as llama-swap and llama-server's
+    /// router do).
+    case fifo
 }
 
 /// Why a request was refused.
 enum SchedulerError: Error, Sendable, Equatable, CustomStringConvertible {
     case busy(model: String, queued: Int, retryAfterSeconds: Int)
     case failed(model: String, reason: String, retryAfterSeconds: Int?)
+    /// The model cannot be loaded beside the pinned ones, whatever else is unloaded.
+    case wontFit(model: String, reason: String)
 
     var description: String {
         switch self {
         case .busy(let m, let q, let r): "model \(m) is busy: \(q) requests are already waiting; retry after \(r) s"
         case .failed(let m, let reason, let r):
             "model \(m) failed: \(reason)" + (r.map { "; it will be retried after \($0) s" } ?? "")
+        case .wontFit(let m, let reason): "model \(m) cannot be loaded: \(reason)"
         }
     }
 }
@@ -33,6 +50,8 @@ enum SchedulerError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Why a runner is stopped.
 enum StopReason: String, Sendable, Equatable {
     case idle, evicted, reload, requested
+    /// A load every waiter gave up on, stopped so that another model gets the room.
+    case abandoned
 }
 
 /// What the runner manager must do after an event.
@@ -57,12 +76,30 @@ enum SchedulerAction: Sendable, Equatable {
 /// - an idle runner unloads after its TTL (from the last release; `keepAlive` 0 = when idle, < 0 = never);
 ///   a request that arrives for a stopping runner waits for a fresh one, never an error;
 /// - a request with different load-time arguments restarts a runner only once it is idle;
-/// - three crashes within 60 s → backoff of 5 s, doubling to 5 min, during which requests fail fast.
+/// - three crashes within 60 s → backoff of 5 s, doubling to 5 min, during which requests fail fast;
+/// - `batch` policy: a loaded model keeps serving its own queue while another model waits for room,
+///   for at most `maxWait` beyond that request's arrival; then the runners in the oldest starving
+///   request's way drain (no new grants) and go. `fifo`: they drain at once. Requests that fit beside
+///   the loaded models never wait for the policy;
+/// - a pinned runner (the model's `pinned`, or a request's `keepAlive` < 0 until it is unloaded) is
+///   never evicted nor unloaded when idle; a model that cannot fit beside the pinned ones is refused;
+/// - a load whose every waiter left is stopped when another model waits for its room;
+/// - `preload` models start when the scheduler is configured and again after a crash (within the crash
+///   backoff), when they fit without evicting anything; the `resident` model also comes back, evicting
+///   idle runners, once nothing has happened for `residentIdle` seconds.
 struct Scheduler: Sendable {
     struct Config: Sendable, Equatable {
         var maxLoaded: Int
         var budgetBytes: Int
         var queueLimit: Int
+        var policy = SwapPolicy.batch
+        /// Longest a request that needs room waits because a loaded model keeps serving its queue.
+        var maxWait = 10.0
+        /// Models loaded as soon as they fit, at configuration and after a crash.
+        var preload: [ModelSpec] = []
+        /// The model reloaded once the machine has been idle for `residentIdle` seconds.
+        var resident: ModelSpec?
+        var residentIdle = 30.0
     }
 
     enum Phase: Sendable, Equatable { case starting, ready, stopping }
@@ -75,12 +112,20 @@ struct Scheduler: Sendable {
         var idleSince: Double?
         /// Set by the latest acquire's keepAlive; nil = the model's TTL.
         var keepAlive: Double?
+        /// Started with no request waiting (preload, resident): never "abandoned".
+        var background = false
+
+        /// Never evicted for another model, never unloaded for idleness (an explicit unload still
+        /// goes: it sets `keepAlive` to 0).
+        var isPinned: Bool { keepAlive != 0 && (spec.pinned || (keepAlive ?? 0) < 0) }
     }
 
     struct Waiter: Sendable, Equatable {
         let id: RequestID
         let spec: ModelSpec
         let keepAlive: Double?
+        /// When the request arrived: what `maxWait` is counted from.
+        var arrivedAt: Double = 0
     }
 
     struct Failures: Sendable, Equatable {
@@ -97,12 +142,31 @@ struct Scheduler: Sendable {
     static let busyRetryAfter = 2
 
     var config: Config
-    private(set) var runners: [String: Runner] = [:]
-    private(set) var waiters: [Waiter] = []
-    private(set) var failures: [String: Failures] = [:]
-    private var nextLease: LeaseID = 0
+    // Changed only by the scheduler's own methods (here and in Scheduler+Decision.swift); the runner
+    // manager reads them.
+    var runners: [String: Runner] = [:]
+    var waiters: [Waiter] = []
+    var failures: [String: Failures] = [:]
+    /// Preload models still to start (set by `configure` and by crashes).
+    var pendingPreload: Set<String> = []
+    /// The last acquire or release: the machine is idle from then on.
+    var lastActivity = 0.0
+    var nextLease: LeaseID = 0
 
-    init(config: Config) { self.config = config }
+    init(config: Config) {
+        self.config = config
+        pendingPreload = Set(config.preload.map(\.id))
+        if let resident = config.resident { pendingPreload.insert(resident.id) }
+    }
+
+    /// New limits and model sets: models that became `preload` (or the resident) are started when they fit.
+    mutating func configure(_ new: Config, now: Double) -> [SchedulerAction] {
+        let before = Set(config.preload.map(\.id) + [config.resident?.id].compactMap { $0 })
+        let after = Set(new.preload.map(\.id) + [new.resident?.id].compactMap { $0 })
+        pendingPreload = pendingPreload.intersection(after).union(after.subtracting(before))
+        config = new
+        return schedule(now: now)
+    }
 
     // MARK: Events
 
@@ -112,7 +176,8 @@ struct Scheduler: Sendable {
         if queued >= config.queueLimit {
             return [.reject(request: id, .busy(model: spec.id, queued: queued, retryAfterSeconds: Self.busyRetryAfter))]
         }
-        waiters.append(Waiter(id: id, spec: spec, keepAlive: keepAlive))
+        waiters.append(Waiter(id: id, spec: spec, keepAlive: keepAlive, arrivedAt: now))
+        lastActivity = now
         return schedule(now: now)
     }
 
@@ -121,6 +186,7 @@ struct Scheduler: Sendable {
         runners[model]!.leases.remove(lease)
         runners[model]!.lastUsed = now
         if runners[model]!.leases.isEmpty { runners[model]!.idleSince = now }
+        lastActivity = now
         return schedule(now: now)
     }
 
@@ -141,8 +207,10 @@ struct Scheduler: Sendable {
 
     /// A runner failed to become ready (exited during load, or stalled).
     mutating func startFailed(_ model: String, reason: String, now: Double) -> [SchedulerAction] {
-        guard runners[model] != nil else { return [] }
+        guard let runner = runners[model] else { return [] }
         runners[model] = nil
+        // A load stopped on purpose (abandoned, unloaded) ends like any stop: no crash to count.
+        if runner.phase == .stopping { return schedule(now: now) }
         recordCrash(model, reason: reason, now: now)
         var actions: [SchedulerAction] = []
         let backedOff = backoffRejection(model, now: now)
@@ -183,6 +251,7 @@ struct Scheduler: Sendable {
 
     /// Unload on request: now if idle, otherwise as soon as its leases end.
     mutating func unload(_ model: String, now: Double) -> [SchedulerAction] {
+        pendingPreload.remove(model)
         guard runners[model] != nil else { return [] }
         runners[model]!.keepAlive = 0
         return schedule(now: now)
@@ -203,106 +272,8 @@ struct Scheduler: Sendable {
     /// When an idle runner will unload (nil: busy, never, or not ready).
     func expiry(_ model: String) -> Double? {
         guard let r = runners[model], r.phase == .ready, r.leases.isEmpty, let since = r.idleSince else { return nil }
+        if r.isPinned { return nil }
         let ttl = r.keepAlive ?? r.spec.ttlSeconds
         return ttl < 0 ? nil : since + ttl
-    }
-
-    // MARK: The decision
-
-    private func backoffRejection(_ model: String, now: Double) -> SchedulerError? {
-        guard let f = failures[model], let until = f.backoffUntil, until > now else { return nil }
-        return .failed(model: model, reason: "it crashed \(f.crashes.count) times within \(Int(Self.crashWindow)) s: \(f.reason)",
-                       retryAfterSeconds: Int((until - now).rounded(.up)))
-    }
-
-    private mutating func recordCrash(_ model: String, reason: String, now: Double) {
-        var f = failures[model] ?? Failures()
-        f.crashes = f.crashes.filter { now - $0 < Self.crashWindow } + [now]
-        f.reason = reason
-        if f.crashes.count >= Self.crashesBeforeBackoff {
-            f.backoffUntil = now + f.backoff
-            f.backoff = min(f.backoff * 2, Self.maxBackoff)
-        }
-        failures[model] = f
-    }
-
-    private mutating func schedule(now: Double) -> [SchedulerAction] {
-        var actions: [SchedulerAction] = []
-
-        // 1. Grant what can be granted, in arrival order per model.
-        var blocked: [String] = []
-        var remaining: [Waiter] = []
-        for w in waiters {
-            let model = w.spec.id
-            if !blocked.contains(model), var r = runners[model], r.phase == .ready,
-               r.spec.fingerprint == w.spec.fingerprint, r.leases.count < r.spec.concurrency {
-                nextLease += 1
-                r.leases.insert(nextLease)
-                r.lastUsed = now
-                r.idleSince = nil
-                if let keepAlive = w.keepAlive { r.keepAlive = keepAlive }
-                runners[model] = r
-                actions.append(.grant(request: w.id, model: model, lease: nextLease))
-            } else {
-                if !blocked.contains(model) { blocked.append(model) }
-                remaining.append(w)
-            }
-        }
-        waiters = remaining
-
-        // 2. Bring a runner for each waiting model, oldest waiter first.
-        for model in blocked {
-            guard let first = waiters.first(where: { $0.spec.id == model }) else { continue }
-            if let r = runners[model] {
-                if r.phase == .ready && r.spec.fingerprint != first.spec.fingerprint && r.leases.isEmpty {
-                    runners[model]!.phase = .stopping
-                    actions.append(.stop(model: model, reason: .reload))
-                }
-                continue  // starting, stopping, busy at its cap, or draining for a reload: wait
-            }
-            guard makeRoom(for: first.spec, actions: &actions) else { break }  // no room yet: later models wait too
-            runners[model] = Runner(spec: first.spec, phase: .starting, lastUsed: now, idleSince: nil, keepAlive: first.keepAlive)
-            actions.append(.start(first.spec))
-        }
-
-        // 3. Idle runners past their TTL unload.
-        for (model, r) in runners where r.phase == .ready && r.leases.isEmpty && !waiters.contains(where: { $0.spec.id == model }) {
-            if let until = expiry(model), until <= now {
-                runners[model]!.phase = .stopping
-                actions.append(.stop(model: model, reason: r.keepAlive == 0 ? .requested : .idle))
-            }
-        }
-        return actions
-    }
-
-    /// True when `spec` can start now; otherwise stops idle victims (LRU) toward making room and
-    /// returns false (the start happens on a later event, once they have stopped).
-    private mutating func makeRoom(for spec: ModelSpec, actions: inout [SchedulerAction]) -> Bool {
-        func usage(_ include: (Runner) -> Bool) -> (count: Int, bytes: Int) {
-            runners.values.filter(include).reduce((0, 0)) { ($0.0 + 1, $0.1 + $1.spec.memoryBytes) }
-        }
-        func fits(_ u: (count: Int, bytes: Int)) -> Bool {
-            u.count + 1 <= config.maxLoaded && (u.bytes + spec.memoryBytes <= config.budgetBytes || u.count == 0)
-        }
-        if fits(usage { _ in true }) { return true }
-        // Room that will exist once runners already stopping are gone.
-        if fits(usage { $0.phase != .stopping }) { return false }
-        let waiting = Set(waiters.map(\.spec.id))
-        let idle = runners.filter { $0.value.phase == .ready && $0.value.leases.isEmpty && !waiting.contains($0.key) }
-            .sorted { ($0.value.lastUsed, $0.key) < ($1.value.lastUsed, $1.key) }
-        // Evict only if enough idle runners exist; if busy runners hold the room, stopping idle ones
-        // would lose them for nothing: wait instead.
-        var victims: [String] = []
-        var remaining = usage { $0.phase != .stopping }
-        for (model, runner) in idle where !fits(remaining) {
-            victims.append(model)
-            remaining = (remaining.count - 1, remaining.bytes - runner.spec.memoryBytes)
-        }
-        guard fits(remaining) else { return false }
-        for model in victims {
-            runners[model]!.phase = .stopping
-            actions.append(.stop(model: model, reason: .evicted))
-        }
-        return false
     }
 }

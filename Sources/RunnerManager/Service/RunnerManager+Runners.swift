@@ -6,6 +6,7 @@ extension RunnerManager {
     // MARK: Applying decisions
 
     func apply(_ actions: [SchedulerAction]) {
+        defer { armDecisionTimer() }
         for action in actions {
             switch action {
             case .start(let spec):
@@ -29,6 +30,7 @@ extension RunnerManager {
             case .reject(let request, let error):
                 guard let p = pending.removeValue(forKey: request) else { continue }
                 let code = if case .busy = error { RPCFault.busyCode } else { RPCFault.unavailableCode }
+                if case .wontFit(let model, let reason) = error { context.logger.warning("cannot load \(model): \(reason)") }
                 var data: [String: String] = [:]
                 switch error {
                 case .busy(_, _, let retry): data["retryAfter"] = String(retry)
@@ -62,7 +64,31 @@ extension RunnerManager {
         context.rpc.notify(RunnersRPC.StateChanged.self, RunnerState(model: model, state: state, pid: processes[model]?.pid, detail: detail))
     }
 
+    /// Wakes the scheduler exactly when the oldest waiting request's patience runs out (the 1 s tick
+    /// would add up to a second to the wait bound).
+    func armDecisionTimer() {
+        let next = scheduler.nextDecision(now: Self.now())
+        if let timer = decisionTimer, timer.at == next { return }
+        if let timer = decisionTimer { loop.cancelTimer(timer.id) }
+        decisionTimer = nil
+        guard let next else { return }
+        let at = UInt64(max(0, next) * 1e9) + 1_000_000
+        let id = loop.schedule(at: at) { [weak self] in
+            guard let self else { return }
+            Task(executorPreference: self.loop) { await self.decisionDue() }
+        }
+        decisionTimer = (id, next)
+    }
+
+    func decisionDue() {
+        decisionTimer = nil
+        apply(scheduler.tick(now: Self.now()))
+    }
+
     func start(_ spec: ModelSpec) async {
+        // The scheduler may have changed its mind before this task ran (an abandoned load stopped
+        // before it was spawned): start only the runner it still waits for.
+        guard let wanted = scheduler.runners[spec.id], wanted.phase == .starting, wanted.spec == spec else { return }
         guard let model = effective[spec.fingerprint] ?? (try? resolve(spec.id)) else {
             apply(scheduler.startFailed(spec.id, reason: "model is no longer defined", now: Self.now()))
             return
@@ -96,6 +122,14 @@ extension RunnerManager {
             // otherwise it could report the exit first, without the "while loading" account and log lines.
             if processes[spec.id] === process { processes[spec.id] = nil }
             process.loading = false
+            if scheduler.runners[spec.id]?.phase == .stopping {
+                // Stopped on purpose while loading (abandoned, unloaded): not a failure.
+                await process.stop(grace: 2, loop: loop)
+                saveRecords()
+                setState(spec.id, .stopped)
+                apply(scheduler.exited(spec.id, reason: "stopped while loading", now: Self.now()))
+                return
+            }
             setState(spec.id, .failed, detail: "\(error)")
             context.logger.error("runner for \(spec.id) failed to load: \(error)")
             await process.stop(grace: 2, loop: loop)

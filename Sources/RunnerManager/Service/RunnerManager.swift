@@ -48,6 +48,8 @@ actor RunnerManager {
     /// cleared whenever the snapshot changes.
     var specCache: [String: (ModelSpec, ResolvedModel)] = [:]
     var detached = false
+    /// The loop timer that wakes the scheduler when a waiting request's patience runs out, and when.
+    var decisionTimer: (id: UInt64, at: Double)?
     /// Seconds without load progress before a load is abandoned.
     let stallTimeout: Double
 
@@ -73,12 +75,20 @@ actor RunnerManager {
             snapshot = snap
             appConfig = app
             specCache = [:]
-            scheduler.config = .init(maxLoaded: app.limits.maxLoadedModels, budgetBytes: Self.budget(app.limits.memoryBudget),
-                                     queueLimit: app.limits.queueSize)
-            apply(scheduler.tick(now: Self.now()))
+            apply(scheduler.configure(schedulerConfig(), now: Self.now()))
         } catch {
             context.logger.warning("cannot read the model table from the registry: \(error)")
         }
+    }
+
+    /// The scheduler's limits and resident models from the app config and the model table in force.
+    func schedulerConfig() -> Scheduler.Config {
+        let limits = appConfig.limits
+        let resident = appConfig.residentModel.flatMap { snapshot.resolve($0) }.map { spec(for: $0) }
+        let preload = snapshot.models.filter { $0.preload && $0.state != .missing }.sorted { $0.id < $1.id }.map { spec(for: $0) }
+        return Scheduler.Config(maxLoaded: limits.maxLoadedModels, budgetBytes: Self.budget(limits.memoryBudget), queueLimit: limits.queueSize,
+                                policy: limits.swapPolicy == .fifo ? .fifo : .batch, maxWait: limits.maxWaitSeconds,
+                                preload: preload, resident: resident, residentIdle: limits.residentIdleSeconds)
     }
 
     /// `memory_budget` in bytes: a number, or a percentage of physical memory.
@@ -98,8 +108,9 @@ actor RunnerManager {
 
     func spec(for model: ResolvedModel) -> ModelSpec {
         let ttl = Double(model.ttlSeconds ?? appConfig.limits.defaultTTLSeconds)
+        effective[RunnerArguments.fingerprint(model)] = model
         return ModelSpec(id: model.id, fingerprint: RunnerArguments.fingerprint(model), memoryBytes: RunnerArguments.memoryEstimate(model),
-                         concurrency: RunnerArguments.concurrency(model), ttlSeconds: ttl)
+                         concurrency: RunnerArguments.concurrency(model), ttlSeconds: ttl, pinned: model.pinned)
     }
 
     // MARK: Requests

@@ -110,11 +110,19 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var requestBodyBytes = 100 << 20
         /// Seconds between SIGTERM and SIGKILL when a runner is stopped.
         public var unloadTimeoutSeconds = 10
+        /// `batch`: a loaded model keeps serving its queued requests while others wait for room, for at
+        /// most `maxWaitSeconds`; `fifo`: arrival order, a swap whenever the next request needs one.
+        public var swapPolicy = SwapPolicyName.batch
+        /// Longest a request waits for room because a loaded model keeps serving its own queue.
+        public var maxWaitSeconds: Double = 10
+        /// Idle seconds (no request anywhere) after which `resident_model` is loaded again.
+        public var residentIdleSeconds: Double = 30
 
         public init() {}
         enum CodingKeys: String, CodingKey {
             case maxLoadedModels = "max_loaded_models", memoryBudget = "memory_budget", defaultTTLSeconds = "default_ttl_seconds"
             case queueSize = "queue_size", requestBodyBytes = "request_body_bytes", unloadTimeoutSeconds = "unload_timeout_seconds"
+            case swapPolicy = "swap_policy", maxWaitSeconds = "max_wait_seconds", residentIdleSeconds = "resident_idle_seconds"
         }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -125,7 +133,15 @@ public struct AppConfig: Codable, Sendable, Equatable {
             queueSize = try c.decodeIfPresent(Int.self, forKey: .queueSize) ?? d.queueSize
             requestBodyBytes = try c.decodeIfPresent(Int.self, forKey: .requestBodyBytes) ?? d.requestBodyBytes
             unloadTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .unloadTimeoutSeconds) ?? d.unloadTimeoutSeconds
+            swapPolicy = try c.decodeIfPresent(SwapPolicyName.self, forKey: .swapPolicy) ?? d.swapPolicy
+            maxWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .maxWaitSeconds) ?? d.maxWaitSeconds
+            residentIdleSeconds = try c.decodeIfPresent(Double.self, forKey: .residentIdleSeconds) ?? d.residentIdleSeconds
         }
+    }
+
+    /// The values of `limits.swap_policy`.
+    public enum SwapPolicyName: String, Codable, Sendable, Equatable, CaseIterable {
+        case batch, fifo
     }
 
     public var ollama: Proxy
@@ -145,6 +161,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
     /// Host names accepted in the `Host` header beyond the loopback ones (`HostPolicy`); a name may
     /// start with `*.` for a whole domain.
     public var allowedHosts: [String]
+    /// A model id kept loaded: loaded at start and again once the machine is idle after others displaced it.
+    public var residentModel: String?
 
     /// The runtimes present when a config names none: `llama-server` and `whisper-server` from PATH or
     /// the project's install.
@@ -163,11 +181,13 @@ public struct AppConfig: Codable, Sendable, Equatable {
         discoveryIntervalSeconds = 30
         logLevels = ["default": "info"]
         allowedHosts = []
+        residentModel = nil
     }
 
     enum CodingKeys: String, CodingKey {
         case proxies, dashboard, http, paths, runtimes, limits
         case discoveryIntervalSeconds = "discovery_interval_seconds", logLevels = "log_levels", allowedHosts = "allowed_hosts"
+        case residentModel = "resident_model"
     }
     enum ProxyKeys: String, CodingKey { case ollama, lmstudio }
     enum PathKeys: String, CodingKey { case modelsDirs = "models_dirs", stateDir = "state_dir" }
@@ -192,6 +212,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
         discoveryIntervalSeconds = try c.decodeIfPresent(Int.self, forKey: .discoveryIntervalSeconds) ?? discoveryIntervalSeconds
         logLevels = try c.decodeIfPresent([String: String].self, forKey: .logLevels) ?? logLevels
         allowedHosts = try c.decodeIfPresent([String].self, forKey: .allowedHosts) ?? allowedHosts
+        residentModel = try c.decodeIfPresent(String.self, forKey: .residentModel)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -209,6 +230,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
         try c.encode(discoveryIntervalSeconds, forKey: .discoveryIntervalSeconds)
         try c.encode(logLevels, forKey: .logLevels)
         try c.encode(allowedHosts, forKey: .allowedHosts)
+        try c.encodeIfPresent(residentModel, forKey: .residentModel)
     }
 
     /// The typed view of a validated document.

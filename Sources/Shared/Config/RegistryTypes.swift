@@ -61,6 +61,10 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
     public var parameters: JSONValue
     public var kind: ModelKind
     public var ttlSeconds: Int?
+    /// Never evicted for another model (it still counts against the limits).
+    public var pinned: Bool
+    /// Loaded when runner-manager starts, and again after a crash.
+    public var preload: Bool
     public var unlisted: Bool
     public var mmproj: String?
     public var autoDiscovered: Bool
@@ -70,8 +74,8 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
     public var metadata: ModelMetadata?
 
     public init(id: String, aliases: [String], displayName: String?, path: String, runtime: String, runtimeKind: RuntimeKind, runtimePath: String,
-                parameters: JSONValue, kind: ModelKind, ttlSeconds: Int?, unlisted: Bool, mmproj: String?, autoDiscovered: Bool,
-                autoUpdateModel: Bool, state: ModelFileState, error: String?, metadata: ModelMetadata?) {
+                parameters: JSONValue, kind: ModelKind, ttlSeconds: Int?, pinned: Bool = false, preload: Bool = false, unlisted: Bool,
+                mmproj: String?, autoDiscovered: Bool, autoUpdateModel: Bool, state: ModelFileState, error: String?, metadata: ModelMetadata?) {
         self.id = id
         self.aliases = aliases
         self.displayName = displayName
@@ -82,6 +86,8 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
         self.parameters = parameters
         self.kind = kind
         self.ttlSeconds = ttlSeconds
+        self.pinned = pinned
+        self.preload = preload
         self.unlisted = unlisted
         self.mmproj = mmproj
         self.autoDiscovered = autoDiscovered

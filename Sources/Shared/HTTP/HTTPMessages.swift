@@ -20,11 +20,14 @@ public struct HTTPRequest {
     public let body: HTTPRequestBody
     /// Monotonic time (ns) when the head was fully received: the start of the gateway's own time.
     public let receivedAt: UInt64
+    /// Tells when the client has gone, for handlers that wait before answering (nil off a live connection).
+    public let disconnect: ClientDisconnect?
 
-    public init(head: HTTPRequestHead, body: HTTPRequestBody, receivedAt: UInt64 = monotonicNanos()) {
+    public init(head: HTTPRequestHead, body: HTTPRequestBody, receivedAt: UInt64 = monotonicNanos(), disconnect: ClientDisconnect? = nil) {
         self.head = head
         self.body = body
         self.receivedAt = receivedAt
+        self.disconnect = disconnect
     }
 
     public var method: String { head.method }

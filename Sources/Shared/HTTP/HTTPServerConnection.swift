@@ -54,7 +54,8 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
             continuePending = head.expectsContinue
             var close = !head.keepAlive || core.isShuttingDown
 
-            let request = HTTPRequest(head: head, body: HTTPRequestBody(source: self), receivedAt: receivedAt)
+            let request = HTTPRequest(head: head, body: HTTPRequestBody(source: self), receivedAt: receivedAt,
+                                      disconnect: ClientDisconnect(fd: connection.fd))
             var response: HTTPResponse
             do {
                 response = try await core.handler.handle(request)
