@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test test-deploy bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop
+.PHONY: up test test-deploy bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop bench-scheduling
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -17,6 +17,11 @@ test-deploy:
 # Gateway throughput against nginx, with wrk.
 bench-http:
 	python3 scripts/bench_http.py
+
+# Two models on one slot: mixed traffic with the batch and fifo policies against llama-server's router,
+# and an abandoned load stopped or not.
+bench-scheduling:
+	python3 scripts/bench_scheduling.py
 
 # Runner readiness overhead against llama-server's own start, and the swap cycle.
 bench-runners:

@@ -204,6 +204,13 @@ import Testing
         _ = t.cancel(1, now: 0.1)
         #expect(t.acquire(3, spec: Self.spec("b"), keepAlive: nil, now: 0.2).isEmpty)
         #expect(t.runners["a"]?.phase == .starting)
+        // With stop_abandoned_loads off, the load finishes and b gets the room after it.
+        var u = Self.scheduler()
+        u.config.stopAbandoned = false
+        _ = u.acquire(1, spec: Self.spec("a"), keepAlive: nil, now: 0)
+        _ = u.cancel(1, now: 0.1)
+        #expect(u.acquire(2, spec: Self.spec("b"), keepAlive: nil, now: 0.2).isEmpty)
+        #expect(u.started("a", now: 1) == [.stop(model: "a", reason: .evicted)])
     }
 
     @Test func preloadStartsAtConfigurationAndAfterACrashWithinTheBackoff() {

@@ -133,6 +133,7 @@ extension Scheduler {
     /// Stops loads that were started for requests which have all gone, when a model that waits for a
     /// start does not fit beside them. A load nobody else needs the room for may finish.
     mutating func stopAbandonedLoads(actions: inout [SchedulerAction]) {
+        guard config.stopAbandoned else { return }
         let wanted = Set(waiters.map(\.spec.id))
         let abandoned = runners.filter { $0.value.phase == .starting && !$0.value.background && !$0.value.isPinned && !wanted.contains($0.key) }
         guard !abandoned.isEmpty else { return }

@@ -100,6 +100,8 @@ struct Scheduler: Sendable {
         /// The model reloaded once the machine has been idle for `residentIdle` seconds.
         var resident: ModelSpec?
         var residentIdle = 30.0
+        /// Stop a load every waiter left when another model waits for its room.
+        var stopAbandoned = true
     }
 
     enum Phase: Sendable, Equatable { case starting, ready, stopping }

@@ -88,7 +88,8 @@ actor RunnerManager {
         let preload = snapshot.models.filter { $0.preload && $0.state != .missing }.sorted { $0.id < $1.id }.map { spec(for: $0) }
         return Scheduler.Config(maxLoaded: limits.maxLoadedModels, budgetBytes: Self.budget(limits.memoryBudget), queueLimit: limits.queueSize,
                                 policy: limits.swapPolicy == .fifo ? .fifo : .batch, maxWait: limits.maxWaitSeconds,
-                                preload: preload, resident: resident, residentIdle: limits.residentIdleSeconds)
+                                preload: preload, resident: resident, residentIdle: limits.residentIdleSeconds,
+                                stopAbandoned: limits.stopAbandonedLoads)
     }
 
     /// `memory_budget` in bytes: a number, or a percentage of physical memory.

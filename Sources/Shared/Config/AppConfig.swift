@@ -117,12 +117,15 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var maxWaitSeconds: Double = 10
         /// Idle seconds (no request anywhere) after which `resident_model` is loaded again.
         public var residentIdleSeconds: Double = 30
+        /// Stop a load whose every waiter left when another model waits for its room.
+        public var stopAbandonedLoads = true
 
         public init() {}
         enum CodingKeys: String, CodingKey {
             case maxLoadedModels = "max_loaded_models", memoryBudget = "memory_budget", defaultTTLSeconds = "default_ttl_seconds"
             case queueSize = "queue_size", requestBodyBytes = "request_body_bytes", unloadTimeoutSeconds = "unload_timeout_seconds"
             case swapPolicy = "swap_policy", maxWaitSeconds = "max_wait_seconds", residentIdleSeconds = "resident_idle_seconds"
+            case stopAbandonedLoads = "stop_abandoned_loads"
         }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -136,6 +139,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             swapPolicy = try c.decodeIfPresent(SwapPolicyName.self, forKey: .swapPolicy) ?? d.swapPolicy
             maxWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .maxWaitSeconds) ?? d.maxWaitSeconds
             residentIdleSeconds = try c.decodeIfPresent(Double.self, forKey: .residentIdleSeconds) ?? d.residentIdleSeconds
+            stopAbandonedLoads = try c.decodeIfPresent(Bool.self, forKey: .stopAbandonedLoads) ?? d.stopAbandonedLoads
         }
     }
 
