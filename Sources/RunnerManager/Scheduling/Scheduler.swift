@@ -1,3 +1,5 @@
+import Shared
+
 /// One acquire while it waits.
 typealias RequestID = UInt64
 /// One granted use of a runner, from acquire to release.
@@ -18,17 +20,10 @@ struct ModelSpec: Sendable, Equatable {
     var pinned = false
 }
 
-/// How the scheduler chooses when requests for more models wait than can be loaded at once.
-enum SwapPolicy: String, Sendable, Equatable, CaseIterable {
-    /// A loaded model keeps serving its queued requests while others wait for room, but a request
-    /// that needs room waits at most `maxWait` for that preference; then the oldest such request wins
-    /// the next swap: the runners in its way take no new requests and go once their leases end.
-    case batch
-    /// Arrival order: a request that needs room stops the runners in its way from taking new requests
-    /// at once (a swap for nearly every request when models alternate, as llama-swap and llama-server's
-    /// router do).
-    case fifo
-}
+/// How the scheduler chooses when requests for more models wait than can be loaded at once: the
+/// config's own enum (`batch`: a loaded model keeps serving its queue for at most `maxWait`; `fifo`:
+/// arrival order, a swap for nearly every request when models alternate).
+typealias SwapPolicy = AppConfig.SwapPolicyName
 
 /// Why a request was refused.
 enum SchedulerError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -87,7 +87,7 @@ actor RunnerManager {
         let resident = appConfig.residentModel.flatMap { snapshot.resolve($0) }.map { spec(for: $0) }
         let preload = snapshot.models.filter { $0.preload && $0.state != .missing }.sorted { $0.id < $1.id }.map { spec(for: $0) }
         return Scheduler.Config(maxLoaded: limits.maxLoadedModels, budgetBytes: Self.budget(limits.memoryBudget), queueLimit: limits.queueSize,
-                                policy: limits.swapPolicy == .fifo ? .fifo : .batch, maxWait: limits.maxWaitSeconds,
+                                policy: limits.swapPolicy, maxWait: limits.maxWaitSeconds,
                                 preload: preload, resident: resident, residentIdle: limits.residentIdleSeconds,
                                 stopAbandoned: limits.stopAbandonedLoads)
     }
@@ -109,8 +109,9 @@ actor RunnerManager {
 
     func spec(for model: ResolvedModel) -> ModelSpec {
         let ttl = Double(model.ttlSeconds ?? appConfig.limits.defaultTTLSeconds)
-        effective[RunnerArguments.fingerprint(model)] = model
-        return ModelSpec(id: model.id, fingerprint: RunnerArguments.fingerprint(model), memoryBytes: RunnerArguments.memoryEstimate(model),
+        let fingerprint = RunnerArguments.fingerprint(model)
+        effective[fingerprint] = model  // what `start` will run for this spec
+        return ModelSpec(id: model.id, fingerprint: fingerprint, memoryBytes: RunnerArguments.memoryEstimate(model),
                          concurrency: RunnerArguments.concurrency(model), ttlSeconds: ttl, pinned: model.pinned)
     }
 
