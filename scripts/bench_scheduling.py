@@ -7,10 +7,14 @@ Two model entries over the demo GGUF (different ids and context sizes, so two ru
    `--duration` seconds, against ours with `swap_policy: batch`, ours with `fifo`, and llama-server's
    router with `--models-max 1` (the same binary). Prints completed requests, errors, swaps and p50/p99
    latency for each, and batch's ratio to the router.
-2. Abandoned load: a request for A (a large context: a slow load) whose client leaves 20 ms after it was
+2. Follow-up after a swap: a conversation of about 1,000 prompt tokens on A, one request to B (A is
+   evicted), then the next turn on A: its time to first token with the slot cache (A's conversation
+   saved at eviction and restored at load), without it (`slot_cache_bytes: 0`), and straight to a warm
+   llama-server that never unloaded (the floor).
+3. Abandoned load: a request for A (a large context: a slow load) whose client leaves 20 ms after it was
    queued for a cold load while B waits: B's time to first token with `stop_abandoned_loads` on and off.
 Release builds, the real llama-server. Figures, not assertions.
-Usage: python3 scripts/bench_scheduling.py [--duration 60] [--rounds 3]
+Usage: python3 scripts/bench_scheduling.py [--duration 60] [--rounds 3] [--parts mixed,follow-up,abandoned]
 """
 import argparse, concurrent.futures, json, os, re, shutil, socket, statistics, subprocess, tempfile, threading, time
 import urllib.error, urllib.request
@@ -65,6 +69,58 @@ def swaps_in(path, pattern):
         return 0
 
 
+WORDS = ("the river carried old boats past quiet towns where bakers opened early and children counted clouds "
+         "while a lighthouse keeper wrote letters about storms tides gulls and distant ships").split()
+SYSTEM = " ".join(WORDS[i % len(WORDS)] for i in range(920))  # about 1,000 tokens with the chat template
+
+
+def ttft(url, model, messages):
+    """Time to the first streamed content token, and the whole answer's text."""
+    body = json.dumps({"model": model, "messages": messages, "max_tokens": 8, "temperature": 0, "stream": True}).encode()
+    req = urllib.request.Request(url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    start, first, text = time.perf_counter(), None, ""
+    with urllib.request.urlopen(req, timeout=300) as r:
+        for line in r:
+            if not line.startswith(b"data: {"):
+                continue
+            delta = json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+            if delta and first is None:
+                first = time.perf_counter() - start
+            text += delta
+    return first if first is not None else time.perf_counter() - start, text
+
+
+def conversation(url, model, switch=None):
+    """The first turn, an optional request to another model, then the follow-up's time to first token."""
+    turn = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What did the keeper write about?"}]
+    _, answer = ttft(url, model, turn)
+    if switch:
+        ttft(url, switch, [{"role": "user", "content": "hi"}])
+    return ttft(url, model, turn + [{"role": "assistant", "content": answer}, {"role": "user", "content": "And the boats?"}])[0]
+
+
+def follow_up(slot_cache_bytes):
+    m = ours("batch", {"slot_cache_bytes": slot_cache_bytes}, {
+        "A": {"model_path": MODEL, "parameters": {"ctx_size": 4096}},
+        "B": {"model_path": MODEL, "parameters": {"ctx_size": 512}}})
+    try:
+        return conversation(m.url(m.lmstudio), "A", switch="B")
+    finally:
+        m.stop()
+
+
+def follow_up_direct():
+    (port,) = free_ports(1)
+    p = subprocess.Popen([BINARY, "-m", MODEL, "-c", "4096", "--host", "127.0.0.1", "--port", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=60, process=p)
+        return conversation(f"http://127.0.0.1:{port}", "A")
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+
+
 def abandoned_ttft(stop_abandoned):
     m = ours("batch", {"stop_abandoned_loads": stop_abandoned}, {
         "A": {"model_path": MODEL, "parameters": {"ctx_size": 32768, "parallel": 8}},
@@ -94,9 +150,35 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=3, help="abandoned-load repetitions per setting")
+    ap.add_argument("--parts", default="mixed,follow-up,abandoned")
     ap.add_argument("--markdown")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     report = Report()
+    if "mixed" in parts:
+        mixed_part(args, report)
+    if "follow-up" in parts:
+        runs = {"restored": [], "not kept": [], "direct": []}
+        for _ in range(args.rounds):
+            runs["restored"].append(follow_up(2 << 30))
+            runs["not kept"].append(follow_up(0))
+            runs["direct"].append(follow_up_direct())
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        report()
+        report(f"Follow-up after a swap: a ~1,000-token conversation on A, one request to B (A evicted), the next turn on A; "
+               f"time to first token, median of {args.rounds}")
+        report()
+        report("| A's conversation | follow-up time to first token | runs | / not kept |")
+        report("|---|---:|---|---:|")
+        for name, label in (("restored", "saved at eviction, restored at load (default)"), ("not kept", "not kept (`slot_cache_bytes: 0`)"),
+                            ("direct", "llama-server that never unloaded (floor)")):
+            report(f"| {label} | {med[name] * 1000:,.0f} ms | {', '.join(f'{x * 1000:.0f}' for x in runs[name])} | {med[name] / med['not kept']:.2f}× |")
+    if "abandoned" in parts:
+        abandoned_part(args, report)
+    report.write(args.markdown)
+
+
+def mixed_part(args, report):
     rows = []
     for policy in ("batch", "fifo"):
         m = ours(policy)
@@ -143,6 +225,9 @@ def main():
         if errs:
             report(f"{name}: first error: {errs[0]}")
 
+
+
+def abandoned_part(args, report):
     on = [abandoned_ttft(True) for _ in range(args.rounds)]
     off = [abandoned_ttft(False) for _ in range(args.rounds)]
     report()
@@ -153,7 +238,6 @@ def main():
     report("|---|---:|---|")
     report(f"| true (default) | {statistics.median(on) * 1000:,.0f} ms | {', '.join(f'{x * 1000:.0f}' for x in on)} |")
     report(f"| false | {statistics.median(off) * 1000:,.0f} ms | {', '.join(f'{x * 1000:.0f}' for x in off)} |")
-    report.write(args.markdown)
 
 
 if __name__ == "__main__":

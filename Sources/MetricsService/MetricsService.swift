@@ -43,6 +43,16 @@ final class MetricsService: Service {
                     var rss: [MetricsStore.Key: Double] = [:]
                     var cpu: [MetricsStore.Key: Double] = [:]
                     var leases: [MetricsStore.Key: Double] = [:]
+                    var slots: [MetricsStore.Key: Double] = [:]
+                    for r in list {
+                        guard let c = r.slotCache else { continue }
+                        for (operation, outcome, n) in [("save", "ok", c.saves), ("save", "failed", c.saveFailures),
+                                                        ("restore", "ok", c.restores), ("restore", "failed", c.restoreFailures)] {
+                            slots[MetricsStore.key([("model", r.model), ("operation", operation), ("outcome", outcome)])] = Double(n)
+                        }
+                    }
+                    await store.setGauge("llama_runner_slot_cache_operations_total", help: "Slots saved at unload and restored at load (conversations kept across swaps), by model, operation and outcome; failures are logged by runner-manager.",
+                                         values: slots, counter: true)
                     for r in list where r.state == .ready {
                         guard let pid = r.pid else { continue }
                         let k = MetricsStore.key([("model", r.model)])

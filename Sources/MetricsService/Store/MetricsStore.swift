@@ -45,7 +45,7 @@ actor MetricsStore {
     private var audioSeconds: [Key: Double] = [:]
     private var audioProcessing: [Key: Histogram] = [:]
     /// Sampled gauges (runner RSS, etc.), replaced on each sample.
-    private var gauges: [String: (help: String, values: [Key: Double])] = [:]
+    private var gauges: [String: (help: String, counter: Bool, values: [Key: Double])] = [:]
 
     static func key(_ pairs: [(String, String)]) -> Key {
         Key(labels: pairs.sorted { $0.0 < $1.0 }.flatMap { [$0.0, $0.1] })
@@ -77,8 +77,9 @@ actor MetricsStore {
         if r.loadMs > 0 { loads[Self.key([("model", r.model)]), default: Histogram()].observe(Double(r.loadMs) / 1000) }
     }
 
-    func setGauge(_ name: String, help: String, values: [Key: Double]) {
-        gauges[name] = (help, values)
+    /// Replaces a sampled family; `counter` when the source's values only grow (its own totals).
+    func setGauge(_ name: String, help: String, values: [Key: Double], counter: Bool = false) {
+        gauges[name] = (help, counter, values)
         if name == "llama_runner_runner_resident_memory_bytes" { runnerMemory = values.values.reduce(0, +) }
     }
 
@@ -209,7 +210,7 @@ actor MetricsStore {
         histogram("llama_runner_audio_processing_seconds", "Time to answer a transcription or translation, excluding the model load.", audioProcessing)
         histogram("llama_runner_gateway_overhead_seconds", "The gateway's own time per request, excluding loads and the runner.", overhead)
         for (name, gauge) in gauges {
-            var t = "# HELP \(name) \(gauge.help)\n# TYPE \(name) gauge\n"
+            var t = "# HELP \(name) \(gauge.help)\n# TYPE \(name) \(gauge.counter ? "counter" : "gauge")\n"
             for (k, v) in gauge.values.sorted(by: { $0.key < $1.key }) { t += "\(name)\(Self.labels(k)) \(Self.number(v))\n" }
             families.append((name, t))
         }

@@ -52,6 +52,7 @@ enum ConfigShapes {
             .init("swap_policy", .oneOfStrings(AppConfig.SwapPolicyName.allCases.map(\.rawValue)), "when more models are wanted than fit: \"batch\" serves a loaded model's queued requests before swapping, for at most max_wait_seconds; \"fifo\" swaps in arrival order"),
             .init("max_wait_seconds", .number(min: 0), "longest a request waits for room because a loaded model keeps serving its own queue (batch policy)"),
             .init("resident_idle_seconds", .number(min: 0), "idle seconds after which resident_model is loaded again"),
+            .init("slot_cache_bytes", .integer(min: 0), "disk for runners' saved conversations (state/slots), restored when the model loads again; oldest files go first; 0 = off (default 2 GiB)"),
             .init("stop_abandoned_loads", .boolean, "stop a load whose every client left when another model waits for its room (default true)"),
         ], others: .warn), "scheduling limits"),
         .init("discovery_interval_seconds", .integer(min: 0), "seconds between scans of the models folders (0 = off)"),

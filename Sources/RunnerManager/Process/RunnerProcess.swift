@@ -63,7 +63,7 @@ final class RunnerProcess: @unchecked Sendable {
     static func locate(_ runtime: String) -> String? { RuntimeLocator.locate(runtime) }
 
     /// Spawns the runner on a free loopback port; stdout and stderr append to its log file.
-    static func spawn(_ model: ResolvedModel, logsDir: String, loop: EventLoop) throws -> RunnerProcess {
+    static func spawn(_ model: ResolvedModel, logsDir: String, extraArguments: [String] = [], loop: EventLoop) throws -> RunnerProcess {
         guard let binary = locate(model.runtimePath) else {
             throw RunnerError.runtimeMissing("runtime \(model.runtime) (\(model.runtimePath)) not found: run scripts/bootstrap.sh, or set its path in app_config.json runtimes")
         }
@@ -71,7 +71,7 @@ final class RunnerProcess: @unchecked Sendable {
             throw RunnerError.spawnFailed("model file \(model.path) is missing: run scripts/bootstrap.sh for the demo model, or fix model_path")
         }
         let port = try freePort()
-        let arguments = RunnerArguments.build(model, host: "127.0.0.1", port: port)
+        let arguments = RunnerArguments.build(model, host: "127.0.0.1", port: port) + extraArguments
         try makeDirectories(logsDir)
         let logPath = "\(logsDir)/\(safeName(model.id)).log"
         let log = RunnerLog(path: logPath, startAtEnd: true)

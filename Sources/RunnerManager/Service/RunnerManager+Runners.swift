@@ -95,8 +95,10 @@ extension RunnerManager {
         }
         let startedAt = monotonicNanos()
         let process: RunnerProcess
+        let slots = slotCache.flatMap { SlotCache.unsupported(model) == nil ? $0 : nil }
+        if let slots { try? makeDirectories(slots.directory, mode: 0o700) }  // llama-server requires it to exist
         do {
-            process = try RunnerProcess.spawn(model, logsDir: logsDir, loop: loop)
+            process = try RunnerProcess.spawn(model, logsDir: logsDir, extraArguments: slots?.arguments(model) ?? [], loop: loop)
         } catch {
             setState(spec.id, .failed, detail: "\(error)")
             context.logger.error("cannot start \(spec.id): \(error)")
@@ -139,6 +141,8 @@ extension RunnerManager {
         }
         progress(spec.id, process: process)  // a fast load still reports its last progress line
         process.loading = false
+        // Conversations saved at its last unload go back before the first request is let through.
+        if let slots { await restoreSlots(slots, model: model, process: process) }
         readyAt[spec.id] = monotonicNanos()
         let ms = Int((monotonicNanos() - startedAt) / 1_000_000)
         status[spec.id]?.loadDurationMs = ms
@@ -177,6 +181,10 @@ extension RunnerManager {
             return
         }
         context.logger.info("stopping runner", ("model", model), ("reason", reason.rawValue), ("pid", process.pid))
+        if [.evicted, .idle, .requested].contains(reason), !process.loading, let cache = slotCache,
+           let resolved = effective[process.fingerprint], SlotCache.unsupported(resolved) == nil {
+            await saveSlots(cache, model: resolved, process: process)
+        }
         await process.stop(grace: Double(appConfig.limits.unloadTimeoutSeconds), loop: loop)
         // For an adopted runner there is no reaper: report the exit here.
         if process.adopted { exited(process, status: nil) }
@@ -186,5 +194,32 @@ extension RunnerManager {
     func tick() {
         apply(scheduler.tick(now: Self.now()))
         for p in processes.values where p.loading == false { p.log.poll() }
+    }
+
+    // MARK: Conversations kept across unloads
+
+    /// Saves the runner's slots; a failure is logged and counted, never an obstacle to the stop.
+    func saveSlots(_ cache: SlotCache, model: ResolvedModel, process: RunnerProcess) async {
+        let started = monotonicNanos()
+        let outcome = await cache.save(model.id, key: SlotCache.key(model, fingerprint: process.fingerprint), runner: process.health)
+        let ms = Int((monotonicNanos() - started) / 1_000_000)
+        status[model.id, default: Status()].slots.saves += outcome.slots
+        status[model.id, default: Status()].slots.savedTokens += outcome.tokens
+        status[model.id, default: Status()].slots.saveFailures += outcome.failures.count
+        if outcome.slots > 0 { context.logger.info("slots saved", ("model", model.id), ("slots", outcome.slots), ("tokens", outcome.tokens), ("ms", ms)) }
+        for failure in outcome.failures { context.logger.warning("slot save failed for \(model.id): \(failure)") }
+    }
+
+    /// Restores the slots saved for this model and these load arguments; a file that does not restore
+    /// is logged, counted and deleted, and the load goes on.
+    func restoreSlots(_ cache: SlotCache, model: ResolvedModel, process: RunnerProcess) async {
+        let started = monotonicNanos()
+        let outcome = await cache.restore(model.id, key: SlotCache.key(model, fingerprint: process.fingerprint), runner: process.health)
+        let ms = Int((monotonicNanos() - started) / 1_000_000)
+        status[model.id, default: Status()].slots.restores += outcome.slots
+        status[model.id, default: Status()].slots.restoredTokens += outcome.tokens
+        status[model.id, default: Status()].slots.restoreFailures += outcome.failures.count
+        if outcome.slots > 0 { context.logger.info("slots restored", ("model", model.id), ("slots", outcome.slots), ("tokens", outcome.tokens), ("ms", ms)) }
+        for failure in outcome.failures { context.logger.warning("slot restore failed for \(model.id), ignored: \(failure)") }
     }
 }

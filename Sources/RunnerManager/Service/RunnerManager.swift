@@ -24,6 +24,7 @@ actor RunnerManager {
         var detail: String?
         var loadDurationMs: Int?
         var memoryBytes = 0
+        var slots = SlotCacheCounts()
     }
 
     let context: ServiceContext
@@ -64,6 +65,12 @@ actor RunnerManager {
     static func now() -> Double { Double(monotonicNanos()) / 1e9 }
 
     var logsDir: String { context.paths.logsDir + "/runners" }
+
+    /// Where conversations are kept across unloads, when `limits.slot_cache_bytes` allows it.
+    var slotCache: SlotCache? {
+        let limit = appConfig.limits.slotCacheBytes
+        return limit > 0 ? SlotCache(directory: context.paths.stateDir + "/slots", limitBytes: limit) : nil
+    }
 
     // MARK: Configuration from the registry
 
@@ -234,7 +241,8 @@ actor RunnerManager {
                           activeLeases: runner?.leases.count ?? 0, queued: scheduler.queuedCount(model),
                           idleSeconds: runner?.idleSince.map { now - $0 }, expiresInSeconds: scheduler.expiry(model).map { max(0, $0 - now) },
                           loadDurationMs: s.loadDurationMs, detail: s.state == .loading ? process?.progressLine : s.detail,
-                          adopted: process?.adopted ?? false,
-                          contextLength: runner.flatMap { effective[$0.spec.fingerprint] }?.parameters["ctx_size"]?.intValue.flatMap { $0 > 0 ? $0 : nil })
+                          adopted: process?.adopted ?? false, 
+                          contextLength: runner.flatMap { effective[$0.spec.fingerprint] }?.parameters["ctx_size"]?.intValue.flatMap { $0 > 0 ? $0 : nil },
+                          slotCache: s.slots == SlotCacheCounts() ? nil : s.slots)
     }
 }

@@ -119,13 +119,15 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var residentIdleSeconds: Double = 30
         /// Stop a load whose every waiter left when another model waits for its room.
         public var stopAbandonedLoads = true
+        /// Disk for runners' saved conversations (`<state>/slots/`), oldest files deleted first; 0 = off.
+        public var slotCacheBytes = 2 << 30
 
         public init() {}
         enum CodingKeys: String, CodingKey {
             case maxLoadedModels = "max_loaded_models", memoryBudget = "memory_budget", defaultTTLSeconds = "default_ttl_seconds"
             case queueSize = "queue_size", requestBodyBytes = "request_body_bytes", unloadTimeoutSeconds = "unload_timeout_seconds"
             case swapPolicy = "swap_policy", maxWaitSeconds = "max_wait_seconds", residentIdleSeconds = "resident_idle_seconds"
-            case stopAbandonedLoads = "stop_abandoned_loads"
+            case stopAbandonedLoads = "stop_abandoned_loads", slotCacheBytes = "slot_cache_bytes"
         }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -140,6 +142,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             maxWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .maxWaitSeconds) ?? d.maxWaitSeconds
             residentIdleSeconds = try c.decodeIfPresent(Double.self, forKey: .residentIdleSeconds) ?? d.residentIdleSeconds
             stopAbandonedLoads = try c.decodeIfPresent(Bool.self, forKey: .stopAbandonedLoads) ?? d.stopAbandonedLoads
+            slotCacheBytes = try c.decodeIfPresent(Int.self, forKey: .slotCacheBytes) ?? d.slotCacheBytes
         }
     }
 

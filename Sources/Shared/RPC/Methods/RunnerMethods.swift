@@ -83,10 +83,13 @@ public struct RunnerInfo: Codable, Sendable, Equatable {
     /// The context size the runner was started with (`ctx_size` after a request's overrides such as
     /// Ollama's `num_ctx`); nil when it runs with the model's own.
     public var contextLength: Int?
+    /// Saves and restores of this model's slots (conversations kept across unloads) so far.
+    public var slotCache: SlotCacheCounts?
     public init(model: String, state: RunnerPhase, pid: Int32?, endpoint: String?, memoryEstimateBytes: Int, rssBytes: Int?, activeLeases: Int,
                 queued: Int, idleSeconds: Double?, expiresInSeconds: Double?, loadDurationMs: Int?, detail: String?, adopted: Bool,
-                contextLength: Int? = nil) {
+                contextLength: Int? = nil, slotCache: SlotCacheCounts? = nil) {
         self.contextLength = contextLength
+        self.slotCache = slotCache
         self.model = model
         self.state = state
         self.pid = pid
@@ -187,4 +190,15 @@ public enum RunnersRPC {
         public typealias Params = RunnerState
         public static let name = "runners.state"
     }
+}
+
+/// What runner-manager's slot cache did for one model since it started.
+public struct SlotCacheCounts: Codable, Sendable, Equatable {
+    public var saves = 0
+    public var saveFailures = 0
+    public var restores = 0
+    public var restoreFailures = 0
+    public var savedTokens = 0
+    public var restoredTokens = 0
+    public init() {}
 }
