@@ -60,7 +60,7 @@ struct LMStudioAPI: Sendable {
         let streaming = doc["stream"]?.boolValue == true
         let parameters: JSONValue? = upstream == "/v1/embeddings" && model.parameters["embeddings"]?.boolValue != true
             ? .object(JSONObject([("embeddings", .bool(true)), ("pooling", .string("mean"))])) : nil
-        let call = try await relay.call(request, model: model, path: upstream, body: bytes, keepAlive: ttl, parameters: parameters,
+        let call = try await relay.call(RequestOrigin(request), model: model, path: upstream, body: bytes, keepAlive: ttl, parameters: parameters,
                                         accept: streaming ? "text/event-stream" : "application/json")
         // Streams are plain OpenAI chunks, as LM Studio sends them.
         if streaming || call.upstream.status.code != 200 { return relay.passthrough(call, api: "lmstudio", route: route, shape: .openAI) }

@@ -10,6 +10,8 @@ struct OllamaAPI: Sendable {
     let bodies: JSONBodyReader
     let openAI: OpenAIRoutes
     let modelsFolder: String
+    /// Streamed chats that wait for a load show its progress as `thinking` (`stream_loading_progress`).
+    var loadProgress = false
 
     func register(on router: inout Router) {
         router.get("/api/tags") { _, _ in tags() }
@@ -227,7 +229,23 @@ struct OllamaAPI: Sendable {
             upstream["chat_template_kwargs"] = .object(JSONObject([("enable_thinking", .bool(think.boolValue ?? true))]))
         }
         let body = JSONWriter.bytes(.object(upstream), pretty: false)
-        let call = try await relay.call(request, model: model, path: raw ? "/completion" : "/v1/chat/completions", body: body,
+        let stream = doc["stream"]?.boolValue ?? true
+        let (origin, relay) = (RequestOrigin(request), self.relay)
+        let answer: @Sendable () async throws -> HTTPResponse = {
+            try await Self.relayChat(relay, origin: origin, model: model, name: name, chat: chat, raw: raw, body: body, stream: stream,
+                                     keepAlive: keepAlive, parameters: parameters, start: start)
+        }
+        if loadProgress && stream && !relay.isReady(model.id) {
+            return LoadProgress(surface: .ollama(chat: chat), name: name).response(answer)
+        }
+        return try await answer()
+    }
+
+    /// The request to the runner and its SSE stream translated into Ollama's NDJSON (or one object).
+    static func relayChat(_ relay: RunnerRelay, origin: RequestOrigin, model: ResolvedModel, name: String, chat: Bool, raw: Bool, body: [UInt8],
+                          stream: Bool, keepAlive: Double?, parameters: JSONValue?, start: UInt64) async throws -> HTTPResponse {
+        let shape = ErrorShape.ollama
+        let call = try await relay.call(origin, model: model, path: raw ? "/completion" : "/v1/chat/completions", body: body,
                                         keepAlive: keepAlive, parameters: parameters, accept: "text/event-stream")
         let route = chat ? "/api/chat" : "/api/generate"
         if call.upstream.status.code != 200 {
@@ -239,7 +257,6 @@ struct OllamaAPI: Sendable {
             return shape.response(call.upstream.status, message)
         }
         let translator = OllamaStream(name: name, chat: chat, loadNanos: call.grant.loadDurationMs * 1_000_000, start: start)
-        let stream = doc["stream"]?.boolValue ?? true
         var headers = relay.timingHeaders(call)
         headers.add("Content-Type", stream ? "application/x-ndjson" : "application/json; charset=utf-8")
         let box = UpstreamBox(call.upstream)
@@ -318,7 +335,7 @@ struct OllamaAPI: Sendable {
                                     : .object(JSONObject([("model", .string(name)), ("embeddings", .array([]))])))
         }
         let body = JSONWriter.bytes(.object(JSONObject([("input", .array(inputs)), ("encoding_format", .string("float"))])), pretty: false)
-        let call = try await relay.call(request, model: model, path: "/v1/embeddings", body: body, keepAlive: keepAlive, parameters: parameters)
+        let call = try await relay.call(RequestOrigin(request), model: model, path: "/v1/embeddings", body: body, keepAlive: keepAlive, parameters: parameters)
         let text = (try? await call.upstream.collect(upTo: 256 << 20)) ?? []
         call.lease.release()
         let embedRoute = legacy ? "/api/embeddings" : "/api/embed"

@@ -65,7 +65,7 @@ struct AudioRoutes: Sendable {
         let declared = request.head.headers["content-length"].flatMap { Int($0) }
         let body: HTTPClientRequest.Body = if let declared { .streamOfLength(declared + upload.prefixBytes) { try await upload.next() } }
                                            else { .stream { try await upload.next() } }
-        let call = try await relay.call(request, model: model, path: Self.upstreamPath, upload: body,
+        let call = try await relay.call(RequestOrigin(request), model: model, path: Self.upstreamPath, upload: body,
                                         contentType: "multipart/form-data; boundary=\(boundary)", accept: "*/*")
         let audioSeconds = upload.scanner.files.first { $0.name == "file" }.flatMap { WAVHeader.duration(head: $0.head) }
         let status = call.upstream.status

@@ -36,6 +36,8 @@ struct OpenAIRoutes: Sendable {
     let bodies: JSONBodyReader
     /// `owned_by` in model lists: LM Studio clients expect "organization_owner".
     var ownedBy = "llama-runner"
+    /// Streamed chat requests that wait for a load show its progress (`stream_loading_progress`).
+    var loadProgress = false
     /// Where audio uploads are spooled while their `model` field is awaited (the run directory).
     var spoolDirectory = "/tmp"
 
@@ -120,7 +122,14 @@ struct OpenAIRoutes: Sendable {
             ? .object(JSONObject([("embeddings", .bool(true)), ("pooling", .string("mean"))])) : nil
         // LM Studio's `ttl` (seconds idle before unloading) works on every surface.
         let keepAlive = doc["ttl"]?.doubleValue
-        let call = try await relay.call(request, model: model, path: path, body: bytes, keepAlive: keepAlive, parameters: parameters, accept: accept)
-        return relay.passthrough(call, api: api, route: path, shape: .openAI)
+        let (origin, relay) = (RequestOrigin(request), self.relay)
+        let answer: @Sendable () async throws -> HTTPResponse = {
+            let call = try await relay.call(origin, model: model, path: path, body: bytes, keepAlive: keepAlive, parameters: parameters, accept: accept)
+            return relay.passthrough(call, api: api, route: path, shape: .openAI)
+        }
+        if loadProgress && accept == "text/event-stream" && path == "/v1/chat/completions" && !relay.isReady(model.id) {
+            return LoadProgress(surface: .openAIChat, name: name ?? model.id).response(answer)
+        }
+        return try await answer()
     }
 }

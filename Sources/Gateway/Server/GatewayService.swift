@@ -75,9 +75,12 @@ final class GatewayService: Service {
         if config.ollama.enabled {
             var router = baseRouter()
             OllamaRoutes.register(on: &router)
-            openAI.register(on: &router)
+            var ollamaOpenAI = openAI
+            ollamaOpenAI.loadProgress = config.ollama.streamLoadingProgress
+            ollamaOpenAI.register(on: &router)
             let modelsFolder = config.modelsDirs.first.map { $0.hasPrefix("/") ? $0 : absolutePath(context.paths.configDir + "/" + $0) } ?? "models/"
-            OllamaAPI(catalog: catalog, relay: relay, bodies: openAI.bodies, openAI: openAI, modelsFolder: modelsFolder).register(on: &router)
+            OllamaAPI(catalog: catalog, relay: relay, bodies: openAI.bodies, openAI: ollamaOpenAI, modelsFolder: modelsFolder,
+                      loadProgress: config.ollama.streamLoadingProgress).register(on: &router)
             router.fallback = { r in
                 r.path.hasPrefix("/v1") ? ErrorShape.openAI.response(.notFound, "unknown endpoint \(r.method) \(r.path)")
                                         : HTTPResponse.text("404 page not found", status: .notFound)
@@ -89,6 +92,7 @@ final class GatewayService: Service {
             var router = baseRouter()
             var lmOpenAI = openAI
             lmOpenAI.ownedBy = "organization_owner"
+            lmOpenAI.loadProgress = config.lmstudio.streamLoadingProgress
             lmOpenAI.register(on: &router)
             LMStudioAPI(catalog: catalog, relay: relay, bodies: openAI.bodies, openAI: lmOpenAI).register(on: &router)
             router.fallback = { r in ErrorShape.openAI.response(.notFound, "unknown endpoint \(r.method) \(r.path)") }

@@ -10,6 +10,8 @@ final class RunnerRelay: Sendable {
     let catalog: ModelCatalog
     /// Keep-alive connections per runner endpoint, and the endpoint each model was last granted on.
     private let pools = Mutex<(clients: [String: HTTPClient], endpoints: [String: String])>(([:], [:]))
+    /// Models whose runner is ready, from runner-manager's `runners.state` notifications.
+    private let ready = Mutex<Set<String>>([])
 
     init(runners: RPCClient, metrics: RPCClient, catalog: ModelCatalog) {
         self.runners = runners
@@ -45,6 +47,9 @@ final class RunnerRelay: Sendable {
     /// SIGTERM exit waits about 100 ms on an open idle connection, and a swap waits for that exit.
     /// Once it has stopped or failed, its pool is dropped (a new runner gets a new port).
     func runnerStateChanged(model: String, state: RunnerPhase) {
+        ready.withLock { set in
+            if state == .ready { set.insert(model) } else { set.remove(model) }
+        }
         guard state.isEnding else { return }
         let client = pools.withLock { p -> HTTPClient? in
             guard let endpoint = p.endpoints[model] else { return nil }
@@ -55,19 +60,22 @@ final class RunnerRelay: Sendable {
         client?.closeIdle()
     }
 
+    /// Whether the model's runner was ready at its last notification (a request for it needs no load).
+    func isReady(_ model: String) -> Bool { ready.withLock { $0.contains(model) } }
+
     /// Routes that only audio (whisper-server) models serve; every other relayed route needs a llama-server model.
     static let audioRoutes: Set<String> = ["/v1/audio/transcriptions"]
 
     /// Acquires a runner for `model` and sends `body` to `path`; an `APIError` when that fails.
     /// A model of the wrong kind for the route (a chat model for transcription, an audio model for chat)
     /// is refused with 400 before anything loads.
-    func call(_ request: HTTPRequest, model: ResolvedModel, path: String, body: [UInt8], keepAlive: Double? = nil,
+    func call(_ request: RequestOrigin, model: ResolvedModel, path: String, body: [UInt8], keepAlive: Double? = nil,
               parameters: JSONValue? = nil, accept: String = "application/json") async throws(APIError) -> Call {
         try await call(request, model: model, path: path, upload: .bytes(body), contentType: "application/json", keepAlive: keepAlive,
                        parameters: parameters, accept: accept)
     }
 
-    func call(_ request: HTTPRequest, model: ResolvedModel, path: String, upload: HTTPClientRequest.Body, contentType: String,
+    func call(_ request: RequestOrigin, model: ResolvedModel, path: String, upload: HTTPClientRequest.Body, contentType: String,
               keepAlive: Double? = nil, parameters: JSONValue? = nil, accept: String = "application/json") async throws(APIError) -> Call {
         let audioRoute = Self.audioRoutes.contains(path)
         if audioRoute != (model.kind == .audio) {
@@ -252,5 +260,17 @@ extension String {
     init(format3 value: Double) {
         let scaled = (value * 1000).rounded() / 1000
         self = "\(scaled)"
+    }
+}
+
+/// What the relay needs of the request it serves (Sendable, unlike the request and its body stream):
+/// when it arrived, and how to tell that its client has gone.
+struct RequestOrigin: Sendable {
+    let receivedAt: UInt64
+    let disconnect: ClientDisconnect?
+
+    init(_ request: HTTPRequest) {
+        receivedAt = request.receivedAt
+        disconnect = request.disconnect
     }
 }

@@ -10,6 +10,7 @@ enum ConfigShapes {
         .init("host", .nonEmptyString, "address to bind; 127.0.0.1 keeps it on this machine"),
         .init("port", port, required: true, "TCP port"),
         .init("api_keys", .array(.nonEmptyString), "when non-empty, requests need Authorization: Bearer <key> or x-api-key"),
+        .init("stream_loading_progress", .boolean, "while a streamed request waits for its model to load, send the load's progress in the stream (OpenAI reasoning_content, Ollama thinking), ended before the answer (default false)"),
         .init("cors_origins", .array(.nonEmptyString), "origins allowed by CORS, as patterns (* matches anything; \"*\" alone allows every origin); default: the local origins Ollama allows (http(s)://localhost, 127.0.0.1, 0.0.0.0 on any port; app://, file://, tauri://, vscode-webview://)"),
     ], others: .warn)
 

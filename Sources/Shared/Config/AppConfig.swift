@@ -13,6 +13,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
         /// Origins allowed by CORS, as patterns (`*` matches any run of characters, `"*"` alone every
         /// origin); nil = the local origins real Ollama allows (`OriginPolicy.localOrigins`).
         public var corsOrigins: [String]?
+        /// While a streamed request waits for its model to load, show the load in the stream.
+        public var streamLoadingProgress = false
 
         public init(enabled: Bool = true, host: String = "127.0.0.1", port: UInt16, apiKeys: [String] = [], corsOrigins: [String]? = nil) {
             self.enabled = enabled
@@ -22,7 +24,9 @@ public struct AppConfig: Codable, Sendable, Equatable {
             self.corsOrigins = corsOrigins
         }
 
-        enum CodingKeys: String, CodingKey { case enabled, host, port, apiKeys = "api_keys", corsOrigins = "cors_origins" }
+        enum CodingKeys: String, CodingKey {
+            case enabled, host, port, apiKeys = "api_keys", corsOrigins = "cors_origins", streamLoadingProgress = "stream_loading_progress"
+        }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
@@ -30,6 +34,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             port = try c.decode(UInt16.self, forKey: .port)
             apiKeys = try c.decodeIfPresent([String].self, forKey: .apiKeys) ?? []
             corsOrigins = try c.decodeIfPresent([String].self, forKey: .corsOrigins)
+            streamLoadingProgress = try c.decodeIfPresent(Bool.self, forKey: .streamLoadingProgress) ?? false
         }
     }
 
