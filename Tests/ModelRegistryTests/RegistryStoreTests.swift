@@ -137,6 +137,32 @@ final class Changes: Sendable {
         }
     }
 
+    @Test func aPinnedSetThatCannotFitTheMemoryBudgetIsRefusedNamingModelsAndBudget() async throws {
+        try await withTemporaryDirectory { dir in
+            let config = dir + "/config"
+            try makeDirectories(config)
+            try GGUFWriter.chat(context: 4096).write(to: dir + "/m.gguf")
+            // Each estimate is at least the 128 MiB overhead: two pinned models need more than 200 MB.
+            try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0, "limits": {"memory_budget": 200000000}}"#)
+            try writeFile(config + "/models_config.json", #"{"models": {"a": {"model_path": "../m.gguf", "pinned": true}, "b": {"model_path": "../m.gguf"}}}"#)
+            let store = try RegistryStore(configDir: config, logger: Logger(service: "test", level: .error, toStderr: false)) { _ in }
+            let before = readFile(config + "/models_config.json")
+            let pinnedB = JSONValue.object(JSONObject([("model_path", .string("../m.gguf")), ("pinned", .bool(true))]))
+            let refused = try await #require(throws: RPCFault.self) {
+                try await store.updateModel(ModelEdit(revision: await store.revision, id: "b", entry: pinnedB))
+            }
+            #expect(refused.code == RPCFault.validationCode)
+            #expect(refused.message.hasPrefix("models_config.json: models: the pinned models a ("), "\(refused.message)")
+            #expect(refused.message.contains("but limits.memory_budget is 0.2 GB"), "\(refused.message)")
+            #expect(readFile(config + "/models_config.json") == before)
+            // With room for both, the same edit goes through.
+            let app = try JSONParser.parse(#"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0, "limits": {"memory_budget": 4000000000}}"#)
+            _ = try await store.updateApp(DocumentEdit(revision: await store.revision, value: app))
+            _ = try await store.updateModel(ModelEdit(revision: await store.revision, id: "b", entry: pinnedB))
+            #expect(await store.snapshot().models.filter(\.pinned).map(\.id).sorted() == ["a", "b"])
+        }
+    }
+
     @Test func metadataIsCachedOnDiskAndUsedWhileTheFileIsUnchanged() async throws {
         try await withTemporaryDirectory { dir in
             let config = dir + "/config"

@@ -73,7 +73,8 @@ extension RegistryStore {
     func commit(app newApp: JSONValue? = nil, models newModels: JSONValue? = nil) throws(RPCFault) -> Revision {
         let candidateApp = newApp ?? app
         let candidateModels = newModels ?? models
-        let errors = ConfigValidator.validate(app: candidateApp, models: candidateModels).filter { $0.severity == .error }
+        var errors = ConfigValidator.validate(app: candidateApp, models: candidateModels).filter { $0.severity == .error }
+        if errors.isEmpty { errors = pinnedMemoryIssues(app: candidateApp, models: candidateModels) }
         if let first = errors.first {
             throw RPCFault(code: RPCFault.validationCode, message: first.description,
                            data: ["errors": errors.map(\.description).joined(separator: "\n")])

@@ -35,7 +35,8 @@ extension RegistryStore {
         }
         let parsed = changed.filter { unparsable[$0] == nil }
         guard !parsed.isEmpty else { return }
-        let issues = ConfigValidator.validate(app: candidateApp, models: candidateModels)
+        var issues = ConfigValidator.validate(app: candidateApp, models: candidateModels)
+        if !issues.contains(where: { $0.severity == .error }) { issues += pinnedMemoryIssues(app: candidateApp, models: candidateModels) }
         let errors = issues.filter { $0.severity == .error }
         guard errors.isEmpty, let typed = try? AppConfig.from(candidateApp) else {
             for name in parsed {

@@ -61,20 +61,10 @@ enum RunnerArguments {
         return max(1, p)
     }
 
-    /// Memory a runner will take: the file, plus its KV cache (layers × context × KV heads × head size
-    /// × 2 for K and V × 2 bytes for f16), plus a fixed overhead for compute buffers and the process.
-    /// whisper-server: the file plus the same overhead (tiny.en, 78 MB, measured 151 MB RSS after a transcription).
+    /// Memory a runner will take (`ModelMemory.estimate`).
     static func memoryEstimate(_ model: ResolvedModel) -> Int {
-        let overhead = 128 << 20
-        if model.runtimeKind == .whisperServer { return (FileStamp.of(model.path)?.size ?? 0) + overhead }
-        guard let meta = model.metadata else { return overhead }
-        let requested = model.parameters["ctx_size"]?.intValue ?? model.parameters["c"]?.intValue ?? 0
-        let context = requested > 0 ? requested : (meta.contextLength ?? 4096)
-        let layers = meta.blockCount ?? 0
-        let kvHeads = meta.headCountKV ?? meta.headCount ?? 0
-        let headSize = meta.keyLength ?? ((meta.embeddingLength ?? 0) / max(1, meta.headCount ?? 1))
-        let kv = layers * context * kvHeads * headSize * 2 * 2
-        return meta.fileSize + kv + overhead
+        ModelMemory.estimate(metadata: model.metadata, parameters: model.parameters,
+                             whisperFileSize: model.runtimeKind == .whisperServer ? FileStamp.of(model.path)?.size ?? 0 : nil)
     }
 }
 

@@ -1,3 +1,5 @@
+import Shared
+
 /// The decision the scheduler takes after every event: drains, grants, abandoned loads, loads and
 /// evictions, idle unloads, preloads. Pure: it reads and changes only the scheduler's own state.
 extension Scheduler {
@@ -153,8 +155,8 @@ extension Scheduler {
         let pinned = usage { $0.isPinned && $0.phase != .stopping }
         if !fits(spec, beside: pinned) {
             let names = runners.filter { $0.value.isPinned && $0.value.phase != .stopping }.keys.sorted().joined(separator: ", ")
-            return .never("it needs \(Self.gigabytes(spec.memoryBytes)) and the pinned models \(names) hold \(Self.gigabytes(pinned.bytes)) of the "
-                          + "\(Self.gigabytes(config.budgetBytes)) budget and \(pinned.count) of max_loaded_models \(config.maxLoaded); unload one of them first")
+            return .never("it needs \(ModelMemory.gigabytes(spec.memoryBytes)) and the pinned models \(names) hold \(ModelMemory.gigabytes(pinned.bytes)) of the "
+                          + "\(ModelMemory.gigabytes(config.budgetBytes)) budget and \(pinned.count) of max_loaded_models \(config.maxLoaded); unload one of them first")
         }
         // Room that will exist once runners already stopping are gone.
         if fits(spec, beside: usage { $0.phase != .stopping }) { return .later }
@@ -222,11 +224,5 @@ extension Scheduler {
         }
         failures[model] = f
         if config.preload.contains(where: { $0.id == model }) || config.resident?.id == model { pendingPreload.insert(model) }
-    }
-
-    /// Bytes as gigabytes to one decimal, without a trailing ".0" (for messages).
-    static func gigabytes(_ bytes: Int) -> String {
-        let tenths = Int((Double(bytes) / Double(1 << 30) * 10).rounded())
-        return tenths % 10 == 0 ? "\(tenths / 10) GB" : "\(tenths / 10).\(tenths % 10) GB"
     }
 }

@@ -93,20 +93,10 @@ actor RunnerManager {
         let limits = appConfig.limits
         let resident = appConfig.residentModel.flatMap { snapshot.resolve($0) }.map { spec(for: $0) }
         let preload = snapshot.models.filter { $0.preload && $0.state != .missing }.sorted { $0.id < $1.id }.map { spec(for: $0) }
-        return Scheduler.Config(maxLoaded: limits.maxLoadedModels, budgetBytes: Self.budget(limits.memoryBudget), queueLimit: limits.queueSize,
+        return Scheduler.Config(maxLoaded: limits.maxLoadedModels, budgetBytes: ModelMemory.budget(limits.memoryBudget), queueLimit: limits.queueSize,
                                 policy: limits.swapPolicy, maxWait: limits.maxWaitSeconds,
                                 preload: preload, resident: resident, residentIdle: limits.residentIdleSeconds,
                                 stopAbandoned: limits.stopAbandonedLoads)
-    }
-
-    /// `memory_budget` in bytes: a number, or a percentage of physical memory.
-    static func budget(_ value: JSONValue) -> Int {
-        let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
-        if let bytes = value.intValue, bytes > 0 { return bytes }
-        if let text = value.stringValue, text.hasSuffix("%"), let pct = Double(text.dropLast()) {
-            return Int(Double(physical) * pct / 100)
-        }
-        return physical * 8 / 10
     }
 
     func resolve(_ name: String) throws(RPCFault) -> ResolvedModel {
