@@ -202,12 +202,7 @@ extension RunnerManager {
     func saveSlots(_ cache: SlotCache, model: ResolvedModel, process: RunnerProcess) async {
         let started = monotonicNanos()
         let outcome = await cache.save(model.id, key: SlotCache.key(model, fingerprint: process.fingerprint), runner: process.health)
-        let ms = Int((monotonicNanos() - started) / 1_000_000)
-        status[model.id, default: Status()].slots.saves += outcome.slots
-        status[model.id, default: Status()].slots.savedTokens += outcome.tokens
-        status[model.id, default: Status()].slots.saveFailures += outcome.failures.count
-        if outcome.slots > 0 { context.logger.info("slots saved", ("model", model.id), ("slots", outcome.slots), ("tokens", outcome.tokens), ("ms", ms)) }
-        for failure in outcome.failures { context.logger.warning("slot save failed for \(model.id): \(failure)") }
+        account(outcome, restored: false, model: model.id, since: started)
     }
 
     /// Restores the slots saved for this model and these load arguments; a file that does not restore
@@ -215,11 +210,29 @@ extension RunnerManager {
     func restoreSlots(_ cache: SlotCache, model: ResolvedModel, process: RunnerProcess) async {
         let started = monotonicNanos()
         let outcome = await cache.restore(model.id, key: SlotCache.key(model, fingerprint: process.fingerprint), runner: process.health)
-        let ms = Int((monotonicNanos() - started) / 1_000_000)
-        status[model.id, default: Status()].slots.restores += outcome.slots
-        status[model.id, default: Status()].slots.restoredTokens += outcome.tokens
-        status[model.id, default: Status()].slots.restoreFailures += outcome.failures.count
-        if outcome.slots > 0 { context.logger.info("slots restored", ("model", model.id), ("slots", outcome.slots), ("tokens", outcome.tokens), ("ms", ms)) }
-        for failure in outcome.failures { context.logger.warning("slot restore failed for \(model.id), ignored: \(failure)") }
+        account(outcome, restored: true, model: model.id, since: started)
+    }
+
+    /// Counts a save or restore in the model's status (`runners.list`, Prometheus) and logs it.
+    func account(_ outcome: SlotCache.Outcome, restored: Bool, model: String, since: UInt64) {
+        var counts = status[model, default: Status()].slots
+        if restored {
+            counts.restores += outcome.slots
+            counts.restoredTokens += outcome.tokens
+            counts.restoreFailures += outcome.failures.count
+        } else {
+            counts.saves += outcome.slots
+            counts.savedTokens += outcome.tokens
+            counts.saveFailures += outcome.failures.count
+        }
+        status[model, default: Status()].slots = counts
+        let verb = restored ? "restored" : "saved"
+        if outcome.slots > 0 {
+            context.logger.info("slots \(verb)", ("model", model), ("slots", outcome.slots), ("tokens", outcome.tokens),
+                                ("ms", Int((monotonicNanos() - since) / 1_000_000)))
+        }
+        for failure in outcome.failures {
+            context.logger.warning(restored ? "slot restore failed for \(model), ignored: \(failure)" : "slot save failed for \(model): \(failure)")
+        }
     }
 }
