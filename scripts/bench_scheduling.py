@@ -37,15 +37,19 @@ def mixed(url, names, duration):
     stop = time.time() + duration
     latencies, errors, lock = [], [], threading.Lock()
     per_model = {name: 0 for name in names}
+    waits = []  # latency less the runner's own prompt and generation time (its `timings`)
 
     def client(model):
         while time.time() < stop:
             t = time.perf_counter()
             try:
                 with post(url, model) as r:
-                    r.read()
+                    answer = json.loads(r.read())
+                elapsed = time.perf_counter() - t
+                timings = answer.get("timings") or {}
                 with lock:
-                    latencies.append(time.perf_counter() - t)
+                    latencies.append(elapsed)
+                    waits.append(elapsed - (timings.get("prompt_ms", 0) + timings.get("predicted_ms", 0)) / 1000)
                     per_model[model] += 1
             except Exception as e:  # an error is a figure here
                 with lock:
@@ -55,7 +59,7 @@ def mixed(url, names, duration):
         t.start()
     for t in threads:
         t.join()
-    return latencies, errors, per_model
+    return latencies, errors, per_model, waits
 
 
 def ours(policy, extra=None, models=None):
@@ -185,11 +189,11 @@ def mixed_part(args, report):
     for policy in ("batch", "fifo"):
         m = ours(policy)
         try:
-            lat, errs, per = mixed(m.url(m.lmstudio), ["A", "B"], args.duration)
+            lat, errs, per, waits = mixed(m.url(m.lmstudio), ["A", "B"], args.duration)
             starts = swaps_in(os.path.join(m.state, "logs", "runner-manager.log"), r"starting runner")
         finally:
             m.stop()
-        rows.append((f"ours, {policy}", lat, errs, max(0, starts - 1), per))
+        rows.append((f"ours, {policy}", lat, errs, max(0, starts - 1), per, waits))
         print(f"ours {policy}: {len(lat)} requests, {len(errs)} errors, {max(0, starts - 1)} swaps", flush=True)
     work = tempfile.mkdtemp(prefix="lr-bench-router-")
     try:
@@ -202,12 +206,12 @@ def mixed_part(args, report):
                                    "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_http(f"http://127.0.0.1:{port}/health", timeout=60, process=router)
-            lat, errs, per = mixed(f"http://127.0.0.1:{port}", list(MODELS), args.duration)
+            lat, errs, per, waits = mixed(f"http://127.0.0.1:{port}", list(MODELS), args.duration)
         finally:
             router.terminate()
             router.wait(timeout=30)
         loads = swaps_in(f"{work}/router.log", r"spawning server instance with name=")
-        rows.append(("llama-server router, --models-max 1", lat, errs, max(0, loads - 1), per))
+        rows.append(("llama-server router, --models-max 1", lat, errs, max(0, loads - 1), per, waits))
         print(f"router: {len(lat)} requests, {len(errs)} errors, {max(0, loads - 1)} swaps", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -216,14 +220,19 @@ def mixed_part(args, report):
     report(f"Mixed traffic: 4 clients on A and 4 on B back to back, max_tokens 16, {args.duration} s, max_loaded_models 1 "
            f"(max_wait_seconds 10 for batch)")
     report()
-    report("| server | completed | A / B | errors | swaps | p50 | p99 | completed / router |")
-    report("|---|---:|---:|---:|---:|---:|---:|---:|")
+    report("| server | completed | A / B | errors | swaps | p50 | p99 | max | p99 wait | completed / router |")
+    report("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     router_done = max(1, len(rows[-1][1]))
-    for name, lat, errs, swaps, per in rows:
+    for name, lat, errs, swaps, per, waits in rows:
         p50 = pct(lat, 50) if lat else float("nan")
         p99 = pct(lat, 99) if lat else float("nan")
-        report(f"| {name} | {len(lat)} | {per['A']} / {per['B']} | {len(errs)} | {swaps} | {p50 * 1000:,.0f} ms | {p99 * 1000:,.0f} ms | {len(lat) / router_done:.2f}× |")
-    for name, _, errs, _, _ in rows:
+        worst = max(lat) if lat else float("nan")
+        wait99 = pct(waits, 99) if waits else float("nan")
+        report(f"| {name} | {len(lat)} | {per['A']} / {per['B']} | {len(errs)} | {swaps} | {p50 * 1000:,.0f} ms | {p99 * 1000:,.0f} ms "
+               f"| {worst * 1000:,.0f} ms | {wait99 * 1000:,.0f} ms | {len(lat) / router_done:.2f}× |")
+    report("(p99 wait: latency less the runner's own prompt and generation time from its `timings`: the time spent queued, "
+           "swapping and relaying)")
+    for name, _, errs, _, _, _ in rows:
         if errs:
             report(f"{name}: first error: {errs[0]}")
 
