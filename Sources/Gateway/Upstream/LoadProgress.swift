@@ -89,6 +89,7 @@ struct LoadProgress: Sendable {
             switch response.body {
             case .bytes(let bytes): try await writer.write(bytes)
             case .stream(_, let producer): try await producer(writer)
+            case .upgrade: return try await writer.write(progress.errorShape.streamError("the answer switched protocols"))
             }
         })
     }
@@ -101,6 +102,8 @@ struct LoadProgress: Sendable {
             let sink = CollectingWriter()
             try await producer(sink)
             return sink.bytes
+        case .upgrade:
+            return []
         }
     }
 }

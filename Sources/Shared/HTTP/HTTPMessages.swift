@@ -92,6 +92,10 @@ public struct HTTPResponse: Sendable {
         case bytes([UInt8])
         /// Produced by the closure after the head is sent. Chunked unless `contentLength` is given.
         case stream(contentLength: Int?, @Sendable (any HTTPBodyWriter) async throws -> Void)
+        /// A protocol switch (RFC 9110 §7.8; the status is 101): after the head, which carries
+        /// `Connection: Upgrade`, the connection belongs to the closure, and the server closes it
+        /// when the closure returns.
+        case upgrade(@Sendable (HTTPUpgradedConnection) async -> Void)
     }
 
     public var status: HTTPStatus
@@ -112,6 +116,23 @@ public struct HTTPResponse: Sendable {
     /// An `application/json` response from encoded bytes.
     public static func json(_ bytes: [UInt8], status: HTTPStatus = .ok) -> HTTPResponse {
         HTTPResponse(status: status, headers: ["Content-Type": "application/json; charset=utf-8"], body: .bytes(bytes))
+    }
+}
+
+/// A connection the HTTP server handed to another protocol after `101 Switching Protocols`: the
+/// socket, and whatever the client sent after the request head (the new protocol's first bytes).
+/// Used by the connection's own task only, as the HTTP connection was.
+public final class HTTPUpgradedConnection {
+    public let connection: Connection
+    /// Bytes already read past the request head.
+    public let input: ByteBuffer
+    /// The server's write timeout (a peer that leaves output unread this long is dropped).
+    public let writeTimeout: Double
+
+    init(connection: Connection, input: ByteBuffer, writeTimeout: Double) {
+        self.connection = connection
+        self.input = input
+        self.writeTimeout = writeTimeout
     }
 }
 

@@ -199,16 +199,13 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
         case .stream(let contentLength, let producer):
             streamProducer = producer
             length = contentLength
+        case .upgrade(let takeover):
+            try await writeUpgrade(response, takeover: takeover)
+            return true
         }
         if streamProducer != nil && length == nil && head.version == .http1_0 { mustClose = true }
 
-        output.append(HTTPServer.statusLine(response.status))
-        for field in response.headers where !HTTPHeaders.isFraming(field.name) {
-            output.append(field.name)
-            output.append(": " as StaticString)
-            output.append(field.value)
-            output.append("\r\n" as StaticString)
-        }
+        appendHead(response)
         HTTPDate.append(to: output)
         if mustClose {
             output.append("Connection: close\r\n" as StaticString)
@@ -244,6 +241,28 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
         streamChunked = false
         try await flush()
         return mustClose
+    }
+
+    /// The status line and the handler's own header fields (the framing ones are the server's to write).
+    func appendHead(_ response: HTTPResponse) {
+        output.append(HTTPServer.statusLine(response.status))
+        for field in response.headers where !HTTPHeaders.isFraming(field.name) {
+            output.append(field.name)
+            output.append(": " as StaticString)
+            output.append(field.value)
+            output.append("\r\n" as StaticString)
+        }
+    }
+
+    /// `101 Switching Protocols` and the hand-over: the head (with `Connection: Upgrade`, no body
+    /// framing), then the connection belongs to `takeover` until it returns; the server then closes it.
+    func writeUpgrade(_ response: HTTPResponse, takeover: @Sendable (HTTPUpgradedConnection) async -> Void) async throws {
+        appendHead(response)
+        output.append("Connection: Upgrade\r\n" as StaticString)
+        HTTPDate.append(to: output)
+        output.append("\r\n" as StaticString)
+        try await flush()
+        await takeover(HTTPUpgradedConnection(connection: connection, input: input, writeTimeout: config.writeTimeout))
     }
 
     /// A streamed body piece, framed and flushed at once.

@@ -4,6 +4,7 @@ public struct HTTPStatus: Sendable, Hashable, ExpressibleByIntegerLiteral, Custo
     public init(_ code: Int) { self.code = code }
     public init(integerLiteral value: Int) { code = value }
 
+    public static let switchingProtocols: HTTPStatus = 101
     public static let ok: HTTPStatus = 200
     public static let noContent: HTTPStatus = 204
     public static let badRequest: HTTPStatus = 400
@@ -17,6 +18,7 @@ public struct HTTPStatus: Sendable, Hashable, ExpressibleByIntegerLiteral, Custo
     public static let unsupportedMediaType: HTTPStatus = 415
     public static let expectationFailed: HTTPStatus = 417
     public static let unprocessableEntity: HTTPStatus = 422
+    public static let upgradeRequired: HTTPStatus = 426
     public static let headerFieldsTooLarge: HTTPStatus = 431
     public static let internalServerError: HTTPStatus = 500
     public static let notImplemented: HTTPStatus = 501
@@ -53,6 +55,7 @@ public struct HTTPStatus: Sendable, Hashable, ExpressibleByIntegerLiteral, Custo
         case 415: "Unsupported Media Type"
         case 417: "Expectation Failed"
         case 422: "Unprocessable Content"
+        case 426: "Upgrade Required"
         case 429: "Too Many Requests"
         case 431: "Request Header Fields Too Large"
         case 500: "Internal Server Error"

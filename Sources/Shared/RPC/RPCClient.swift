@@ -38,12 +38,12 @@ public final class RPCClient: Sendable {
     }
 
     private struct ConnectWaiter {
-        var continuation: CheckedContinuation<MessageWriter, any Error>
+        var continuation: CheckedContinuation<QueuedWriter, any Error>
         var timer: UInt64
     }
 
     private struct State {
-        var writer: MessageWriter?
+        var writer: QueuedWriter?
         var nextID = 0
         var pending: [Int: Pending] = [:]
         /// Calls the caller gave up on whose reply still has a use when it comes (a grant to hand back).
@@ -119,7 +119,7 @@ public final class RPCClient: Sendable {
 
     /// Asks the service for its notifications, now and after every reconnect.
     public func subscribe() {
-        let writer = state.withLock { s -> MessageWriter? in
+        let writer = state.withLock { s -> QueuedWriter? in
             s.subscribed = true
             return s.writer
         }
@@ -219,7 +219,7 @@ public final class RPCClient: Sendable {
     /// yet: then the caller gets `error`, the server is told (`rpc.cancel`) so the work stops there
     /// too, and a reply that still comes goes to the call's `lateReply`. A reply that already came
     /// went to the caller, and the server is not told (it would undo what the caller now holds).
-    private func abandon(_ id: Int, with error: any Error, on writer: MessageWriter) {
+    private func abandon(_ id: Int, with error: any Error, on writer: QueuedWriter) {
         let p = state.withLock { s -> Pending? in
             guard let p = s.pending.removeValue(forKey: id) else { return nil }
             if let late = p.lateReply, s.writer === writer { s.abandoned[id] = late }
@@ -231,15 +231,15 @@ public final class RPCClient: Sendable {
         sendCancel(id, on: writer)
     }
 
-    private func connection(until: UInt64, method: String, seconds: Double) async throws -> MessageWriter {
+    private func connection(until: UInt64, method: String, seconds: Double) async throws -> QueuedWriter {
         if let w = state.withLock({ $0.writer }) { return w }
         let key = state.withLock { s -> Int in
             s.nextID += 1
             return s.nextID
         }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<MessageWriter, any Error>) in
-                enum Now { case wait, ready(MessageWriter), closed }
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<QueuedWriter, any Error>) in
+                enum Now { case wait, ready(QueuedWriter), closed }
                 let now = state.withLock { s -> Now in
                     if s.closed { return .closed }
                     if let w = s.writer { return .ready(w) }
@@ -278,13 +278,13 @@ public final class RPCClient: Sendable {
 
     /// Tells the server the caller gave up on request `id` (timeout or cancellation), so work queued
     /// for it stops there too.
-    private func sendCancel(_ id: Int, on writer: MessageWriter) {
+    private func sendCancel(_ id: Int, on writer: QueuedWriter) {
         if let line = try? RPCCoding.encodeLine(RPCRequestOut(id: nil, method: "rpc.cancel", params: CancelParams(id: .number(id)))) {
             writer.send(line)
         }
     }
 
-    private func sendSubscribe(_ writer: MessageWriter) {
+    private func sendSubscribe(_ writer: QueuedWriter) {
         if let line = try? RPCCoding.encodeLine(RPCRequestOut(id: nil, method: "rpc.subscribe", params: Empty())) {
             writer.send(line)
         }
@@ -302,7 +302,7 @@ public final class RPCClient: Sendable {
                 continue
             }
             backoff = minBackoff
-            let writer = MessageWriter(connection: connection, loop: loop)
+            let writer = QueuedWriter(connection: connection, loop: loop)
             let (waiters, subscribed, onConnect) = state.withLock { s in
                 s.writer = writer
                 defer { s.connectWaiters = [:] }

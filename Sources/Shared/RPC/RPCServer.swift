@@ -28,7 +28,7 @@ public final class RPCServer: Sendable {
     /// The longest accepted message.
     public let maxMessageBytes: Int
     private let handlers = Mutex<[String: RawHandler]>([:])
-    private let subscribers = Mutex<[UInt64: MessageWriter]>([:])
+    private let subscribers = Mutex<[UInt64: QueuedWriter]>([:])
     /// Handler tasks by connection and request id, so `rpc.cancel` and a dropped connection cancel them.
     private let running = Mutex<[UInt64: [RPCID: Task<Void, Never>]]>([:])
     private let connections = ConnectionTable()
@@ -120,7 +120,7 @@ public final class RPCServer: Sendable {
     public var subscriberCount: Int { subscribers.withLock { $0.count } }
 
     private func serve(_ connection: Connection, id: UInt64) async {
-        let writer = MessageWriter(connection: connection, loop: loop)
+        let writer = QueuedWriter(connection: connection, loop: loop)
         let reader = LineReader(connection: connection, maxBytes: maxMessageBytes)
         while true {
             let line: LineReader.Line
@@ -150,7 +150,7 @@ public final class RPCServer: Sendable {
         connection.close()
     }
 
-    private func dispatch(_ bytes: [UInt8], writer: MessageWriter, connectionID: UInt64) {
+    private func dispatch(_ bytes: [UInt8], writer: QueuedWriter, connectionID: UInt64) {
         let head: RPCIncoming
         do {
             head = try RPCIncoming(line: bytes)
