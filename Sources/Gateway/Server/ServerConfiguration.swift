@@ -12,3 +12,13 @@ extension AppConfig.HTTPSettings {
         return c
     }
 }
+
+extension AppConfig.HTTPSettings {
+    /// The WebSocket limits these settings describe (LM Studio's SDK protocol).
+    var websocketConfiguration: WebSocket.Configuration {
+        var c = WebSocket.Configuration()
+        c.maxMessageBytes = websocketMaxMessageBytes
+        c.pingInterval = websocketPingIntervalSeconds
+        return c
+    }
+}

@@ -33,6 +33,8 @@ enum ConfigShapes {
             .init("header_timeout_seconds", .number(min: 0.001), "first byte to end of headers"),
             .init("keep_alive_timeout_seconds", .number(min: 0.001), "idle time between requests"),
             .init("body_timeout_seconds", .number(min: 0.001), "longest pause inside a request body"),
+            .init("websocket_max_message_bytes", .integer(min: 1024), "largest WebSocket message (LM Studio SDK protocol on the lmstudio port); larger ones close the connection with code 1009 (default 16 MiB)"),
+            .init("websocket_ping_interval_seconds", .number(min: 0), "seconds of WebSocket silence before the server pings, and again before it drops the client (0 = never; default 30)"),
         ], others: .warn), "HTTP limits of the public ports"),
         .init("paths", .object([
             .init("models_dirs", .array(.nonEmptyString), "folders scanned for GGUF files (relative to the config directory)"),

@@ -74,12 +74,18 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var headerTimeoutSeconds: Double = 10
         public var keepAliveTimeoutSeconds: Double = 60
         public var bodyTimeoutSeconds: Double = 60
+        /// The largest WebSocket message accepted (LM Studio's SDK protocol); larger ones close the
+        /// connection with 1009.
+        public var websocketMaxMessageBytes = 16 << 20
+        /// Seconds of WebSocket silence before the server pings, and again before it drops the peer (0 = never).
+        public var websocketPingIntervalSeconds: Double = 30
 
         public init() {}
         enum CodingKeys: String, CodingKey {
             case maxHeaderBytes = "max_header_bytes"
             case headerTimeoutSeconds = "header_timeout_seconds", keepAliveTimeoutSeconds = "keep_alive_timeout_seconds"
             case bodyTimeoutSeconds = "body_timeout_seconds"
+            case websocketMaxMessageBytes = "websocket_max_message_bytes", websocketPingIntervalSeconds = "websocket_ping_interval_seconds"
         }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -88,6 +94,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
             headerTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .headerTimeoutSeconds) ?? d.headerTimeoutSeconds
             keepAliveTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .keepAliveTimeoutSeconds) ?? d.keepAliveTimeoutSeconds
             bodyTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .bodyTimeoutSeconds) ?? d.bodyTimeoutSeconds
+            websocketMaxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .websocketMaxMessageBytes) ?? d.websocketMaxMessageBytes
+            websocketPingIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .websocketPingIntervalSeconds) ?? d.websocketPingIntervalSeconds
         }
     }
 
