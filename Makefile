@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test test-deploy bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop bench-scheduling
+.PHONY: up test test-deploy bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop bench-scheduling bench-lmstudio
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -22,6 +22,11 @@ bench-http:
 # and an abandoned load stopped or not.
 bench-scheduling:
 	python3 scripts/bench_scheduling.py
+
+# LM Studio's SDK protocol (websocket predict) against the OpenAI API's stream, same model, same run:
+# time to the first fragment, and llama-server's own stream as the floor.
+bench-lmstudio:
+	python3 scripts/bench_lmstudio.py
 
 # Runner readiness overhead against llama-server's own start, and the swap cycle.
 bench-runners:

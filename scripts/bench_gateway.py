@@ -13,28 +13,14 @@ Usage: python3 scripts/bench_gateway.py [--pairs 200] [--swaps 10] [--colds 8] [
 """
 import argparse, http.client, json, os, signal, statistics, subprocess, time
 
-from benchlib import MODEL, ROOT, Mesh, children, direct_run, free_ports, pct, pss_kb, rpc, rss_kb, wait_http
+from benchlib import MODEL, ROOT, Mesh, children, direct_run, free_ports, pct, pss_kb, rpc, rss_kb, timed_stream, wait_http
 BODY = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8,
                    "temperature": 0, "stream": True}).encode()
 
 
 def timed(conn):
     """One streamed request on a kept-alive connection: (time to first data event, total) in ms."""
-    start = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", body=BODY, headers={"Content-Type": "application/json"})
-    r = conn.getresponse()
-    first = None
-    while True:
-        line = r.readline()
-        if not line:
-            break
-        if first is None and line.startswith(b"data:"):
-            first = time.perf_counter()
-        if line.startswith(b"data: [DONE]"):
-            break
-    r.read()
-    end = time.perf_counter()
-    return (first - start) * 1000, (end - start) * 1000
+    return timed_stream(conn, BODY)
 
 
 NOTES = """

@@ -86,6 +86,24 @@ def pct(values, p):
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
+def timed_stream(conn, body, content_only=False):
+    """One streamed chat completion on `conn` (an http.client connection): (time to the first data event,
+    or with `content_only` to the first non-empty content delta; total) in ms."""
+    start = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    first = None
+    while True:
+        line = r.readline()
+        if not line or line.startswith(b"data: [DONE]"):
+            break
+        if first is None and line.startswith(b"data:") and (not content_only or (b'"content":"' in line and b'"content":""' not in line)):
+            first = time.perf_counter()
+    r.read()
+    end = time.perf_counter()
+    return (first - start) * 1000, (end - start) * 1000
+
+
 def healthy(port):
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)

@@ -36,10 +36,7 @@ struct LMStudioAPI: Sendable {
         return .object(o)
     }
 
-    func runnerTable() async -> [String: RunnerInfo] {
-        let list = (try? await relay.runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
-        return Dictionary(list.map { ($0.model, $0) }, uniquingKeysWith: { a, _ in a })
-    }
+    func runnerTable() async -> [String: RunnerInfo] { await relay.runnerTable() }
 
     func models() async -> HTTPResponse {
         let runners = await runnerTable()

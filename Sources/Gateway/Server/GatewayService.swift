@@ -41,9 +41,11 @@ final class GatewayService: Service {
         }
         await catalog.start()
         let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog)
+        let instances = LMStudioInstances()
         runners.onNotification { method, data in
             guard method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data) else { return }
             relay.runnerStateChanged(model: state.model, state: state.state)
+            instances.runnerStateChanged(model: state.model, state: state.state)
             if let value = try? JSONCoder.encodeValue(state) {
                 hub.publish("runner", value)
             }
@@ -67,10 +69,12 @@ final class GatewayService: Service {
         var ports: [Port] = []
         // The dashboard's own page may call every port (its playground talks to the API surfaces).
         let dashboardPort: UInt16? = config.dashboard.enabled ? config.dashboard.webPort : nil
-        func guarded(_ router: Router, _ proxy: AppConfig.Proxy, shape: @escaping @Sendable (Substring) -> ErrorShape) -> any HTTPHandler {
+        func guarded(_ router: Router, _ proxy: AppConfig.Proxy, openPaths: Set<String> = [],
+                     shape: @escaping @Sendable (Substring) -> ErrorShape) -> any HTTPHandler {
             SurfaceGuard(next: router, keys: proxy.apiKeys,
                          origins: OriginPolicy(patterns: proxy.corsOrigins ?? OriginPolicy.localOrigins, dashboardWebPort: dashboardPort),
-                         hosts: HostPolicy(boundHost: proxy.host, allowedHosts: config.allowedHosts, port: proxy.port), shape: shape)
+                         hosts: HostPolicy(boundHost: proxy.host, allowedHosts: config.allowedHosts, port: proxy.port),
+                         openPaths: openPaths, shape: shape)
         }
         if config.ollama.enabled {
             var router = baseRouter()
@@ -95,9 +99,22 @@ final class GatewayService: Service {
             lmOpenAI.loadProgress = config.lmstudio.streamLoadingProgress
             lmOpenAI.register(on: &router)
             LMStudioAPI(catalog: catalog, relay: relay, bodies: openAI.bodies, openAI: lmOpenAI).register(on: &router)
-            router.fallback = { r in ErrorShape.openAI.response(.notFound, "unknown endpoint \(r.method) \(r.path)") }
+            // LM Studio's own clients: the SDK's websocket protocol and REST API v1, over one backend.
+            let backend = LMStudioBackend(catalog: catalog, relay: relay, instances: instances,
+                                          defaultTTLSeconds: config.limits.defaultTTLSeconds, loop: context.loop)
+            LMStudioSDK(backend: backend, apiKeys: config.lmstudio.apiKeys, websocket: config.http.websocketConfiguration,
+                        logger: context.logger).register(on: &router)
+            LMStudioRESTv1(backend: backend, bodies: openAI.bodies,
+                           chat: StatefulChat(backend: backend, bodies: openAI.bodies, store: ResponseStore())).register(on: &router)
+            router.fallback = { r in
+                r.path.hasPrefix("/api/v1/")
+                    ? ErrorShape.lmstudioV1.response(.notFound, "unknown endpoint \(r.method) \(r.path)", type: "invalid_request", code: "unknown_endpoint")
+                    : ErrorShape.openAI.response(.notFound, "unknown endpoint \(r.method) \(r.path)")
+            }
             ports.append(Port(key: "proxies.lmstudio.port", host: config.lmstudio.host, port: config.lmstudio.port,
-                              handler: guarded(router, config.lmstudio) { _ in .openAI }))
+                              handler: guarded(router, config.lmstudio, openPaths: LMStudioSDK.openPaths) {
+                                  $0.hasPrefix("/api/v1/") ? .lmstudioV1 : .openAI
+                              }))
         }
         if config.dashboard.enabled {
             var api = baseRouter()

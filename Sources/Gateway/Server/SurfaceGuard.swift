@@ -16,6 +16,9 @@ struct SurfaceGuard: HTTPHandler {
     let hosts: HostPolicy
     /// The dashboard's admin token: a request that presents it may come from any origin.
     var adminToken: String? = nil
+    /// Paths that authenticate by themselves (LM Studio's websocket, whose first message carries the
+    /// key, and the probes its SDKs send before connecting): no API key at the HTTP layer.
+    var openPaths: Set<String> = []
     let shape: @Sendable (Substring) -> ErrorShape
 
     static let allowHeaders = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, x-api-key, x-admin-token, x-stainless-os, x-stainless-lang, x-stainless-arch, x-stainless-runtime, x-stainless-runtime-version, x-stainless-package-version, x-stainless-retry-count, x-stainless-timeout, anthropic-version, anthropic-beta"
@@ -76,6 +79,7 @@ struct SurfaceGuard: HTTPHandler {
 
     func isOpen(_ r: HTTPRequest) -> Bool {
         r.path == "/health" || r.path == "/api/version" || (r.path == "/" && (r.method == "GET" || r.method == "HEAD"))
+            || (r.method == "GET" && openPaths.contains(String(r.path)))
     }
 
     func authorized(_ r: HTTPRequest) -> Bool {

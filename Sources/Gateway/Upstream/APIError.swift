@@ -1,9 +1,10 @@
 import Shared
 
 /// The wire shape of errors on a surface: OpenAI/LM Studio `{"error":{message,type,param,code}}`,
-/// or Ollama `{"error":"…"}`.
+/// Ollama `{"error":"…"}`, or LM Studio's REST v1 `{"error":{type,message,code?,param?}}` with its own
+/// error types (`invalid_request`, `model_not_found`, `not_implemented`, `internal_error`, …).
 enum ErrorShape: Sendable {
-    case openAI, ollama
+    case openAI, ollama, lmstudioV1
 
     /// An error response before any byte was sent.
     func response(_ status: HTTPStatus, _ message: String, type: String? = nil, param: String? = nil, code: String? = nil,
@@ -19,6 +20,11 @@ enum ErrorShape: Sendable {
         switch self {
         case .ollama:
             return JSONWriter.bytes(.object(JSONObject([("error", .string(message))])), pretty: false)
+        case .lmstudioV1:
+            var error = JSONObject([("type", .string(type ?? Self.lmstudioType(status))), ("message", .string(message))])
+            if let code { error["code"] = .string(code) }
+            if let param { error["param"] = .string(param) }
+            return JSONWriter.bytes(.object(JSONObject([("error", .object(error))])), pretty: false)
         case .openAI:
             let t = type ?? Self.openAIType(status)
             let error = JSONObject([("message", .string(message)), ("type", .string(t)),
@@ -31,7 +37,20 @@ enum ErrorShape: Sendable {
     func streamError(_ message: String) -> [UInt8] {
         switch self {
         case .ollama: return body(.internalServerError, message) + [10]
+        case .lmstudioV1:
+            let error = JSONObject([("type", .string("internal_error")), ("message", .string(message))])
+            return SSEEvent(event: "error", data: JSONWriter.write(.object(JSONObject([("type", .string("error")), ("error", .object(error))])), pretty: false)).encoded()
         case .openAI: return Array("data: ".utf8) + body(.internalServerError, message, type: "server_error") + Array("\n\n".utf8)
+        }
+    }
+
+    /// LM Studio REST v1's error types.
+    static func lmstudioType(_ status: HTTPStatus) -> String {
+        switch status.code {
+        case 400, 401, 403, 405, 413, 415, 422: "invalid_request"
+        case 404: "model_not_found"
+        case 501: "not_implemented"
+        default: status.code >= 500 ? "internal_error" : "unknown"
         }
     }
 

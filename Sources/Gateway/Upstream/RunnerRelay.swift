@@ -60,6 +60,13 @@ final class RunnerRelay: Sendable {
         client?.closeIdle()
     }
 
+    /// runner-manager's runners by model (empty when it does not answer within 2 s): what the listings
+    /// of every surface show as loaded.
+    func runnerTable() async -> [String: RunnerInfo] {
+        let list = (try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
+        return Dictionary(list.map { ($0.model, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
     /// Whether the model's runner was ready at its last notification (a request for it needs no load).
     func isReady(_ model: String) -> Bool { ready.withLock { $0.contains(model) } }
 
@@ -272,5 +279,12 @@ struct RequestOrigin: Sendable {
     init(_ request: HTTPRequest) {
         receivedAt = request.receivedAt
         disconnect = request.disconnect
+    }
+
+    /// A request that is not an HTTP exchange of its own (a message on a WebSocket): its client's
+    /// departure reaches it as task cancellation instead.
+    init(receivedAt: UInt64) {
+        self.receivedAt = receivedAt
+        disconnect = nil
     }
 }
