@@ -65,6 +65,33 @@ def test_websockets_client_speaks_the_lm_studio_envelope(wm):
     assert ws.close_code == 1000
 
 
+def test_model_shapes_carry_the_js_sdks_required_fields(wm):
+    """lmstudio-js validates every packet with zod and drops (and never resolves) what fails: the fields it
+    requires beyond the Python SDK's, with the types it requires (quantization.bits a whole number,
+    nullable fields present as null)."""
+    from conftest import rpc
+    rpc(wm, "runners.sock", "runners.load", {"model": "smol"})
+    with wsclient.connect(wm.ws + "/system") as ws:
+        ws.send(json.dumps(AUTH))
+        ws.recv(timeout=5)
+        ws.send(json.dumps({"type": "rpcCall", "endpoint": "listDownloadedModels", "callId": 1}))
+        info = json.loads(ws.recv(timeout=5))["result"][0]
+    for key, kind in [("type", str), ("modelKey", str), ("format", str), ("displayName", str), ("publisher", str), ("path", str),
+                      ("sizeBytes", int), ("indexedModelIdentifier", str), ("vision", bool), ("trainedForToolUse", bool),
+                      ("maxContextLength", int), ("paramsString", str), ("architecture", str)]:
+        assert isinstance(info[key], kind), key
+    assert info["deviceIdentifier"] is None and info["format"] == "gguf"
+    assert info["quantization"] == {"name": "Q4_1", "bits": 4}
+    with wsclient.connect(wm.ws + "/llm") as ws:
+        ws.send(json.dumps(AUTH))
+        ws.recv(timeout=5)
+        ws.send(json.dumps({"type": "rpcCall", "endpoint": "listLoaded", "callId": 1}))
+        instance = json.loads(ws.recv(timeout=5))["result"][0]
+    assert instance["identifier"] == "smol" and instance["instanceReference"].startswith("lr-") and instance["contextLength"] == 512
+    assert "ttlMs" in instance and "lastUsedTime" in instance
+    assert isinstance(instance["ttlMs"], int) and (instance["lastUsedTime"] is None or isinstance(instance["lastUsedTime"], int))
+
+
 def test_websockets_client_an_oversized_message_closes_with_1009(wm):
     with wsclient.connect(wm.ws + "/llm", max_size=None) as ws:
         ws.send(json.dumps(AUTH))
@@ -141,7 +168,8 @@ def test_wsproto_client_handshake_calls_ping_and_close(wm):
     c.send(wse.TextMessage(data=json.dumps(AUTH)))
     assert json.loads(c.text()) == {"success": True}
     c.send(wse.TextMessage(data=json.dumps({"type": "rpcCall", "endpoint": "listLoaded", "callId": 1})))
-    assert json.loads(c.text()) == {"type": "rpcResult", "callId": 1, "result": []}
+    reply = json.loads(c.text())
+    assert reply["type"] == "rpcResult" and reply["callId"] == 1 and isinstance(reply["result"], list)
     # Fragmented with wsproto's own framing.
     call = json.dumps({"type": "rpcCall", "endpoint": "listLoaded", "callId": 2})
     c.send(wse.TextMessage(data=call[:7], message_finished=False))

@@ -30,6 +30,13 @@ struct LMStudioBackend: Sendable {
         return LMStudioInstances.Instance(model: model, runner: r, loaded: instances.loaded(model: model.id))
     }
 
+    /// The runner parameters of a request to `model`, known without asking runner-manager (from the
+    /// load recorded here and its `runners.state` notifications): the predict path's first token
+    /// does not wait for a `runners.list` round trip.
+    func requestParameters(_ model: ResolvedModel) -> JSONValue? {
+        LMStudioInstances.parameters(model, loaded: instances.loaded(model: model.id), runningContext: relay.readyContextLength(model.id))
+    }
+
     /// A name a client uses: an instance identifier it loaded a model under, a model id, alias or
     /// display name (as every surface resolves them), or the model's file path (LM Studio's clients
     /// name models by path too: the whole path or its end).

@@ -32,14 +32,7 @@ final class LMStudioInstances: Sendable {
         /// The context the runner was started with.
         var contextLength: Int { runner.contextLength ?? LMStudioModelInfo.configuredContext(model) }
         /// Parameters every request to this instance must carry (see `Loaded.parameters`).
-        var parameters: JSONValue? {
-            if let p = loaded?.parameters { return p }
-            // Loaded by another surface with another context (Ollama's num_ctx): keep that runner.
-            if let ctx = runner.contextLength, ctx != LMStudioModelInfo.configuredContext(model) {
-                return .object(JSONObject([("ctx_size", .int(ctx))]))
-            }
-            return nil
-        }
+        var parameters: JSONValue? { LMStudioInstances.parameters(model, loaded: loaded, runningContext: runner.contextLength) }
     }
 
     private let loads = Mutex<[String: Loaded]>([:])
@@ -60,6 +53,17 @@ final class LMStudioInstances: Sendable {
     /// runner-manager's `runners.state`: a runner that ended takes its instance with it.
     func runnerStateChanged(model: String, state: RunnerPhase) {
         if state == .stopped || state == .failed { loads.withLock { _ = $0.removeValue(forKey: model) } }
+    }
+
+    /// What a request to `model` must carry to reach the runner it has: the settings an LM Studio
+    /// client loaded it with, or — loaded by another surface with another context (Ollama's
+    /// `num_ctx`) — that context, so the runner is kept rather than replaced; nil for the model's own.
+    static func parameters(_ model: ResolvedModel, loaded: Loaded?, runningContext: Int?) -> JSONValue? {
+        if let p = loaded?.parameters { return p }
+        if let ctx = runningContext, ctx != LMStudioModelInfo.configuredContext(model) {
+            return .object(JSONObject([("ctx_size", .int(ctx))]))
+        }
+        return nil
     }
 
     static func reference(model: String, pid: Int32?) -> String {

@@ -25,6 +25,17 @@ enum LMStudioModelInfo {
         return file + (m.mmproj.flatMap { FileStamp.of($0)?.size } ?? 0)
     }
 
+    /// The nominal bits per weight of a llama.cpp quantization name (Q4_K_M → 4, IQ2_XS → 2, Q8_0 → 8,
+    /// F16/BF16 → 16, F32 → 32, MXFP4 → 4): the JS SDK's `quantization.bits` must be a whole number.
+    static func nominalBits(_ quantization: String) -> Int? {
+        let q = quantization.uppercased()
+        if q == "F32" { return 32 }
+        if q == "F16" || q == "BF16" { return 16 }
+        if q.hasPrefix("MXFP") { return Int(q.dropFirst(4).prefix { $0.isNumber }) }
+        guard let start = q.firstIndex(where: { $0.isNumber }), q[..<start].allSatisfy({ $0 == "Q" || $0 == "I" || $0 == "T" }) else { return nil }
+        return Int(q[start...].prefix { $0.isNumber })
+    }
+
     static func bitsPerWeight(_ m: ResolvedModel) -> Double? {
         guard let meta = m.metadata, meta.parameterCount > 0 else { return nil }
         return (Double(meta.fileSize) * 8 / Double(meta.parameterCount) * 100).rounded() / 100
@@ -53,11 +64,21 @@ enum LMStudioModelInfo {
         }
         if let p = paramsString(m) { o["paramsString"] = .string(p) }
         if let arch = m.metadata?.architecture { o["architecture"] = .string(arch) }
-        if let q = m.metadata?.quantization {
-            var quant = JSONObject([("name", .string(q))])
-            if let bits = bitsPerWeight(m) { quant["bits"] = .double(bits) }
-            o["quantization"] = .object(quant)
+        if let q = m.metadata?.quantization, let bits = nominalBits(q) {
+            o["quantization"] = .object(JSONObject([("name", .string(q)), ("bits", .int(bits))]))
         }
+        return o
+    }
+
+    /// Instance info for a model whose runner is gone (unloaded or evicted right after a prediction):
+    /// the same shape, so clients that require instance info accept it.
+    static func sdkInstance(of m: ResolvedModel, type: String? = nil) -> JSONObject {
+        var o = sdkInfo(m, type: type)
+        o["identifier"] = .string(m.id)
+        o["instanceReference"] = .string(LMStudioInstances.reference(model: m.id, pid: nil))
+        o["contextLength"] = .int(configuredContext(m))
+        o["ttlMs"] = .null
+        o["lastUsedTime"] = .null
         return o
     }
 

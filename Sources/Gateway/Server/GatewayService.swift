@@ -44,13 +44,17 @@ final class GatewayService: Service {
         let instances = LMStudioInstances()
         runners.onNotification { method, data in
             guard method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data) else { return }
-            relay.runnerStateChanged(model: state.model, state: state.state)
+            relay.runnerStateChanged(state)
             instances.runnerStateChanged(model: state.model, state: state.state)
             if let value = try? JSONCoder.encodeValue(state) {
                 hub.publish("runner", value)
             }
         }
         runners.subscribe()
+        // Runners that were ready before this gateway (adopted, or a reconnect) send no notification
+        // until their next transition: their state is read once, on every connection.
+        runners.onConnect { Task(executorPreference: context.loop) { await relay.seedReadyRunners() } }
+        await relay.seedReadyRunners()
         // Metric ticks for the dashboard, only while someone listens.
         context.periodic.every(2) {
             if hub.count > 0, let summary = try? await metrics.call(MetricsRPC.Summary.self, Empty(), timeout: 2),

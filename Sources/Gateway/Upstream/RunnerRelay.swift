@@ -10,8 +10,9 @@ final class RunnerRelay: Sendable {
     let catalog: ModelCatalog
     /// Keep-alive connections per runner endpoint, and the endpoint each model was last granted on.
     private let pools = Mutex<(clients: [String: HTTPClient], endpoints: [String: String])>(([:], [:]))
-    /// Models whose runner is ready, from runner-manager's `runners.state` notifications.
-    private let ready = Mutex<Set<String>>([])
+    /// Models whose runner is ready, from runner-manager's `runners.state` notifications, with the
+    /// notification that said so (its pid and context size).
+    private let ready = Mutex<[String: RunnerState]>([:])
 
     init(runners: RPCClient, metrics: RPCClient, catalog: ModelCatalog) {
         self.runners = runners
@@ -46,9 +47,11 @@ final class RunnerRelay: Sendable {
     /// A runner that is stopping gets its idle keep-alive connections closed at once: llama-server's
     /// SIGTERM exit waits about 100 ms on an open idle connection, and a swap waits for that exit.
     /// Once it has stopped or failed, its pool is dropped (a new runner gets a new port).
-    func runnerStateChanged(model: String, state: RunnerPhase) {
-        ready.withLock { set in
-            if state == .ready { set.insert(model) } else { set.remove(model) }
+    func runnerStateChanged(_ change: RunnerState) {
+        let (model, state) = (change.model, change.state)
+        ready.withLock { table in
+            // A ready runner's own "loading" progress lines do not arrive after ready; anything else ends it.
+            if state == .ready { table[model] = change } else { table[model] = nil }
         }
         guard state.isEnding else { return }
         let client = pools.withLock { p -> HTTPClient? in
@@ -67,8 +70,25 @@ final class RunnerRelay: Sendable {
         return Dictionary(list.map { ($0.model, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
+    /// Takes the ready runners from `runners.list` (at start and after a reconnect: runners already
+    /// ready then send no notification until their next transition). A notification that arrived
+    /// meanwhile is newer and wins.
+    func seedReadyRunners() async {
+        guard let list = try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 5) else { return }
+        let live = Set(list.map(\.model))
+        ready.withLock { table in
+            for r in list where r.state == .ready && table[r.model] == nil {
+                table[r.model] = RunnerState(model: r.model, state: .ready, pid: r.pid, contextLength: r.contextLength)
+            }
+            for model in table.keys where !live.contains(model) { table[model] = nil }
+        }
+    }
+
     /// Whether the model's runner was ready at its last notification (a request for it needs no load).
-    func isReady(_ model: String) -> Bool { ready.withLock { $0.contains(model) } }
+    func isReady(_ model: String) -> Bool { ready.withLock { $0[model] != nil } }
+
+    /// The context size the model's ready runner was started with (nil when not ready, or not told).
+    func readyContextLength(_ model: String) -> Int? { ready.withLock { $0[model]?.contextLength } }
 
     /// Routes that only audio (whisper-server) models serve; every other relayed route needs a llama-server model.
     static let audioRoutes: Set<String> = ["/v1/audio/transcriptions"]

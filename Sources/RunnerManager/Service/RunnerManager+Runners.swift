@@ -61,7 +61,9 @@ extension RunnerManager {
         s.detail = detail
         if let memory { s.memoryBytes = memory }
         status[model] = s
-        context.rpc.notify(RunnersRPC.StateChanged.self, RunnerState(model: model, state: state, pid: processes[model]?.pid, detail: detail))
+        let contextLength = state == .ready ? info(model).contextLength : nil
+        context.rpc.notify(RunnersRPC.StateChanged.self, RunnerState(model: model, state: state, pid: processes[model]?.pid, detail: detail,
+                                                                     contextLength: contextLength))
     }
 
     /// Wakes the scheduler exactly when the oldest waiting request's patience runs out (the 1 s tick

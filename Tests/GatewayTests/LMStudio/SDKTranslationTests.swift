@@ -138,6 +138,12 @@ import Testing
         #expect((try? LMStudioSDK.authenticate(Self.json(#"{"authVersion":1,"clientIdentifier":"\#(long)","clientPasskey":"b"}"#), apiKeys: []).get()) == nil)
     }
 
+    @Test(arguments: [("Q4_K_M", 4), ("Q4_1", 4), ("Q8_0", 8), ("IQ2_XS", 2), ("TQ1_0", 1), ("F16", 16), ("BF16", 16), ("F32", 32),
+                      ("MXFP4", 4), ("unknown", nil)] as [(String, Int?)])
+    func quantizationBitsAreWholeNumbersAsTheJSSDKRequires(name: String, bits: Int?) {
+        #expect(LMStudioModelInfo.nominalBits(name) == bits)
+    }
+
     @Test func envelopesAreExactlyTheProtocols() {
         #expect(SDKEnvelope.rpcResult(3, nil) == Self.json(#"{"type":"rpcResult","callId":3}"#), "a void result has no result key")
         #expect(SDKEnvelope.rpcResult(4, .array([])) == Self.json(#"{"type":"rpcResult","callId":4,"result":[]}"#))

@@ -138,8 +138,7 @@ struct StatefulChat: Sendable {
         }
         var upstream = t.sampling
         upstream["messages"] = .array((t.systemPrompt.map { [.object(JSONObject([("role", .string("system")), ("content", .string($0))]))] } ?? []) + t.messages)
-        let loadedParameters = await backend.instance(of: t.model)?.parameters
-        let parameters = t.parameters ?? loadedParameters ?? backend.instances.loaded(model: t.model.id)?.parameters
+        let parameters = t.parameters ?? backend.requestParameters(t.model)
         let prediction = LMStudioPrediction(backend: backend, model: t.model, parameters: parameters, ttlSeconds: nil, raw: false,
                                             request: upstream, route: "/api/v1/chat")
         let instanceID = backend.instances.loaded(model: t.model.id)?.identifier ?? t.model.id

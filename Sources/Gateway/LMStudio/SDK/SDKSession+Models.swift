@@ -82,8 +82,8 @@ extension SDKSession {
 
     /// Runner parameters for a request to `model` from this namespace: the loaded instance's settings,
     /// and for `/embedding` on a chat model, those of a runner that serves embeddings.
-    func runnerParameters(_ model: ResolvedModel) async -> JSONValue? {
-        let base = await backend.instance(of: model)?.parameters ?? backend.instances.loaded(model: model.id)?.parameters
+    func runnerParameters(_ model: ResolvedModel) -> JSONValue? {
+        let base = backend.requestParameters(model)
         return namespace == .embedding ? LMStudioBackend.embeddingParameters(model, over: base) : base
     }
 
@@ -120,7 +120,7 @@ extension SDKSession {
         let reply: JSONValue
         do {
             reply = try await backend.runnerJSON(model, path: "/tokenize", body: .object(JSONObject([("content", .string(text))])),
-                                                 parameters: await runnerParameters(model), route: count ? "ws:countTokens" : "ws:tokenize")
+                                                 parameters: runnerParameters(model), route: count ? "ws:countTokens" : "ws:tokenize")
         } catch {
             throw SDKError(error, doing: "Tokenizing")
         }
@@ -135,7 +135,7 @@ extension SDKSession {
         if let tools = parameter["opts"]?["toolDefinitions"], let list = tools.arrayValue, !list.isEmpty { body["tools"] = tools }
         let reply: JSONValue
         do {
-            reply = try await backend.runnerJSON(model, path: "/apply-template", body: .object(body), parameters: await runnerParameters(model),
+            reply = try await backend.runnerJSON(model, path: "/apply-template", body: .object(body), parameters: runnerParameters(model),
                                                  route: "ws:applyPromptTemplate")
         } catch {
             throw SDKError(error, doing: "Applying the prompt template")
@@ -151,7 +151,7 @@ extension SDKSession {
         do {
             reply = try await backend.runnerJSON(model, path: "/v1/embeddings",
                                                  body: .object(JSONObject([("input", .string(text)), ("encoding_format", .string("float"))])),
-                                                 parameters: await runnerParameters(model), route: "ws:embedString")
+                                                 parameters: runnerParameters(model), route: "ws:embedString")
         } catch {
             throw SDKError(error, doing: "Embedding")
         }

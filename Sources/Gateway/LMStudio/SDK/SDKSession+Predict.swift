@@ -27,10 +27,7 @@ extension SDKSession {
             request = sampling
             request["messages"] = .array(try SDKChat.messages(parameter["history"]))
         }
-        let loaded = await backend.instance(of: model)
-        let parameters = namespace == .embedding ? await runnerParameters(model)
-            : loaded?.parameters ?? backend.instances.loaded(model: model.id)?.parameters
-        let prediction = LMStudioPrediction(backend: backend, model: model, parameters: parameters, ttlSeconds: nil,
+        let prediction = LMStudioPrediction(backend: backend, model: model, parameters: runnerParameters(model), ttlSeconds: nil,
                                             raw: raw, request: request, route: raw ? "ws:completeRawText" : "ws:predict")
         let socket = self.socket
         let result: Result<LMStudioPrediction.Outcome, APIError> = await channel.cancellable(loop: backend.loop) {
@@ -86,10 +83,9 @@ extension SDKSession {
                 }
             }
         }
-        // The instance as it was, or as the prediction's load made it.
-        let instance = loaded != nil ? loaded : await backend.instance(of: model)
+        let instance = await backend.instance(of: model)
         let modelInfo: JSONValue = instance.map { .object(LMStudioModelInfo.sdkInstance($0, type: "llm", defaultTTLSeconds: backend.defaultTTLSeconds)) }
-            ?? .object(LMStudioModelInfo.sdkInfo(model, type: "llm"))
+            ?? .object(LMStudioModelInfo.sdkInstance(of: model, type: "llm"))
         let loadConfig = instance.map(LMStudioModelInfo.loadConfig) ?? .object(JSONObject([("fields", .array([]))]))
         await packet(channel, "success", [("stats", Self.stats(outcome, stopReason: stop)), ("modelInfo", modelInfo),
                                           ("loadModelConfig", loadConfig), ("predictionConfig", stack.kvConfig)])
@@ -122,12 +118,14 @@ extension SDKSession {
     static func stats(_ outcome: LMStudioPrediction.Outcome, stopReason: String) -> JSONValue {
         let usage = outcome.stream.usage
         var o = JSONObject([("stopReason", .string(stopReason))])
-        if let tps = outcome.tokensPerSecond { o["tokensPerSecond"] = .double(tps) }
-        if let ttft = outcome.timeToFirstTokenSeconds { o["timeToFirstTokenSec"] = .double(ttft) }
+        // Optional numbers are left out rather than sent as null (what a NaN would become): the JS
+        // SDK accepts a missing field, not a null one.
+        if let tps = outcome.tokensPerSecond, tps.isFinite { o["tokensPerSecond"] = .double(tps) }
+        if let ttft = outcome.timeToFirstTokenSeconds, ttft.isFinite { o["timeToFirstTokenSec"] = .double(ttft) }
         o["promptTokensCount"] = .int(usage.promptTokens)
         o["predictedTokensCount"] = .int(outcome.predictedTokens)
         o["totalTokensCount"] = .int(usage.promptTokens + outcome.predictedTokens)
-        o["totalTimeSec"] = .double(outcome.totalSeconds)
+        if outcome.totalSeconds.isFinite { o["totalTimeSec"] = .double(outcome.totalSeconds) }
         return .object(o)
     }
 }

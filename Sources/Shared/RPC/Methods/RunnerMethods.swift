@@ -122,11 +122,15 @@ public struct RunnerState: Codable, Sendable, Equatable {
     public var state: RunnerPhase
     public var pid: Int32?
     public var detail: String?
-    public init(model: String, state: RunnerPhase, pid: Int32? = nil, detail: String? = nil) {
+    /// On `ready`: the context size the runner was started with (as `runners.list` reports it), so a
+    /// client can send later requests with the same settings without asking.
+    public var contextLength: Int?
+    public init(model: String, state: RunnerPhase, pid: Int32? = nil, detail: String? = nil, contextLength: Int? = nil) {
         self.model = model
         self.state = state
         self.pid = pid
         self.detail = detail
+        self.contextLength = contextLength
     }
 }
 
