@@ -92,6 +92,23 @@ def test_model_shapes_carry_the_js_sdks_required_fields(wm):
     assert isinstance(instance["ttlMs"], int) and (instance["lastUsedTime"] is None or isinstance(instance["lastUsedTime"], int))
 
 
+def test_a_socket_cannot_pile_up_calls(wm):
+    """Channels that stay open (`system.alive`) count against the socket's limit of 256 running calls
+    and channels; past it, each new one is refused at once, and closing the socket ends them all."""
+    with wsclient.connect(wm.ws + "/system") as ws:
+        ws.send(json.dumps(AUTH))
+        ws.recv(timeout=5)
+        for i in range(1, 261):
+            ws.send(json.dumps({"type": "channelCreate", "endpoint": "alive", "channelId": i}))
+        refused = [json.loads(ws.recv(timeout=5)) for _ in range(4)]
+        assert [r["channelId"] for r in refused] == [257, 258, 259, 260]
+        assert all(r["type"] == "channelError" and "Too many" in r["error"]["title"] for r in refused)
+        ws.send(json.dumps({"type": "channelSend", "channelId": 1, "message": {"type": "cancel"}}))
+        assert json.loads(ws.recv(timeout=5)) == {"type": "channelClose", "channelId": 1}
+        ws.send(json.dumps({"type": "rpcCall", "endpoint": "version", "callId": 1}))
+        assert json.loads(ws.recv(timeout=5))["type"] == "rpcResult", "a slot was freed by the cancel"
+
+
 def test_websockets_client_an_oversized_message_closes_with_1009(wm):
     with wsclient.connect(wm.ws + "/llm", max_size=None) as ws:
         ws.send(json.dumps(AUTH))

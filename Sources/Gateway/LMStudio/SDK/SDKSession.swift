@@ -17,9 +17,14 @@ final class SDKSession: Sendable {
     let socket: WebSocket
     let sdk: LMStudioSDK
     private let channels = Mutex<[Int: SDKChannel]>([:])
+    /// Calls and channels running now: a client cannot make this socket hold more than `maxInFlight`.
+    private let inFlight = Atomic<Int>(0)
 
     /// How long a client may take to send its authentication message.
     static let authSeconds = 10.0
+    /// Calls and channels one socket may have running at once (the SDKs have a handful); beyond it
+    /// a call or channel is refused at once with an error, so a runaway client cannot pile up tasks.
+    static let maxInFlight = 256
 
     init(namespace: SDKNamespace, socket: WebSocket, sdk: LMStudioSDK) {
         self.namespace = namespace
@@ -93,7 +98,14 @@ final class SDKSession: Sendable {
                 return warn("rpcCall needs an integer callId and a string endpoint")
             }
             let parameter = doc["parameter"]
-            group.addTask { await self.call(endpoint, id: id, parameter: parameter) }
+            guard admit() else {
+                group.addTask { await self.send(SDKEnvelope.rpcError(id, Self.tooMany)) }
+                return
+            }
+            group.addTask {
+                defer { self.inFlight.subtract(1, ordering: .relaxed) }
+                await self.call(endpoint, id: id, parameter: parameter)
+            }
         case "channelCreate":
             guard let id = doc["channelId"]?.intValue, let endpoint = doc["endpoint"]?.stringValue else {
                 return warn("channelCreate needs an integer channelId and a string endpoint")
@@ -109,7 +121,13 @@ final class SDKSession: Sendable {
                 group.addTask { await self.send(SDKEnvelope.channelError(id, SDKError(title: "Channel \(id) is already open"))) }
                 return
             }
+            guard admit() else {
+                channels.withLock { _ = $0.removeValue(forKey: id) }
+                group.addTask { await self.send(SDKEnvelope.channelError(id, Self.tooMany)) }
+                return
+            }
             group.addTask {
+                defer { self.inFlight.subtract(1, ordering: .relaxed) }
                 await self.open(endpoint, channel: channel, parameter: parameter)
                 self.channels.withLock { _ = $0.removeValue(forKey: id) }
             }
@@ -132,6 +150,16 @@ final class SDKSession: Sendable {
             warn("unknown message type \"\(type)\"")
         }
     }
+
+    /// Counts a new call or channel in, unless `maxInFlight` are running.
+    private func admit() -> Bool {
+        if inFlight.add(1, ordering: .relaxed).newValue <= Self.maxInFlight { return true }
+        inFlight.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    static let tooMany = SDKError(title: "Too many calls at once on this connection (at most \(maxInFlight))",
+                                  suggestion: "Wait for earlier calls to finish")
 
     private func warn(_ text: String) {
         sdk.logger.info("an LM Studio SDK client sent an unusable message", ("namespace", namespace.rawValue), ("problem", text))
