@@ -183,7 +183,13 @@ import Testing
     /// first bytes come from a task on the cooperative pool, which the whole suite's start keeps busy.
     /// With 0.3 s, and twice in fresh-clone CI with 1 s, a stalled client made the server see a silent
     /// connection (closed without a response) instead of a slow head.
+    /// The client runs on the server's loop thread (executor preference), not the cooperative pool, so
+    /// CPU-bound tests elsewhere in the run cannot delay its bytes past those deadlines.
     @Test func headerBodyAndIdleTimeouts() async throws {
+        try await withTaskExecutorPreference(EventLoop.shared) { try await headerBodyAndIdleTimeoutsOnTheLoop() }
+    }
+
+    func headerBodyAndIdleTimeoutsOnTheLoop() async throws {
         try await serve({
             $0.headerTimeout = 2
             $0.bodyTimeout = 2

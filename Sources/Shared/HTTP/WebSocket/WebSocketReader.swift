@@ -208,14 +208,28 @@ public struct WebSocketReader: Sendable {
             out.append(contentsOf: chunk)
             return
         }
-        let key = [mask.0, mask.1, mask.2, mask.3]
+        // The key as it stands at `offset`, then applied eight bytes at a time (the phase repeats
+        // every four bytes, so it stays aligned), the tail byte by byte.
+        let all = [mask.0, mask.1, mask.2, mask.3]
+        let key = (0..<4).map { all[(offset + $0) & 3] }
+        let k32 = UInt32(key[0]) | UInt32(key[1]) << 8 | UInt32(key[2]) << 16 | UInt32(key[3]) << 24
+        let k64 = UInt64(k32) | UInt64(k32) << 32
         let start = out.count
         out.append(contentsOf: chunk)
-        out.withUnsafeMutableBufferPointer { buffer in
-            var k = offset & 3
-            for i in start..<buffer.count {
-                buffer[i] ^= key[k]
-                k = (k + 1) & 3
+        out.withUnsafeMutableBytes { raw in
+            let base = raw.baseAddress! + start
+            let n = raw.count - start
+            var i = 0
+            while i + 8 <= n {
+                // Byte order: the key's first byte applies to the lowest address, which a
+                // little-endian load puts in the lowest bits (this platform is little-endian).
+                let word = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                base.storeBytes(of: word ^ k64.littleEndian, toByteOffset: i, as: UInt64.self)
+                i += 8
+            }
+            while i < n {
+                base.storeBytes(of: base.load(fromByteOffset: i, as: UInt8.self) ^ key[i & 3], toByteOffset: i, as: UInt8.self)
+                i += 1
             }
         }
     }
