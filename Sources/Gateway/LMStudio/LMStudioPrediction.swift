@@ -17,6 +17,9 @@ struct LMStudioPrediction: Sendable {
     let request: JSONObject
     /// The metrics route label.
     let route: String
+    /// The HTTP request it answers (REST v1), whose client leaving cancels a wait for the runner;
+    /// nil on a websocket, where the socket's end cancels the prediction's task instead.
+    var origin: RequestOrigin? = nil
 
     /// How it went.
     struct Outcome: Sendable {
@@ -55,7 +58,7 @@ struct LMStudioPrediction: Sendable {
         let bytes = JSONWriter.bytes(.object(body), pretty: false)
         let relay = backend.relay
         let (model, parameters, ttl, path) = (self.model, self.parameters, ttlSeconds, raw ? "/completion" : "/v1/chat/completions")
-        let origin = RequestOrigin(receivedAt: monotonicNanos())
+        let origin = self.origin ?? RequestOrigin(receivedAt: monotonicNanos())
         var outcome = Outcome()
         let call: RunnerRelay.Call
         do {

@@ -140,7 +140,7 @@ struct StatefulChat: Sendable {
         upstream["messages"] = .array((t.systemPrompt.map { [.object(JSONObject([("role", .string("system")), ("content", .string($0))]))] } ?? []) + t.messages)
         let parameters = t.parameters ?? backend.requestParameters(t.model)
         let prediction = LMStudioPrediction(backend: backend, model: t.model, parameters: parameters, ttlSeconds: nil, raw: false,
-                                            request: upstream, route: "/api/v1/chat")
+                                            request: upstream, route: "/api/v1/chat", origin: RequestOrigin(request))
         let instanceID = backend.instances.loaded(model: t.model.id)?.identifier ?? t.model.id
         if t.stream { return streamed(t, prediction: prediction, instanceID: instanceID) }
         let outcome = try await prediction.run(waiting: { _ in }, delta: { _ in true })
