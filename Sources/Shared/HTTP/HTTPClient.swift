@@ -27,22 +27,35 @@ public struct HTTPClientRequest: Sendable {
     }
 }
 
-/// An HTTP/1.1 client for one upstream (a runner's TCP port or Unix socket), keeping a pool of
-/// idle keep-alive connections. Response bodies are read incrementally; cancelling the reading task
-/// closes the connection at once (which is how a client disconnect stops generation upstream).
+/// An HTTP/1.1 client for one upstream (a runner's TCP port or Unix socket, or an HTTPS server),
+/// keeping a pool of idle keep-alive connections. Response bodies are read incrementally; cancelling
+/// the reading task closes the connection at once (which is how a client disconnect stops generation
+/// upstream).
 public final class HTTPClient: Sendable {
     /// The upstream.
     public let address: SocketAddress
+    /// With TLS: the host name the certificate must be for (and the SNI sent); nil for plain HTTP.
+    public let tlsHost: String?
+    /// The `Host` header sent when a request has none.
+    let hostHeader: String
     let loop: EventLoop
     let maxIdle: Int
     let connectTimeout: Double
     private let idle = Mutex<[PooledConnection]>([])
 
-    public init(address: SocketAddress, loop: EventLoop = .shared, maxIdleConnections: Int = 32, connectTimeout: Double = 5) {
+    /// `tlsHost` makes every connection TLS, verified for that name; `hostHeader` defaults to the
+    /// address (`host:port`).
+    public init(address: SocketAddress, loop: EventLoop = .shared, maxIdleConnections: Int = 32, connectTimeout: Double = 5,
+                tlsHost: String? = nil, hostHeader: String? = nil) {
         self.address = address
         self.loop = loop
         maxIdle = maxIdleConnections
         self.connectTimeout = connectTimeout
+        self.tlsHost = tlsHost
+        switch address {
+        case .tcp(let host, let port): self.hostHeader = hostHeader ?? "\(host):\(port)"
+        case .unix: self.hostHeader = hostHeader ?? "localhost"
+        }
     }
 
     /// Idle pooled connections (for tests and metrics).
@@ -77,7 +90,12 @@ public final class HTTPClient: Sendable {
                 // fall through to a new connection
             }
         }
-        let connection = try await Connection.connect(to: address, loop: loop, deadline: deadline(after: connectTimeout))
+        let until = deadline(after: connectTimeout)
+        let connection: any ByteStream = if let tlsHost {
+            try await TLSConnection.connect(to: address, host: tlsHost, loop: loop, deadline: until)
+        } else {
+            try await Connection.connect(to: address, loop: loop, deadline: until)
+        }
         let fresh = PooledConnection(connection: connection, input: ByteBuffer(capacity: 16 * 1024))
         do {
             return try await exchange(request, on: fresh, deadline: headDeadline)
@@ -96,10 +114,7 @@ public final class HTTPClient: Sendable {
         out.append(" HTTP/1.1\r\n" as StaticString)
         if request.headers["host"] == nil {
             out.append("Host: " as StaticString)
-            switch address {
-            case .tcp(let host, let port): out.append("\(host):\(port)")
-            case .unix: out.append("localhost" as StaticString)
-            }
+            out.append(hostHeader)
             out.append("\r\n" as StaticString)
         }
         for field in request.headers where !HTTPHeaders.isFraming(field.name) {
@@ -235,10 +250,10 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
 /// A pooled connection and its input buffer (which may hold bytes read ahead).
 final class PooledConnection: @unchecked Sendable {
     // @unchecked Sendable: handed from one task to the next through the pool's lock; never used by two at once.
-    let connection: Connection
+    let connection: any ByteStream
     let input: ByteBuffer
     var reused = false
-    init(connection: Connection, input: ByteBuffer) {
+    init(connection: any ByteStream, input: ByteBuffer) {
         self.connection = connection
         self.input = input
     }

@@ -25,4 +25,11 @@ extension StringProtocol {
     public func containsText<T: StringProtocol>(_ other: T) -> Bool {
         other.isEmpty || byteSearch(Array(other.utf8), in: Array(utf8)) != nil
     }
+
+    /// The text before and after the first occurrence of `separator` (nil when it does not occur).
+    public func splitOnce<T: StringProtocol>(_ separator: T) -> (before: String, after: String)? {
+        let bytes = Array(utf8)
+        guard let i = byteSearch(Array(separator.utf8), in: bytes) else { return nil }
+        return (String(decoding: bytes[..<i], as: UTF8.self), String(decoding: bytes[(i + separator.utf8.count)...], as: UTF8.self))
+    }
 }
