@@ -163,8 +163,9 @@ class Mesh:
     and the launcher counts every service running (a test that kills a service before then would stop
     the whole start). `stop()` ends it with SIGINT (what Ctrl+C does) and removes the directory.
     `bindir` runs another build (an older commit's, for before/after); `bootstrap` first installs what
-    is missing (the benchmarks do; the tests run after scripts/test.sh did)."""
-    def __init__(self, prefix, app, models, bindir=None, bootstrap=True):
+    is missing (the benchmarks do; the tests run after scripts/test.sh did); `env` is added to the
+    services' environment (HF_ENDPOINT, HOME for the tests' own caches)."""
+    def __init__(self, prefix, app, models, bindir=None, bootstrap=True, env=None):
         if bindir is None:
             if bootstrap:
                 subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
@@ -181,8 +182,10 @@ class Mesh:
         with open(os.path.join(config, "models_config.json"), "w") as f:
             json.dump(models, f)
         self.errors = os.path.join(self.work, "launcher.err")
+        self.config = config
         self.launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", self.state, "--config-dir", config],
-                                         stdout=subprocess.DEVNULL, stderr=open(self.errors, "w"))
+                                         stdout=subprocess.DEVNULL, stderr=open(self.errors, "w"),
+                                         env=dict(os.environ, **(env or {})))
         try:
             self._wait_started(60)
         except BaseException:

@@ -3,10 +3,12 @@ import Shared
 /// The registry as a service: loads and validates both config files at start (an invalid file stops
 /// the service with exit code 78 and every fault, which the launcher shows instead of retrying),
 /// serves the `registry.*` methods, watches the files for hand edits (every second), runs discovery
-/// at start and every `discovery_interval_seconds`, and pushes `registry.changed` on every new revision.
+/// at start and every `discovery_interval_seconds`, pulls models from the hub (`PullManager`), and
+/// pushes `registry.changed` on every new revision and `registry.pullProgress` as pulls go.
 final class RegistryService: Service {
     let context: ServiceContext
     let store: RegistryStore
+    let pulls: PullManager
     /// Seconds between hand-edit checks.
     static let watchInterval = 1.0
 
@@ -18,6 +20,7 @@ final class RegistryService: Service {
             logger.info("configuration changed", ("revision", revision))
             rpc.notify(RegistryRPC.Changed.self, Revision(revision: revision))
         }
+        pulls = PullManager(store: store, loop: context.loop) { status in rpc.notify(RegistryRPC.PullProgress.self, status) }
     }
 
     var name: String { "registry" }
@@ -38,6 +41,11 @@ final class RegistryService: Service {
         rpc.register(RegistryRPC.Backups.self) { _ in await store.backups() }
         rpc.register(RegistryRPC.Restore.self) { try await store.restore($0) }
         rpc.register(RegistryRPC.ModelInfo.self) { try await store.modelInfo($0.model) }
+        let pulls = self.pulls
+        rpc.register(RegistryRPC.Pull.self) { try await pulls.pull($0) }
+        rpc.register(RegistryRPC.PullStatusGet.self) { try await pulls.status($0.job) }
+        rpc.register(RegistryRPC.Pulls.self) { _ in await pulls.list() }
+        rpc.register(RegistryRPC.CancelPull.self) { try await pulls.cancel($0.job) }
 
         let report = await store.discover()
         context.logger.info("models", ("count", await store.status().modelCount), ("added", report.added.count),

@@ -14,10 +14,11 @@ def bin_dir():
     return benchlib.release_bin_dir()
 
 
-def start_mesh(app_extra, models):
-    """A whole Llama Runner (benchlib.Mesh, shared with the benchmarks) serving `models`."""
+def start_mesh(app_extra, models, env=None):
+    """A whole Llama Runner (benchlib.Mesh, shared with the benchmarks) serving `models`; `env` is added
+    to its services' environment."""
     assert os.path.exists(MODEL), "the demo model is missing: run scripts/bootstrap.sh"
-    return benchlib.Mesh("lr-compat-", app_extra, models, bindir=bin_dir())
+    return benchlib.Mesh("lr-compat-", app_extra, models, bindir=bin_dir(), env=env)
 
 
 def stop_mesh(m):

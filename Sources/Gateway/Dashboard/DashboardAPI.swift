@@ -15,6 +15,7 @@ struct DashboardAPI: Sendable {
     let adminToken: String?
     let loopbackOnly: Bool
     let loop: EventLoop
+    let pulls: PullTracker
 
     static func json(_ v: JSONValue, status: HTTPStatus = .ok) -> HTTPResponse { OllamaAPI.json(v, status: status) }
 
@@ -52,6 +53,16 @@ struct DashboardAPI: Sendable {
         router.post("/api/models/{id}/unload") { r, p in try await write(r) { await unload(p["id"] ?? "") } }
         router.put("/api/models/{id}") { r, p in try await write(r) { try await updateModel(r, p["id"] ?? "") } }
         router.delete("/api/models/{id}") { r, p in try await write(r) { await deleteModel(r, p["id"] ?? "") } }
+        // Pulls from the hub (model-registry runs them; progress comes on /api/events as `pull`).
+        router.post("/api/models/pull") { r, _ in try await write(r) { try await startPull(r) } }
+        router.get("/api/models/pulls") { _, _ in
+            do throws(APIError) { return Self.encoded(try await pulls.list()) } catch { return Self.error(error.status, error.message) }
+        }
+        router.delete("/api/models/pulls/{job}") { r, p in
+            try await write(r) {
+                do throws(APIError) { return Self.encoded(try await pulls.cancel(p["job"] ?? "")) } catch { return Self.error(error.status, error.message) }
+            }
+        }
         router.post("/api/discover") { r, _ in try await write(r) { await rpc { try await registry.call(RegistryRPC.Discover.self, Empty(), timeout: 60) } } }
         router.get("/api/config") { _, _ in await config() }
         router.put("/api/config") { r, _ in try await write(r) { try await updateConfig(r) } }
@@ -98,6 +109,19 @@ struct DashboardAPI: Sendable {
             return Self.error(.unauthorized, "the dashboard listens beyond this machine: set dashboard.admin_token in app_config.json to allow changes")
         }
         return try await body()
+    }
+
+    /// `{name, quantization?}` → the pull's status (202: it runs on).
+    func startPull(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let doc = try await bodies.read(request).0
+        guard let name = (doc["name"] ?? doc["model"])?.stringValue, !name.isEmpty else { return Self.error(.badRequest, "name is required") }
+        do throws(APIError) {
+            var r = Self.encoded(try await pulls.start(name, quantization: doc["quantization"]?.stringValue))
+            r.status = HTTPStatus(202)
+            return r
+        } catch {
+            return Self.error(error.status, error.message)
+        }
     }
 
     func models() async -> HTTPResponse {

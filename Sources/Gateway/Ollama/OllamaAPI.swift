@@ -21,7 +21,7 @@ struct OllamaAPI: Sendable {
         router.post("/api/generate") { r, _ in try await generate(r, chat: false) }
         router.post("/api/embed") { r, _ in try await embed(r, legacy: false) }
         router.post("/api/embeddings") { r, _ in try await embed(r, legacy: true) }
-        for (method, path) in [("POST", "/api/pull"), ("POST", "/api/push"), ("POST", "/api/create"), ("POST", "/api/copy"),
+        for (method, path) in [("POST", "/api/push"), ("POST", "/api/create"), ("POST", "/api/copy"),
                                ("DELETE", "/api/delete"), ("POST", "/api/blobs/{digest}"), ("HEAD", "/api/blobs/{digest}")] {
             router.on(method, path) { _, _ in
                 ErrorShape.ollama.response(.notImplemented, "\(path) is not available: models are managed as local GGUF files. Put .gguf files in \(modelsFolder) (they are discovered within 30 s), or edit config/models_config.json")

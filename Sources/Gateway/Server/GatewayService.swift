@@ -40,6 +40,9 @@ final class GatewayService: Service {
             hub.publish("registry", .object(JSONObject([("revision", .string(revision))])))
         }
         await catalog.start()
+        let pulls = PullTracker(registry: registry, catalog: catalog) { status in
+            if let value = try? JSONCoder.encodeValue(status) { hub.publish("pull", value) }
+        }
         let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog)
         let instances = LMStudioInstances()
         runners.onNotification { method, data in
@@ -87,6 +90,7 @@ final class GatewayService: Service {
             ollamaOpenAI.loadProgress = config.ollama.streamLoadingProgress
             ollamaOpenAI.register(on: &router)
             let modelsFolder = config.modelsDirs.first.map { $0.hasPrefix("/") ? $0 : absolutePath(context.paths.configDir + "/" + $0) } ?? "models/"
+            OllamaPull(pulls: pulls, bodies: openAI.bodies).register(on: &router)
             OllamaAPI(catalog: catalog, relay: relay, bodies: openAI.bodies, openAI: ollamaOpenAI, modelsFolder: modelsFolder,
                       loadProgress: config.ollama.streamLoadingProgress).register(on: &router)
             router.fallback = { r in
@@ -109,7 +113,7 @@ final class GatewayService: Service {
             LMStudioSDK(backend: backend, apiKeys: config.lmstudio.apiKeys, websocket: config.http.websocketConfiguration,
                         logger: context.logger).register(on: &router)
             LMStudioRESTv1(backend: backend, bodies: openAI.bodies,
-                           chat: StatefulChat(backend: backend, bodies: openAI.bodies, store: ResponseStore())).register(on: &router)
+                           chat: StatefulChat(backend: backend, bodies: openAI.bodies, store: ResponseStore()), pulls: pulls).register(on: &router)
             router.fallback = { r in
                 r.path.hasPrefix("/api/v1/")
                     ? ErrorShape.lmstudioV1.response(.notFound, "unknown endpoint \(r.method) \(r.path)", type: "invalid_request", code: "unknown_endpoint")
@@ -125,7 +129,7 @@ final class GatewayService: Service {
             DashboardStatus(health: health, catalog: catalog, runners: runners, metrics: metrics).register(on: &api)
             DashboardAPI(catalog: catalog, registry: registry, runners: runners, metrics: metrics, hub: hub, bodies: openAI.bodies,
                          paths: context.paths, adminToken: config.dashboard.adminToken,
-                         loopbackOnly: HostPolicy.isLoopback(config.dashboard.host), loop: context.loop).register(on: &api)
+                         loopbackOnly: HostPolicy.isLoopback(config.dashboard.host), loop: context.loop, pulls: pulls).register(on: &api)
             api.fallback = { r in DashboardAPI.error(.notFound, "unknown endpoint \(r.method) \(r.path)") }
             func dashboardHosts(_ port: UInt16) -> HostPolicy {
                 HostPolicy(boundHost: config.dashboard.host, allowedHosts: config.allowedHosts, port: port)

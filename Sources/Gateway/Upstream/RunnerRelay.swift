@@ -116,7 +116,7 @@ final class RunnerRelay: Sendable {
         let acquireStart = monotonicNanos()
         let grant: AcquireResult
         do {
-            let params = AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters)
+            let params = AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters, revision: catalog.current.revision)
             // A client that leaves while its model loads gives up its place at once (and, if it was
             // the load's last waiter, the load itself when another model needs the room).
             if let disconnect = request.disconnect {

@@ -16,6 +16,8 @@ enum LauncherCommand {
       check              check configuration, runtimes, models, ports, directories, disk and memory
       clean              remove stale sockets, records of dead runners, old rotated logs and
                          metadata cached for model files that no longer exist
+      pull NAME [QUANT]  download a model from the Hugging Face Hub into the models folder and register
+                         it: hf.co/user/repo[:quant], user/repo[:quant] or user/repo/file.gguf
 
     options:
     \(ServiceOptions.helpText)
@@ -57,6 +59,9 @@ enum LauncherCommand {
         case "restart":
             guard rest.count == 1 else { usage("restart takes one service name") }
             runAsync { await ControlCommands.restart(options, service: rest[0]) }
+        case "pull":
+            guard rest.count == 1 || rest.count == 2 else { usage("pull takes a model name and, optionally, a quantization tag") }
+            runAsync { await PullCommand.run(options, name: rest[0], quantization: rest.count == 2 ? rest[1] : nil) }
         default:
             usage("unknown command \(command!)")
         }

@@ -57,7 +57,11 @@ enum ConfigShapes {
             .init("resident_idle_seconds", .number(min: 0), "idle seconds after which resident_model is loaded again"),
             .init("slot_cache_bytes", .integer(min: 0), "disk for runners' saved conversations (state/slots), restored when the model loads again; oldest files go first; 0 = off (default 2 GiB)"),
             .init("stop_abandoned_loads", .boolean, "stop a load whose every client left when another model waits for its room (default true)"),
+            .init("download_reserve_bytes", .integer(min: 0), "bytes a pull must leave free on the models folder's disk; a pull that would not is refused before it starts (default 1 GiB)"),
         ], others: .warn), "scheduling limits"),
+        .init("hub", .object([
+            .init("endpoint", .nonEmptyString, "the Hugging Face Hub or a mirror that pulls download from (the HF_ENDPOINT environment variable overrides it; default https://huggingface.co)"),
+        ], others: .warn), "model downloads"),
         .init("discovery_interval_seconds", .integer(min: 0), "seconds between scans of the models folders (0 = off)"),
         .init("log_levels", .object([], others: .map(logLevel, keyPattern: nil, keyHint: "")), "per service, and \"default\""),
         .init("resident_model", .anyOf([.pattern(.modelID, hint: "a model id"), .null], hint: "a model id or null"), "a model kept loaded: at start, and again once the machine is idle after others displaced it"),
@@ -97,6 +101,13 @@ enum ConfigShapes {
         .init("unlisted", .boolean, "hidden from model lists, still routable"),
         .init("mmproj", .nonEmptyString, "multimodal projector file"),
         .init("kind", .oneOfStrings(ModelKind.allCases.map(\.rawValue)), "what the model serves"),
+        .init("source", .object([
+            .init("type", .oneOfStrings(ModelSource.allCases.map(\.rawValue)), required: true, "folder, hub (pulled), created, or another tool's cache"),
+            .init("endpoint", .nonEmptyString, "the hub a pull came from"),
+            .init("repo", .nonEmptyString, "the hub repository (user/repo)"),
+            .init("commit", .nonEmptyString, "the repository's commit the files are from"),
+            .init("files", .array(.nonEmptyString), "the files a pull downloaded (deleting the model deletes them)"),
+        ], others: .warn), "where the model comes from; recorded by pulls"),
     ], others: .warn)
 
     static let models = Shape.object([

@@ -64,7 +64,7 @@ extension RegistryStore {
             // The validator admits only ModelKind's names.
             let kind = entry["kind"]?.stringValue.flatMap(ModelKind.init(rawValue:))
                 ?? (runtime.kind == .whisperServer ? .audio : meta?.isEmbeddingModel == true ? .embedding : .chat)
-            resolved.append(ResolvedModel(
+            var model = ResolvedModel(
                 id: id, aliases: (entry["aliases"]?.arrayValue ?? []).compactMap(\.stringValue),
                 displayName: entry["display_name"]?.stringValue, path: path, runtime: runtimeName, runtimeKind: runtime.kind,
                 runtimePath: runtimePath, parameters: .object(parameters), kind: kind, ttlSeconds: entry["ttl_seconds"]?.intValue,
@@ -72,7 +72,9 @@ extension RegistryStore {
                 unlisted: entry["unlisted"]?.boolValue ?? false,
                 mmproj: entry["mmproj"]?.stringValue.map { resolvePath($0, configDir: configDir) },
                 autoDiscovered: entry["auto_discovered"]?.boolValue ?? false, autoUpdateModel: entry["auto_update_model"]?.boolValue ?? false,
-                state: state, error: error, metadata: meta))
+                state: state, error: error, metadata: meta)
+            model.source = entry["source"]?["type"]?.stringValue.flatMap(ModelSource.init(rawValue:)) ?? .folder
+            resolved.append(model)
         }
         var defaultModel = models["default_model"]?.stringValue
         if let name = defaultModel, !resolved.contains(where: { $0.id == name }) {

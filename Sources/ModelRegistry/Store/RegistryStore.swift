@@ -65,7 +65,7 @@ actor RegistryStore {
     /// The discovery under way: a second request joins it instead of scanning again.
     var discovery: Task<DiscoveryReport, Never>?
 
-    var configDir: String { files.configDir }
+    nonisolated var configDir: String { files.configDir }
 
     /// Loads both files. An invalid file (or a pair that contradicts itself) is a `ConfigError`
     /// listing every fault, so the service refuses to start with a message the user can act on.

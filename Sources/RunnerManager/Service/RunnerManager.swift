@@ -118,6 +118,7 @@ actor RunnerManager {
     /// connection). Cancellation is decided here, in the actor: a caller that gives up leaves the
     /// queue, and a grant that wins the race against the cancel is released before this returns.
     func acquire(_ request: AcquireRequest, owner: RPCCaller? = nil) async throws -> AcquireResult {
+        if let seen = request.revision, seen != snapshot.revision, snapshot.resolve(request.model) == nil { await refresh() }
         let key = request.model + "\u{0}" + (request.parameters.map { JSONWriter.write($0, pretty: false) } ?? "")
         let spec: ModelSpec
         if let (cached, model) = specCache[key] {

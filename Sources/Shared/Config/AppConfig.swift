@@ -134,6 +134,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var stopAbandonedLoads = true
         /// Disk for runners' saved conversations (`<state>/slots/`), oldest files deleted first; 0 = off.
         public var slotCacheBytes = 2 << 30
+        /// Bytes a download must leave free on the models folder's disk (refused before the first byte otherwise).
+        public var downloadReserveBytes = 1 << 30
 
         public init() {}
         enum CodingKeys: String, CodingKey {
@@ -141,6 +143,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             case queueSize = "queue_size", requestBodyBytes = "request_body_bytes", unloadTimeoutSeconds = "unload_timeout_seconds"
             case swapPolicy = "swap_policy", maxWaitSeconds = "max_wait_seconds", residentIdleSeconds = "resident_idle_seconds"
             case stopAbandonedLoads = "stop_abandoned_loads", slotCacheBytes = "slot_cache_bytes"
+            case downloadReserveBytes = "download_reserve_bytes"
         }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -156,6 +159,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             residentIdleSeconds = try c.decodeIfPresent(Double.self, forKey: .residentIdleSeconds) ?? d.residentIdleSeconds
             stopAbandonedLoads = try c.decodeIfPresent(Bool.self, forKey: .stopAbandonedLoads) ?? d.stopAbandonedLoads
             slotCacheBytes = try c.decodeIfPresent(Int.self, forKey: .slotCacheBytes) ?? d.slotCacheBytes
+            downloadReserveBytes = try c.decodeIfPresent(Int.self, forKey: .downloadReserveBytes) ?? d.downloadReserveBytes
         }
     }
 
@@ -183,6 +187,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
     public var allowedHosts: [String]
     /// A model id kept loaded: loaded at start and again once the machine is idle after others displaced it.
     public var residentModel: String?
+    /// The Hugging Face Hub (or a mirror) pulls download from; `HF_ENDPOINT` overrides it; nil = the public hub.
+    public var hubEndpoint: String?
 
     /// The runtimes present when a config names none: `llama-server` and `whisper-server` from PATH or
     /// the project's install.
@@ -207,8 +213,9 @@ public struct AppConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case proxies, dashboard, http, paths, runtimes, limits
         case discoveryIntervalSeconds = "discovery_interval_seconds", logLevels = "log_levels", allowedHosts = "allowed_hosts"
-        case residentModel = "resident_model"
+        case residentModel = "resident_model", hub
     }
+    enum HubKeys: String, CodingKey { case endpoint }
     enum ProxyKeys: String, CodingKey { case ollama, lmstudio }
     enum PathKeys: String, CodingKey { case modelsDirs = "models_dirs", stateDir = "state_dir" }
 
@@ -233,6 +240,9 @@ public struct AppConfig: Codable, Sendable, Equatable {
         logLevels = try c.decodeIfPresent([String: String].self, forKey: .logLevels) ?? logLevels
         allowedHosts = try c.decodeIfPresent([String].self, forKey: .allowedHosts) ?? allowedHosts
         residentModel = try c.decodeIfPresent(String.self, forKey: .residentModel)
+        if c.contains(.hub) {
+            hubEndpoint = try c.nestedContainer(keyedBy: HubKeys.self, forKey: .hub).decodeIfPresent(String.self, forKey: .endpoint)
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -251,6 +261,10 @@ public struct AppConfig: Codable, Sendable, Equatable {
         try c.encode(logLevels, forKey: .logLevels)
         try c.encode(allowedHosts, forKey: .allowedHosts)
         try c.encodeIfPresent(residentModel, forKey: .residentModel)
+        if let hubEndpoint {
+            var hub = c.nestedContainer(keyedBy: HubKeys.self, forKey: .hub)
+            try hub.encode(hubEndpoint, forKey: .endpoint)
+        }
     }
 
     /// The typed view of a validated document.

@@ -72,6 +72,8 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
     public var state: ModelFileState
     public var error: String?
     public var metadata: ModelMetadata?
+    /// Where it comes from (a folder unless the entry says otherwise).
+    public var source: ModelSource = .folder
 
     public init(id: String, aliases: [String], displayName: String?, path: String, runtime: String, runtimeKind: RuntimeKind, runtimePath: String,
                 parameters: JSONValue, kind: ModelKind, ttlSeconds: Int?, pinned: Bool = false, preload: Bool = false, unlisted: Bool,
@@ -95,6 +97,35 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
         self.state = state
         self.error = error
         self.metadata = metadata
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, aliases, displayName, path, runtime, runtimeKind, runtimePath, parameters, kind, ttlSeconds, pinned, preload, unlisted
+        case mmproj, autoDiscovered, autoUpdateModel, state, error, metadata, source
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        aliases = try c.decode([String].self, forKey: .aliases)
+        displayName = try c.decodeIfPresent(String.self, forKey: .displayName)
+        path = try c.decode(String.self, forKey: .path)
+        runtime = try c.decode(String.self, forKey: .runtime)
+        runtimeKind = try c.decode(RuntimeKind.self, forKey: .runtimeKind)
+        runtimePath = try c.decode(String.self, forKey: .runtimePath)
+        parameters = try c.decode(JSONValue.self, forKey: .parameters)
+        kind = try c.decode(ModelKind.self, forKey: .kind)
+        ttlSeconds = try c.decodeIfPresent(Int.self, forKey: .ttlSeconds)
+        pinned = try c.decodeIfPresent(Bool.self, forKey: .pinned) ?? false
+        preload = try c.decodeIfPresent(Bool.self, forKey: .preload) ?? false
+        unlisted = try c.decode(Bool.self, forKey: .unlisted)
+        mmproj = try c.decodeIfPresent(String.self, forKey: .mmproj)
+        autoDiscovered = try c.decode(Bool.self, forKey: .autoDiscovered)
+        autoUpdateModel = try c.decode(Bool.self, forKey: .autoUpdateModel)
+        state = try c.decode(ModelFileState.self, forKey: .state)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        metadata = try c.decodeIfPresent(ModelMetadata.self, forKey: .metadata)
+        source = try c.decodeIfPresent(ModelSource.self, forKey: .source) ?? .folder
     }
 }
 

@@ -53,7 +53,7 @@ public final class RPCClient: Sendable {
         var connectWaiters: [Int: ConnectWaiter] = [:]
         var subscribed = false
         var closed = false
-        var notificationHandler: (@Sendable (String, JSONValue?) -> Void)?
+        var notificationHandlers: [@Sendable (String, JSONValue?) -> Void] = []
         var connectHandler: (@Sendable () -> Void)?
     }
 
@@ -107,9 +107,10 @@ public final class RPCClient: Sendable {
     /// Whether a connection is up right now.
     public var isConnected: Bool { state.withLock { $0.writer != nil } }
 
-    /// Receives every notification the service pushes (after `subscribe()`), on the event loop thread.
+    /// Receives every notification the service pushes (after `subscribe()`), on the event loop thread;
+    /// each handler added gets every notification.
     public func onNotification(_ handler: @escaping @Sendable (_ method: String, _ params: JSONValue?) -> Void) {
-        state.withLock { $0.notificationHandler = handler }
+        state.withLock { $0.notificationHandlers.append(handler) }
     }
 
     /// Called on the loop thread after each (re)connect, e.g. to refresh a snapshot missed while down.
@@ -342,7 +343,7 @@ public final class RPCClient: Sendable {
             case .line(let bytes):
                 guard let head = try? RPCIncoming(line: bytes), head.isObject else { continue }
                 if let method = head.method {
-                    if let handler = state.withLock({ $0.notificationHandler }) { handler(method, head.params) }
+                    for handler in state.withLock({ $0.notificationHandlers }) { handler(method, head.params) }
                 } else if case .number(let id)? = head.id {
                     enum Owner { case caller(Pending), late(@Sendable (RPCIncoming) -> Void), none }
                     let owner = state.withLock { s -> Owner in

@@ -53,3 +53,16 @@ public enum ConfigFileState: String, Codable, Sendable, CaseIterable {
 public enum ServiceState: String, Codable, Sendable, CaseIterable {
     case starting, running, restarting, stopping, stopped, failed
 }
+
+/// Where a model comes from, as the dashboard shows it: a models folder, a pull from the hub, or
+/// another tool's cache indexed in place (never written to).
+public enum ModelSource: String, Codable, Sendable, CaseIterable {
+    case folder
+    case hub
+    case ollama
+    case lmstudio
+    case huggingface
+    case llamaCpp = "llama.cpp"
+    /// Made by Ollama's `create` (or `copy`) from another model.
+    case created
+}

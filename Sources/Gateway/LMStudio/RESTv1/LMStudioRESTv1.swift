@@ -8,6 +8,7 @@ struct LMStudioRESTv1: Sendable {
     let backend: LMStudioBackend
     let bodies: JSONBodyReader
     let chat: StatefulChat
+    let pulls: PullTracker
 
     static let shape = ErrorShape.lmstudioV1
 
@@ -16,14 +17,68 @@ struct LMStudioRESTv1: Sendable {
         router.post("/api/v1/models/load") { r, _ in try await load(r) }
         router.post("/api/v1/models/unload") { r, _ in try await unload(r) }
         router.post("/api/v1/chat") { r, _ in try await chat.respond(r) }
-        router.post("/api/v1/models/download") { _, _ in
-            Self.shape.response(.notImplemented, "downloading models is not supported yet: put GGUF files in the models folder (they are discovered within 30 s), or point models_config.json at them",
-                                code: "download_not_supported")
-        }
-        router.get("/api/v1/models/download/status/{job}") { _, p in
-            Self.shape.response(.notFound, "no download job \"\(p["job"] ?? "")\": downloading models is not supported yet", type: "job_not_found")
-        }
+        router.post("/api/v1/models/download") { r, _ in try await download(r) }
+        router.get("/api/v1/models/download/status/{job}") { _, p in try await downloadStatus(p["job"] ?? "") }
     }
+
+    // MARK: Downloads
+
+    /// `{model, quantization?}`: a Hugging Face repository (`user/repo`, or its URL) pulled by
+    /// model-registry. Answers once the files are known (their total size), with the job to follow.
+    func download(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let doc = try await bodies.read(request).0
+        guard let name = doc["model"]?.stringValue, !name.isEmpty else {
+            throw APIError(.badRequest, "\"model\" is required", param: "model", code: "missing_required_parameter")
+        }
+        let started = try await pulls.start(name, quantization: doc["quantization"]?.stringValue)
+        var status = started
+        for await update in pulls.updates(started.job) {
+            status = update
+            if update.phase != .resolving { break }
+        }
+        if status.phase == .failed {
+            throw APIError(PullTracker.httpStatus(status.failure), status.error ?? "the download failed", param: "model")
+        }
+        return OllamaAPI.json(Self.job(status, full: false))
+    }
+
+    func downloadStatus(_ job: String) async throws -> HTTPResponse {
+        let status: PullStatus
+        do {
+            status = try await pulls.status(job)
+        } catch {
+            guard error.status == .notFound else { throw error }
+            return Self.shape.response(.notFound, "no download job \"\(job)\" (jobs are kept an hour after they end)", type: "job_not_found")
+        }
+        return OllamaAPI.json(Self.job(status, full: true))
+    }
+
+    /// A pull as LM Studio's download job: `downloading`, `paused` (cancelled: the partial file
+    /// resumes), `completed`, `failed` or `already_downloaded`.
+    static func job(_ s: PullStatus, full: Bool) -> JSONValue {
+        let state: String = switch s.phase {
+        case .done: s.alreadyDownloaded ? "already_downloaded" : "completed"
+        case .failed: "failed"
+        case .cancelled: "paused"
+        default: "downloading"
+        }
+        var o = JSONObject([("job_id", .string(s.job)), ("status", .string(state))])
+        if s.totalBytes > 0 { o["total_size_bytes"] = .int(s.totalBytes) }
+        o["started_at"] = .string(iso(s.startedAt))
+        if let end = s.completedAt { o["completed_at"] = .string(iso(end)) }
+        if full {
+            o["downloaded_bytes"] = .int(s.completedBytes)
+            if let bps = s.bytesPerSecond, bps > 0, !s.phase.isFinished {
+                o["bytes_per_second"] = .double(bps)
+                let left = Double(max(0, s.totalBytes - s.completedBytes)) / bps
+                o["estimated_completion"] = .string(iso(PullManagerClock.nowMs() + Int(left * 1000)))
+            }
+            if let error = s.error, s.phase == .failed { o["error"] = .string(error) }
+        }
+        return .object(o)
+    }
+
+    static func iso(_ ms: Int) -> String { UTCTime.rfc3339(seconds: ms / 1000, nanoseconds: (ms % 1000) * 1_000_000, fractionDigits: 3) }
 
     func models() async -> HTTPResponse {
         let loaded = await backend.loadedInstances()
@@ -93,4 +148,9 @@ struct LMStudioRESTv1: Sendable {
         try await backend.unload(instance.model)
         return OllamaAPI.json(.object(JSONObject([("instance_id", .string(instance.identifier))])))
     }
+}
+
+/// Wall-clock milliseconds (for the download job's estimate).
+enum PullManagerClock {
+    static func nowMs() -> Int { LMStudioInstances.nowMs() }
 }

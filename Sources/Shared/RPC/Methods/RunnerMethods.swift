@@ -7,10 +7,15 @@ public struct AcquireRequest: Codable, Sendable {
     /// Load-time parameters for this request (e.g. Ollama's `num_ctx` as `ctx_size`), over the model's
     /// own. Different ones need a different runner, which replaces the running one only when idle.
     public var parameters: JSONValue?
-    public init(model: String, keepAlive: Double? = nil, parameters: JSONValue? = nil) {
+    /// The registry revision the caller resolved the name against: a name runner-manager does not
+    /// know yet, under an older revision of its own, makes it read the model table first (a model a
+    /// pull or an edit has just added is usable at once).
+    public var revision: String?
+    public init(model: String, keepAlive: Double? = nil, parameters: JSONValue? = nil, revision: String? = nil) {
         self.model = model
         self.keepAlive = keepAlive
         self.parameters = parameters
+        self.revision = revision
     }
 }
 
