@@ -149,8 +149,8 @@ def test_errors_are_in_v1s_shape(v1):
     assert status == 400 and doc["error"]["param"] == "temperature"
     status, doc = call(v1, "POST", "/chat", {"model": "smol-embed", "input": "Hi"})
     assert status == 400 and "embedding model" in doc["error"]["message"]
-    status, doc = call(v1, "POST", "/models/download", {"model": "hf.co/x/y"})
-    assert status == 501 and doc["error"]["type"] == "not_implemented" and "not supported yet" in doc["error"]["message"]
+    status, doc = call(v1, "POST", "/models/download", {"model": "llama3.2"})
+    assert status == 400 and doc["error"]["type"] == "invalid_request" and "not a Hugging Face model name" in doc["error"]["message"]
     status, doc = call(v1, "GET", "/models/download/status/job_1")
     assert status == 404 and doc["error"]["type"] == "job_not_found"
     status, doc = call(v1, "GET", "/nothing-here")
