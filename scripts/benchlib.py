@@ -174,8 +174,10 @@ class Mesh:
         self.ollama, self.lmstudio, self.api, self.web = free_ports(4)
         config, self.state = os.path.join(self.work, "config"), os.path.join(self.work, "state")
         os.makedirs(config)
+        # Other tools' caches are not indexed unless a test asks (this machine's own must not leak in).
+        no_imports = {"ollama": False, "lmstudio": False, "huggingface": False, "llama_cpp": False}
         doc = merge({"proxies": {"ollama": {"port": self.ollama}, "lmstudio": {"port": self.lmstudio}},
-                     "dashboard": {"api_port": self.api, "web_port": self.web}, "paths": {"models_dirs": []},
+                     "dashboard": {"api_port": self.api, "web_port": self.web}, "paths": {"models_dirs": [], "import": no_imports},
                      "discovery_interval_seconds": 0}, app)
         with open(os.path.join(config, "app_config.json"), "w") as f:
             json.dump(doc, f)

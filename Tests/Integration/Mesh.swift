@@ -29,7 +29,8 @@ final class Mesh {
         let config = """
         {"proxies": {"ollama": {"host": "127.0.0.1", "port": \(ports.ollama)},
                      "lmstudio": {"host": "127.0.0.1", "port": \(ports.lmstudio)}},
-         "dashboard": {"host": "127.0.0.1", "api_port": \(ports.api), "web_port": \(ports.web)}}
+         "dashboard": {"host": "127.0.0.1", "api_port": \(ports.api), "web_port": \(ports.web)},
+         "paths": {"import": {"ollama": false, "lmstudio": false, "huggingface": false, "llama_cpp": false}}}
         """
         try AtomicFile.write(Array(config.utf8), to: paths.configDir + "/app_config.json")
     }

@@ -17,7 +17,7 @@ import Testing
             dir = try makeTemporaryDirectory(prefix: "lr-regi")
             paths = RuntimePaths(stateDir: dir + "/state", configDir: dir + "/config")
             try makeDirectories(paths.configDir)
-            try AtomicFile.write(Array(#"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0}"#.utf8), to: paths.configDir + "/app_config.json")
+            try AtomicFile.write(Array(#"{"paths": {"models_dirs": [], "import": {"ollama": false, "lmstudio": false, "huggingface": false, "llama_cpp": false}}, "discovery_interval_seconds": 0}"#.utf8), to: paths.configDir + "/app_config.json")
             try AtomicFile.write(Array(models.utf8), to: paths.configDir + "/models_config.json")
             client = RPCClient(path: paths.socket(.registry), defaultTimeout: 10)
             client.start()

@@ -26,7 +26,7 @@ final class RunnerRig: @unchecked Sendable {
         paths = RuntimePaths(stateDir: dir + "/state", configDir: dir + "/config")
         try makeDirectories(paths.configDir)
         try AtomicFile.write(Array("""
-        {"paths": {"models_dirs": []}, "discovery_interval_seconds": 0,
+        {"paths": {"models_dirs": [], "import": {"ollama": false, "lmstudio": false, "huggingface": false, "llama_cpp": false}}, "discovery_interval_seconds": 0,
          "limits": {"max_loaded_models": \(maxLoaded), "default_ttl_seconds": \(ttl), "unload_timeout_seconds": 5}}
         """.utf8), to: paths.configDir + "/app_config.json")
         try AtomicFile.write(Array("""

@@ -11,7 +11,7 @@ import Testing
         let modelsDir = dir + "/models"
         try makeDirectories(config)
         try makeDirectories(modelsDir)
-        try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": ["../models"]}, "discovery_interval_seconds": 0}"#)
+        try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": ["../models"], "import": {"ollama": false, "lmstudio": false, "huggingface": false, "llama_cpp": false}}, "discovery_interval_seconds": 0}"#)
         try writeFile(config + "/models_config.json", models)
         return (config, modelsDir)
     }

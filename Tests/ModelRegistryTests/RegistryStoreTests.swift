@@ -15,7 +15,7 @@ final class Changes: Sendable {
     func setUp(_ dir: String) throws -> (config: String, store: RegistryStore, changes: Changes) {
         let config = dir + "/config"
         try makeDirectories(config)
-        try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0}"#)
+        try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": [], "import": {"ollama": false, "lmstudio": false, "huggingface": false, "llama_cpp": false}}, "discovery_interval_seconds": 0}"#)
         try writeFile(config + "/models_config.json", #"{"default_model": "a", "models": {"a": {"model_path": "a.gguf"}}}"#)
         let changes = Changes()
         let store = try RegistryStore(configDir: config, logger: Logger(service: "test", level: .error, toStderr: false)) { rev in
@@ -143,7 +143,7 @@ final class Changes: Sendable {
             try makeDirectories(config)
             try GGUFWriter.chat(context: 4096).write(to: dir + "/m.gguf")
             // Each estimate is at least the 128 MiB overhead: two pinned models need more than 200 MB.
-            try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0, "limits": {"memory_budget": 200000000}}"#)
+            try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": [], "import": {"ollama": false, "lmstudio": false, "huggingface": false, "llama_cpp": false}}, "discovery_interval_seconds": 0, "limits": {"memory_budget": 200000000}}"#)
             try writeFile(config + "/models_config.json", #"{"models": {"a": {"model_path": "../m.gguf", "pinned": true}, "b": {"model_path": "../m.gguf"}}}"#)
             let store = try RegistryStore(configDir: config, logger: Logger(service: "test", level: .error, toStderr: false)) { _ in }
             let before = readFile(config + "/models_config.json")
@@ -156,7 +156,7 @@ final class Changes: Sendable {
             #expect(refused.message.contains("but limits.memory_budget is 0.2 GB"), "\(refused.message)")
             #expect(readFile(config + "/models_config.json") == before)
             // With room for both, the same edit goes through.
-            let app = try JSONParser.parse(#"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0, "limits": {"memory_budget": 4000000000}}"#)
+            let app = try JSONParser.parse(#"{"paths": {"models_dirs": [], "import": {"ollama": false, "lmstudio": false, "huggingface": false, "llama_cpp": false}}, "discovery_interval_seconds": 0, "limits": {"memory_budget": 4000000000}}"#)
             _ = try await store.updateApp(DocumentEdit(revision: await store.revision, value: app))
             _ = try await store.updateModel(ModelEdit(revision: await store.revision, id: "b", entry: pinnedB))
             #expect(await store.snapshot().models.filter(\.pinned).map(\.id).sorted() == ["a", "b"])
@@ -168,7 +168,7 @@ final class Changes: Sendable {
             let config = dir + "/config"
             try makeDirectories(config)
             try GGUFWriter.chat(context: 4096).write(to: dir + "/m.gguf")
-            try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0}"#)
+            try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": [], "import": {"ollama": false, "lmstudio": false, "huggingface": false, "llama_cpp": false}}, "discovery_interval_seconds": 0}"#)
             try writeFile(config + "/models_config.json", #"{"models": {"m": {"model_path": "../m.gguf"}}}"#)
             let cache = MetadataCacheFile(path: dir + "/state/cache/model-metadata.json")
             func open() throws -> RegistryStore {
@@ -207,7 +207,7 @@ final class Changes: Sendable {
             for v: Int32 in [0x6767_6d6c, 51864, 1500, 384, 6, 4, 448, 384, 6, 4, 80, 1] { withUnsafeBytes(of: v.littleEndian) { header += $0 } }
             try AtomicFile.write(header, to: dir + "/good.bin")
             try writeFile(dir + "/gguf.bin", "GGUF and the rest of a llama model, not a whisper one.......")
-            try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": []}, "discovery_interval_seconds": 0}"#)
+            try writeFile(config + "/app_config.json", #"{"paths": {"models_dirs": [], "import": {"ollama": false, "lmstudio": false, "huggingface": false, "llama_cpp": false}}, "discovery_interval_seconds": 0}"#)
             try writeFile(config + "/models_config.json", """
                 {"default_parameters": {"ctx_size": 2048}, "models": {
                   "good": {"model_path": "../good.bin", "llama_cpp_runtime": "whisper-server", "parameters": {"threads": 2}},

@@ -150,7 +150,8 @@ struct OllamaAPI: Sendable {
         }.joined(separator: "\n")
         return Self.json(.object(JSONObject([
             ("license", .string("")), ("modelfile", .string("# Llama Runner model \(m.id)\nFROM \(m.path)\n")),
-            ("parameters", .string(parameters)), ("template", .string(template)), ("details", Self.details(m)),
+            ("parameters", .string(parameters)), ("template", .string(m.template ?? template)), ("system", .string(m.systemPrompt ?? "")),
+            ("details", Self.details(m)),
             ("model_info", .object(info)), ("capabilities", .array(capabilities)),
             ("modified_at", .string(Self.rfc3339(nanos: FileStamp.of(m.path)?.modifiedNanos ?? 0))),
         ])))
@@ -178,6 +179,10 @@ struct OllamaAPI: Sendable {
                 .array([.object(JSONObject([("role", .string("user")), ("content", .string(prompt)), ("images", images)]))])) {
                 messages[messages.count - 1] = withImages[0]
             }
+        }
+        // The model's own system prompt (Ollama's SYSTEM: from its cache, or `create`) when the chat brings none.
+        if let system = model.systemPrompt, !messages.isEmpty, !messages.contains(where: { $0["role"]?.stringValue == "system" }) {
+            messages.insert(.object(JSONObject([("role", .string("system")), ("content", .string(system))])), at: 0)
         }
         if model.mmproj == nil, let i = messages.firstIndex(where: OllamaTranslation.hasImage) {
             return shape.response(.badRequest, "model '\(name)' cannot read images (messages[\(i)] has one): it has no vision projector; " +

@@ -14,6 +14,8 @@ enum ConfigShapes {
         .init("cors_origins", .array(.nonEmptyString), "origins allowed by CORS, as patterns (* matches anything; \"*\" alone allows every origin); default: the local origins Ollama allows (http(s)://localhost, 127.0.0.1, 0.0.0.0 on any port; app://, file://, tauri://, vscode-webview://)"),
     ], others: .warn)
 
+    static let importSource = Shape.anyOf([.boolean, .nonEmptyString], hint: "true, false or a folder")
+
     static let app = Shape.object([
         .init("proxies", .object([
             .init("ollama", proxy, "the Ollama API (and OpenAI /v1), default port 11434"),
@@ -39,6 +41,12 @@ enum ConfigShapes {
         .init("paths", .object([
             .init("models_dirs", .array(.nonEmptyString), "folders scanned for GGUF files (relative to the config directory)"),
             .init("state_dir", .nonEmptyString, "logs/ and run/ (relative to the config directory), when --state-dir is not given"),
+            .init("import", .object([
+                .init("ollama", importSource, "Ollama's models (default OLLAMA_MODELS or ~/.ollama/models)"),
+                .init("lmstudio", importSource, "LM Studio's models folder (default ~/.lmstudio/models, or the older ~/.cache/lm-studio/models)"),
+                .init("huggingface", importSource, "the Hugging Face hub cache (default HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub)"),
+                .init("llama_cpp", importSource, "llama.cpp's own cache (default LLAMA_CACHE or ~/.cache/llama.cpp)"),
+            ], others: .warn), "other tools' caches indexed in place, read-only: each true (its default folder), false (off) or a folder"),
         ], others: .warn), "folders"),
         .init("runtimes", .object([], others: .map(.object([
             .init("kind", .oneOfStrings(RuntimeKind.allCases.map(\.rawValue)), required: true, "what the binary is"),
@@ -101,6 +109,8 @@ enum ConfigShapes {
         .init("unlisted", .boolean, "hidden from model lists, still routable"),
         .init("mmproj", .nonEmptyString, "multimodal projector file"),
         .init("kind", .oneOfStrings(ModelKind.allCases.map(\.rawValue)), "what the model serves"),
+        .init("system_prompt", .string, "the system prompt of chats that bring none (Ollama's SYSTEM)"),
+        .init("template", .string, "Ollama's prompt template, shown by /api/show (chats use the GGUF's own template)"),
         .init("source", .object([
             .init("type", .oneOfStrings(ModelSource.allCases.map(\.rawValue)), required: true, "folder, hub (pulled), created, or another tool's cache"),
             .init("endpoint", .nonEmptyString, "the hub a pull came from"),

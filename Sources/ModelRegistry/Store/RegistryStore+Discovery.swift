@@ -21,6 +21,7 @@ extension RegistryStore {
         let found: [FoundFile]
         let problems: [String]
         let read: [String: CachedMetadata]
+        let imported: [ImportedModel]
     }
 
     func scanAndMerge() async -> DiscoveryReport {
@@ -28,16 +29,20 @@ extension RegistryStore {
         var known: [String: FileStamp] = persisted.mapValues(\.stamp)
         for (path, cached) in metadataCache { known[path] = cached.stamp }
         let knownStamps = known
+        let caches = CacheImports.settings(from: appConfig.importSources)
         let scan = await BlockingPool.shared.run { () -> Scan in
             let (found, problems) = ModelScanner.scan(folders)
+            let imported = CacheImports.scan(caches)
             var read: [String: CachedMetadata] = [:]
-            for file in found where !file.isProjector {
-                guard let stamp = FileStamp.of(file.path), knownStamps[file.path] != stamp else { continue }
-                let result = Result<GGUFMetadata, GGUFError> { () throws(GGUFError) -> GGUFMetadata in try GGUFReader.read(path: file.path) }
-                read[file.path] = CachedMetadata(stamp: stamp, result: result)
+            for path in found.filter({ !$0.isProjector }).map(\.path) + imported.map(\.path) {
+                guard let stamp = FileStamp.of(path), knownStamps[path] != stamp else { continue }
+                let result = Result<GGUFMetadata, GGUFError> { () throws(GGUFError) -> GGUFMetadata in try GGUFReader.read(path: path) }
+                read[path] = CachedMetadata(stamp: stamp, result: result)
             }
-            return Scan(found: found, problems: problems, read: read)
+            return Scan(found: found, problems: problems, read: read, imported: imported)
         }
+        let importsChanged = imported != scan.imported
+        imported = scan.imported
         for (path, cached) in scan.read {
             metadataCache[path] = cached
             if case .success(let meta) = cached.result {
@@ -74,6 +79,8 @@ extension RegistryStore {
                                      unreadable: unreadable + problems, scannedFiles: found.count)
         lastDiscovery = report
         republish()
+        // The documents may be unchanged while the caches' models changed: tell the services.
+        if importsChanged { onChange(snapshotRevision) }
         return report
     }
 }

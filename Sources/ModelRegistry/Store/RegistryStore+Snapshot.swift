@@ -30,6 +30,47 @@ extension RegistryStore {
         return result
     }
 
+    /// The snapshot's revision: the documents' revision, and with models from other tools' caches a
+    /// hash of those too, so services that compare revisions see a cache change as a change. (Edits
+    /// are checked against the documents' revision alone.)
+    var snapshotRevision: String {
+        guard !imported.isEmpty else { return revision }
+        let key = imported.map { "\($0.id)|\($0.path)|\($0.mmproj ?? "")|\($0.parameters)" }.joined(separator: "\n")
+        return revision + "." + FNV1a.hex(FNV1a.hash(key.utf8))
+    }
+
+    /// The models of other tools' caches, after the configured ones: one whose name or file a
+    /// configured entry already has is left to that entry (a user's edit of an imported model is a
+    /// configured entry of the same name).
+    func importedModels(defaults: JSONObject, taken: [ResolvedModel]) -> [ResolvedModel] {
+        let names = Set(taken.flatMap { [$0.id] + $0.aliases })
+        let paths = Set(taken.map(\.path))
+        let runtimeName = appConfig.runtimes.filter { $0.value.kind == .llamaServer }.keys.sorted().first ?? "llama-server"
+        let runtime = appConfig.runtimes[runtimeName] ?? AppConfig.Runtime(kind: .llamaServer, path: runtimeName)
+        let runtimePath = runtime.path.contains("/") ? resolvePath(runtime.path, configDir: configDir) : runtime.path
+        return imported.filter { !names.contains($0.id) && !paths.contains($0.path) }.compactMap { m in
+            var parameters = defaults
+            for (k, v) in m.parameters.entries { parameters[k] = v }
+            var state = ModelFileState.available
+            var error: String?
+            var meta: ModelMetadata?
+            switch metadata(m.path) {
+            case .success(let g)?: meta = g.summary
+            case .failure(let e)?: state = .unreadable; error = e.message
+            case nil: return nil  // gone since the scan
+            }
+            if meta?.isEmbeddingModel == true, parameters["embeddings"] == nil { parameters["embeddings"] = .bool(true) }
+            var model = ResolvedModel(id: m.id, aliases: [], displayName: nil, path: m.path, runtime: runtimeName, runtimeKind: .llamaServer,
+                                      runtimePath: runtimePath, parameters: .object(parameters), kind: meta?.isEmbeddingModel == true ? .embedding : .chat,
+                                      ttlSeconds: nil, unlisted: false, mmproj: m.mmproj, autoDiscovered: true, autoUpdateModel: false,
+                                      state: state, error: error, metadata: meta)
+            model.source = m.source
+            model.systemPrompt = m.systemPrompt
+            model.template = m.template
+            return model
+        }
+    }
+
     func buildSnapshot() -> RegistrySnapshot {
         let defaults = models["default_parameters"]?.objectValue ?? JSONObject()
         var resolved: [ResolvedModel] = []
@@ -74,12 +115,15 @@ extension RegistryStore {
                 autoDiscovered: entry["auto_discovered"]?.boolValue ?? false, autoUpdateModel: entry["auto_update_model"]?.boolValue ?? false,
                 state: state, error: error, metadata: meta)
             model.source = entry["source"]?["type"]?.stringValue.flatMap(ModelSource.init(rawValue:)) ?? .folder
+            model.systemPrompt = entry["system_prompt"]?.stringValue
+            model.template = entry["template"]?.stringValue
             resolved.append(model)
         }
+        resolved += importedModels(defaults: defaults, taken: resolved)
         var defaultModel = models["default_model"]?.stringValue
         if let name = defaultModel, !resolved.contains(where: { $0.id == name }) {
             defaultModel = resolved.first { $0.aliases.contains(name) }?.id
         }
-        return RegistrySnapshot(revision: revision, defaultModel: defaultModel, models: resolved)
+        return RegistrySnapshot(revision: snapshotRevision, defaultModel: defaultModel, models: resolved)
     }
 }

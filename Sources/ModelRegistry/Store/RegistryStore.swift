@@ -64,6 +64,9 @@ actor RegistryStore {
     var lastDiscovery: DiscoveryReport?
     /// The discovery under way: a second request joins it instead of scanning again.
     var discovery: Task<DiscoveryReport, Never>?
+    /// Models in other tools' caches (`CacheImports`), found by the last discovery: in the snapshot,
+    /// never in `models_config.json`.
+    var imported: [ImportedModel] = []
 
     nonisolated var configDir: String { files.configDir }
 

@@ -174,6 +174,9 @@ public struct AppConfig: Codable, Sendable, Equatable {
     public var http: HTTPSettings
     /// Folders scanned for GGUF files; relative paths resolve against the config directory.
     public var modelsDirs: [String]
+    /// Other tools' caches indexed in place (`paths.import`): per tool, false (off), a folder, or
+    /// absent/true (the tool's own default folder).
+    public var importSources: JSONValue?
     /// The state directory when neither `--state-dir` nor `LLAMA_RUNNER_STATE_DIR` is given.
     public var stateDir: String?
     public var runtimes: [String: Runtime]
@@ -217,7 +220,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
     }
     enum HubKeys: String, CodingKey { case endpoint }
     enum ProxyKeys: String, CodingKey { case ollama, lmstudio }
-    enum PathKeys: String, CodingKey { case modelsDirs = "models_dirs", stateDir = "state_dir" }
+    enum PathKeys: String, CodingKey { case modelsDirs = "models_dirs", stateDir = "state_dir", importSources = "import" }
 
     public init(from decoder: any Decoder) throws {
         self.init()
@@ -233,6 +236,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             let p = try c.nestedContainer(keyedBy: PathKeys.self, forKey: .paths)
             modelsDirs = try p.decodeIfPresent([String].self, forKey: .modelsDirs) ?? modelsDirs
             stateDir = try p.decodeIfPresent(String.self, forKey: .stateDir)
+            importSources = try p.decodeIfPresent(JSONValue.self, forKey: .importSources)
         }
         runtimes = try c.decodeIfPresent([String: Runtime].self, forKey: .runtimes) ?? runtimes
         limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? limits
@@ -255,6 +259,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
         var paths = c.nestedContainer(keyedBy: PathKeys.self, forKey: .paths)
         try paths.encode(modelsDirs, forKey: .modelsDirs)
         try paths.encodeIfPresent(stateDir, forKey: .stateDir)
+        try paths.encodeIfPresent(importSources, forKey: .importSources)
         try c.encode(runtimes, forKey: .runtimes)
         try c.encode(limits, forKey: .limits)
         try c.encode(discoveryIntervalSeconds, forKey: .discoveryIntervalSeconds)

@@ -74,6 +74,10 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
     public var metadata: ModelMetadata?
     /// Where it comes from (a folder unless the entry says otherwise).
     public var source: ModelSource = .folder
+    /// A system prompt used when a chat has none (Ollama's `system`: from its cache, or `create`).
+    public var systemPrompt: String?
+    /// Ollama's Go template, shown by `/api/show` (llama-server formats chats with the GGUF's own template).
+    public var template: String?
 
     public init(id: String, aliases: [String], displayName: String?, path: String, runtime: String, runtimeKind: RuntimeKind, runtimePath: String,
                 parameters: JSONValue, kind: ModelKind, ttlSeconds: Int?, pinned: Bool = false, preload: Bool = false, unlisted: Bool,
@@ -101,7 +105,7 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case id, aliases, displayName, path, runtime, runtimeKind, runtimePath, parameters, kind, ttlSeconds, pinned, preload, unlisted
-        case mmproj, autoDiscovered, autoUpdateModel, state, error, metadata, source
+        case mmproj, autoDiscovered, autoUpdateModel, state, error, metadata, source, systemPrompt, template
     }
 
     public init(from decoder: any Decoder) throws {
@@ -126,6 +130,8 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
         error = try c.decodeIfPresent(String.self, forKey: .error)
         metadata = try c.decodeIfPresent(ModelMetadata.self, forKey: .metadata)
         source = try c.decodeIfPresent(ModelSource.self, forKey: .source) ?? .folder
+        systemPrompt = try c.decodeIfPresent(String.self, forKey: .systemPrompt)
+        template = try c.decodeIfPresent(String.self, forKey: .template)
     }
 }
 
