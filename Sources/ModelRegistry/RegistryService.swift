@@ -41,6 +41,9 @@ final class RegistryService: Service {
         rpc.register(RegistryRPC.Backups.self) { _ in await store.backups() }
         rpc.register(RegistryRPC.Restore.self) { try await store.restore($0) }
         rpc.register(RegistryRPC.ModelInfo.self) { try await store.modelInfo($0.model) }
+        rpc.register(RegistryRPC.CreateModel.self) { try await store.createModel($0) }
+        rpc.register(RegistryRPC.CopyModel.self) { try await store.copyModel($0) }
+        rpc.register(RegistryRPC.DeleteModel.self) { try await store.deleteModel($0.model) }
         let pulls = self.pulls
         rpc.register(RegistryRPC.Pull.self) { try await pulls.pull($0) }
         rpc.register(RegistryRPC.PullStatusGet.self) { try await pulls.status($0.job) }

@@ -44,7 +44,7 @@ import Testing
         let fine = try await store.series(SeriesRequest(name: "requests_per_second", window: "1h"))
         #expect(fine.stepSeconds == 2)
         #expect(fine.points.count == 2)
-        #expect((fine.points.last?[1] ?? 0) ?? 0 > 0)
+        #expect((fine.points.last?[1] ?? 0) > 0)
         let ttft = try await store.series(SeriesRequest(name: "ttft_p50_ms", window: "1h"))
         #expect(ttft.points.last?[1] == 30)
         await store.sample(now: start + 60)

@@ -121,7 +121,7 @@ def test_every_cache_is_found_with_the_names_its_tool_gives(mesh, caches):
 def test_ollama_layers_are_the_models_defaults(mesh):
     c = ollama.Client(host=mesh.url(mesh.ollama))
     shown = c.show("hf.co/bartowski/SmolLM2-GGUF:Q4_1")
-    assert "ctx_size" in shown.parameters and "512" in shown.parameters
+    assert shown.parameters.split() == ["num_ctx", "512", "temperature", "0.2"], "as Ollama shows its own"
     req = urllib.request.Request(mesh.url(mesh.ollama) + "/api/show", data=json.dumps({"model": "hf.co/bartowski/SmolLM2-GGUF:Q4_1"}).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:

@@ -3,7 +3,7 @@ import Shared
 
 /// The Ollama API on 11434 (the wire format of Ollama 0.12): chat and generate translated to llama-server's
 /// chat completions and back to NDJSON, embeddings, tags/ps/show from the registry and runner-manager,
-/// and clear errors for model management (models are local GGUF files here).
+/// and model management (pull, create, copy, delete: OllamaModels; push answers 501).
 struct OllamaAPI: Sendable {
     let catalog: ModelCatalog
     let relay: RunnerRelay
@@ -21,11 +21,8 @@ struct OllamaAPI: Sendable {
         router.post("/api/generate") { r, _ in try await generate(r, chat: false) }
         router.post("/api/embed") { r, _ in try await embed(r, legacy: false) }
         router.post("/api/embeddings") { r, _ in try await embed(r, legacy: true) }
-        for (method, path) in [("POST", "/api/push"), ("POST", "/api/create"), ("POST", "/api/copy"),
-                               ("DELETE", "/api/delete"), ("POST", "/api/blobs/{digest}"), ("HEAD", "/api/blobs/{digest}")] {
-            router.on(method, path) { _, _ in
-                ErrorShape.ollama.response(.notImplemented, "\(path) is not available: models are managed as local GGUF files. Put .gguf files in \(modelsFolder) (they are discovered within 30 s), or edit config/models_config.json")
-            }
+        router.post("/api/push") { _, _ in
+            ErrorShape.ollama.response(.notImplemented, "/api/push is not available: Llama Runner pulls from the Hugging Face Hub and does not publish models")
         }
     }
 
@@ -145,8 +142,9 @@ struct OllamaAPI: Sendable {
             if template.containsText("<think>") || template.containsText("enable_thinking") || template.containsText("reasoning") { capabilities.append(.string("thinking")) }
             if info["tokenizer.ggml.fim_pre_token_id"] != nil { capabilities.append(.string("insert")) }
         }
-        let parameters = (m.parameters.objectValue?.entries ?? []).map { k, v in
-            (k.count >= 30 ? k + " " : k.padding(toLength: 30)) + (v.stringValue.map { "\"\($0)\"" } ?? JSONWriter.write(v, pretty: false))
+        let parameters = (m.parameters.objectValue?.entries ?? []).map { ($0.key, $0.value) }.map { parameter, v in
+            let k = OllamaOptions.ollamaName(ofParameter: parameter)
+            return (k.count >= 30 ? k + " " : k.padding(toLength: 30)) + (v.stringValue.map { "\"\($0)\"" } ?? JSONWriter.write(v, pretty: false))
         }.joined(separator: "\n")
         return Self.json(.object(JSONObject([
             ("license", .string("")), ("modelfile", .string("# Llama Runner model \(m.id)\nFROM \(m.path)\n")),

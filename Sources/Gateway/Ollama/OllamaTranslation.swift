@@ -51,27 +51,18 @@ enum OllamaTranslation {
             if let options, !options.isNull { return .failure("options: expected an object") }
             return .success((request, load))
         }
-        let sampling: [(String, String, Bool)] = [  // ollama, llama-server, integer?
-            ("temperature", "temperature", false), ("top_k", "top_k", true), ("top_p", "top_p", false), ("min_p", "min_p", false),
-            ("typical_p", "typical_p", false), ("num_predict", "max_tokens", true), ("seed", "seed", true),
-            ("repeat_penalty", "repeat_penalty", false), ("repeat_last_n", "repeat_last_n", true),
-            ("presence_penalty", "presence_penalty", false), ("frequency_penalty", "frequency_penalty", false),
-            ("num_keep", "n_keep", true), ("mirostat", "mirostat", true), ("mirostat_tau", "mirostat_tau", false),
-            ("mirostat_eta", "mirostat_eta", false),
-        ]
-        let loadTime: [(String, String)] = [("num_ctx", "ctx_size"), ("num_batch", "batch_size"), ("num_thread", "threads"), ("num_gpu", "n_gpu_layers")]
         for (key, value) in object.entries {
-            if let (_, target, integer) = sampling.first(where: { $0.0 == key }) {
-                guard let d = value.doubleValue else { return .failure("option \"\(key)\" must be of type \(integer ? "integer" : "float32")") }
+            if let option = OllamaOptions.option(key), let field = option.requestField {
+                guard let d = value.doubleValue else { return .failure("option \"\(key)\" must be of type \(option.kind == .integer ? "integer" : "float32")") }
                 if key == "num_predict" && d < 0 { continue }
-                request[target] = integer ? .int(Int(d)) : .double(d)
+                request[field] = option.kind == .integer ? .int(Int(d)) : .double(d)
             } else if key == "stop" {
                 guard let stops = value.arrayValue, stops.allSatisfy({ $0.stringValue != nil }) else { return .failure("option \"stop\" must be of type array") }
                 request["stop"] = value
-            } else if let (_, target) = loadTime.first(where: { $0.0 == key }) {
+            } else if let option = OllamaOptions.option(key) {
                 guard let i = value.intValue else { return .failure("option \"\(key)\" must be of type integer") }
                 if key == "num_gpu" && i < 0 { continue }
-                load[target] = .int(i)
+                load[option.parameter] = .int(i)
             } else if key == "use_mmap" {
                 guard let b = value.boolValue else { return .failure("option \"use_mmap\" must be of type boolean") }
                 if !b { load["no_mmap"] = .bool(true) }

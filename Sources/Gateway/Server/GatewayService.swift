@@ -89,8 +89,10 @@ final class GatewayService: Service {
             var ollamaOpenAI = openAI
             ollamaOpenAI.loadProgress = config.ollama.streamLoadingProgress
             ollamaOpenAI.register(on: &router)
-            let modelsFolder = config.modelsDirs.first.map { $0.hasPrefix("/") ? $0 : absolutePath(context.paths.configDir + "/" + $0) } ?? "models/"
+            let modelsFolder = config.primaryModelsFolder(configDir: context.paths.configDir) ?? "models/"
             OllamaPull(pulls: pulls, bodies: openAI.bodies).register(on: &router)
+            OllamaModels(catalog: catalog, registry: registry, bodies: openAI.bodies,
+                         blobFolder: config.blobFolder(configDir: context.paths.configDir), loop: context.loop).register(on: &router)
             OllamaAPI(catalog: catalog, relay: relay, bodies: openAI.bodies, openAI: ollamaOpenAI, modelsFolder: modelsFolder,
                       loadProgress: config.ollama.streamLoadingProgress).register(on: &router)
             router.fallback = { r in
@@ -164,6 +166,8 @@ final class GatewayService: Service {
         for port in ports {
             var configuration = config.http.serverConfiguration(maxBodyBytes: config.limits.requestBodyBytes)
             let ollamaPort = port.key == "proxies.ollama.port"
+            // Ollama's blob uploads are whole models: their route has no body limit but the disk's.
+            if ollamaPort { configuration.bodyLimit = { OllamaModels.isBlobUpload($0) ? OllamaModels.blobBodyLimit : nil } }
             configuration.errorFormatter = { error, path in
                 // Faults the server answers before any route (413 by Content-Length, 408, 400) in the
                 // API's own shape: Ollama's under /api/ on 11434, OpenAI's elsewhere.

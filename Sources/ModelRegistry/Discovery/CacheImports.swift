@@ -127,13 +127,11 @@ enum CacheImports {
 
     /// Ollama's `params` (its Modelfile's PARAMETER lines) as llama-server options where one exists.
     static func ollamaParameters(_ params: JSONValue) -> JSONObject {
-        let names = ["num_ctx": "ctx_size", "temperature": "temp", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
-                     "repeat_penalty": "repeat_penalty", "seed": "seed", "num_predict": "n_predict", "num_gpu": "n_gpu_layers",
-                     "num_batch": "batch_size", "num_thread": "threads"]
+        // Each on its own: a layer's option llama-server has no flag for (stop) is left out, not fatal.
         var out = JSONObject()
         for (key, value) in params.objectValue?.entries ?? [] {
-            guard let flag = names[key], value.doubleValue != nil else { continue }
-            out[flag] = value
+            guard case .success(let mapped) = OllamaOptions.modelParameters(JSONObject([(key, value)])) else { continue }
+            for (k, v) in mapped.parameters.entries { out[k] = v }
         }
         return out
     }

@@ -102,7 +102,3 @@ func relativePath(_ path: String, from base: String) -> String {
     return (Array(repeating: "..", count: ups) + p[common...].map(String.init)).joined(separator: "/")
 }
 
-/// Resolves a config path against the config directory.
-func resolvePath(_ path: String, configDir: String) -> String {
-    path.hasPrefix("/") ? absolutePath(path) : absolutePath(configDir + "/" + path)
-}

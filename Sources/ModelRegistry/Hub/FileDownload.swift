@@ -60,8 +60,7 @@ final class FileDownload: Sendable {
         }
         let size = file.size > 0 ? file.size : target.size
         counters.withLock { $0 = (0, size) }
-        let (writer, hasher, start) = try await prepare(sha: sha, size: size)
-        defer { writer.close() }
+        let (writer, start) = try await prepare(sha: sha, size: size)
         var offset = start
         counters.withLock { $0.completed = offset }
         var attempt = 0
@@ -73,31 +72,36 @@ final class FileDownload: Sendable {
                 target = try await hub.target(repo: repo, commit: commit, path: file.path)
             }
             do {
-                try await transfer(target, offset: &offset, size: size, writer: writer, hasher: hasher)
+                try await transfer(target, offset: &offset, size: size, writer: writer)
             } catch let error where error.failure == .unreachable && attempt < Self.attempts && !Task.isCancelled {
                 continue
             }
         }
-        try await writer.flush()
-        let digest = SHA256.hex(await BlockingPool.shared.run { hasher.finish() })
+        let digest: String
+        do { digest = SHA256.hex(try await writer.digest()) } catch { throw Self.failure(error) }
         guard digest == sha else {
-            let (partial, marker) = (partialPath, markerPath)
-            await BlockingPool.shared.run { unlink(partial); unlink(marker) }
+            await writer.discard()
+            let marker = markerPath
+            await BlockingPool.shared.run { _ = unlink(marker) }
             throw HubError(failure: .checksumMismatch, message: "\(repo)/\(file.path): the downloaded bytes have SHA-256 \(digest), not \(sha) as the hub reports; the file was deleted, pull again")
         }
-        try await writer.commit(to: destination, marker: markerPath)
+        do { try await writer.commit(to: destination) } catch {
+            throw HubError(failure: .other, message: "cannot move the download into place at \(destination): \(error)")
+        }
+        let marker = markerPath
+        await BlockingPool.shared.run { _ = unlink(marker) }
         counters.withLock { $0.completed = size }
         return .downloaded
     }
 
     /// Checks the space, opens the partial file and, when it holds the same file's first bytes, hashes
     /// them to resume after them (a partial file of another version is started over).
-    private func prepare(sha: String, size: Int) async throws(HubError) -> (PartialFile, HashBox, Int) {
+    private func prepare(sha: String, size: Int) async throws(HubError) -> (StagedFile, Int) {
         let (partial, marker, destination, reserve) = (partialPath, markerPath, self.destination, reserveBytes)
         let label = "\(repo)/\(file.path)"
         let markerBody = JSONWriter.bytes(.object(JSONObject([("sha256", .string(sha)), ("size", .int(size)), ("repo", .string(repo)),
                                                               ("commit", .string(commit)), ("path", .string(file.path))])), pretty: false)
-        let result = await BlockingPool.shared.run { () -> Result<(PartialFile, HashBox, Int), HubError> in
+        let result = await BlockingPool.shared.run { () -> Result<(StagedFile, Int), HubError> in
             let dir = String(destination[..<(destination.lastIndex(of: "/") ?? destination.startIndex)])
             do { try makeDirectories(dir) } catch {
                 return .failure(HubError(failure: .other, message: "cannot create \(dir): \(error)"))
@@ -116,7 +120,7 @@ final class FileDownload: Sendable {
             }
             let fd = open(partial, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
             guard fd >= 0 else { return .failure(HubError(failure: .other, message: "cannot open \(partial): \(SystemError("open"))")) }
-            let hasher = HashBox()
+            let hasher = Hasher256()
             if have > 0 {
                 // The bytes already there are hashed again: a hash's state cannot be saved.
                 let rfd = open(partial, O_RDONLY | O_CLOEXEC)
@@ -125,7 +129,7 @@ final class FileDownload: Sendable {
                 while rfd >= 0 && read < have {
                     let n = buffer.withUnsafeMutableBytes { Glibc.pread(rfd, $0.baseAddress, min($0.count, have - read), off_t(read)) }
                     if n <= 0 { break }
-                    buffer.withUnsafeBytes { hasher.hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                     read += n
                 }
                 if rfd >= 0 { Glibc.close(rfd) }
@@ -133,7 +137,7 @@ final class FileDownload: Sendable {
             }
             ftruncate(fd, off_t(have))
             if have == 0 { _ = try? AtomicFile.write(markerBody, to: marker) }
-            return .success((PartialFile(fd: fd), hasher, have))
+            return .success((StagedFile(fd: fd, path: partial, hasher: hasher), have))
         }
         return try result.get()
     }
@@ -141,7 +145,7 @@ final class FileDownload: Sendable {
     /// One GET from `offset`, which it advances past every byte written and hashed — also when it
     /// fails, so the next attempt resumes exactly there. A server that ignores the range (200)
     /// restarts the file; 416 at the end means it is complete.
-    private func transfer(_ target: HubTarget, offset: inout Int, size: Int, writer: PartialFile, hasher: HashBox) async throws(HubError) {
+    private func transfer(_ target: HubTarget, offset: inout Int, size: Int, writer: StagedFile) async throws(HubError) {
         let start = offset
         let response = try await hub.get(target, from: start)
         switch response.status.code {
@@ -149,8 +153,7 @@ final class FileDownload: Sendable {
         case 200:
             if start > 0 {
                 // The Range was ignored: what is on disk is dropped and the file starts over.
-                try await writer.flush()
-                await BlockingPool.shared.run { hasher.reset(); ftruncate(writer.fd, 0) }
+                do { try await writer.restart() } catch { throw Self.failure(error) }
                 offset = 0
                 counters.withLock { $0.completed = 0 }
             }
@@ -166,12 +169,12 @@ final class FileDownload: Sendable {
             do {
                 chunk = try await response.read(idleTimeout: 60)
             } catch is CancellationError {
-                try? await writer.write(piece, at: offset, hasher: hasher)
+                try? await writer.write(piece, at: offset)
                 offset += piece.count
-                try await writer.flush()
+                try? await writer.flush()
                 throw HubError(failure: .other, message: "cancelled")
             } catch {
-                try await writer.write(piece, at: offset, hasher: hasher)
+                try await write(piece, at: offset, to: writer)
                 offset += piece.count
                 counters.withLock { $0.completed = offset }
                 throw HubError(failure: .unreachable, message: "the download of \(repo)/\(file.path) broke off at \(offset) of \(size) bytes: \(error)")
@@ -179,88 +182,25 @@ final class FileDownload: Sendable {
             guard let chunk else { break }
             piece.append(contentsOf: chunk.prefix(size - offset - piece.count))
             if piece.count >= Self.pieceBytes {
-                try await writer.write(piece, at: offset, hasher: hasher)
+                try await write(piece, at: offset, to: writer)
                 offset += piece.count
                 piece.removeAll(keepingCapacity: true)
                 counters.withLock { $0.completed = offset }
             }
         }
-        try await writer.write(piece, at: offset, hasher: hasher)
+        try await write(piece, at: offset, to: writer)
         offset += piece.count
         counters.withLock { $0.completed = offset }
         if offset < size {
             throw HubError(failure: .unreachable, message: "the download of \(repo)/\(file.path) ended at \(offset) of \(size) bytes")
         }
     }
-}
 
-/// A hasher handed from one blocking job to the next. @unchecked Sendable: its jobs run one after
-/// another (each awaited before the next is submitted), never at once.
-final class HashBox: @unchecked Sendable {
-    private(set) var hasher = Hasher256()
-    func reset() { hasher = Hasher256() }
-    func finish() -> [UInt8] { hasher.finish() }
-}
-
-/// The open `.partial` file. Writes run on the blocking pool one behind the network: `write`
-/// returns once the previous piece is on disk and this one has been handed over.
-final class PartialFile: @unchecked Sendable {
-    // @unchecked Sendable: `pending` is touched only by the download's own task, sequentially.
-    let fd: Int32
-    private var pending: Task<Result<Void, HubError>, Never>?
-
-    init(fd: Int32) { self.fd = fd }
-
-    func write(_ bytes: [UInt8], at offset: Int, hasher: HashBox) async throws(HubError) {
-        try await flush()
-        guard !bytes.isEmpty else { return }
-        let fd = self.fd
-        pending = Task {
-            await BlockingPool.shared.run { () -> Result<Void, HubError> in
-                var done = 0
-                while done < bytes.count {
-                    let n = bytes.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        return .failure(HubError(failure: errno == ENOSPC ? .insufficientSpace : .other, message: "writing the download failed: \(SystemError("pwrite"))"))
-                    }
-                    done += n
-                }
-                hasher.hasher.update(bytes)
-                return .success(())
-            }
-        }
+    private func write(_ piece: [UInt8], at offset: Int, to writer: StagedFile) async throws(HubError) {
+        do { try await writer.write(piece, at: offset) } catch { throw Self.failure(error) }
     }
 
-    /// Waits for the piece being written.
-    func flush() async throws(HubError) {
-        if let pending {
-            self.pending = nil
-            try await pending.value.get()
-        }
-    }
-
-    /// fsyncs, renames into place (and fsyncs the folder), removes the marker.
-    func commit(to destination: String, marker: String) async throws(HubError) {
-        try await flush()
-        let fd = self.fd
-        let result = await BlockingPool.shared.run { () -> Result<Void, HubError> in
-            fsync(fd)
-            guard rename(destination + ".partial", destination) == 0 else {
-                return .failure(HubError(failure: .other, message: "cannot move the download into place at \(destination): \(SystemError("rename"))"))
-            }
-            unlink(marker)
-            let dir = String(destination[..<(destination.lastIndex(of: "/") ?? destination.startIndex)])
-            let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if dfd >= 0 { fsync(dfd); Glibc.close(dfd) }
-            return .success(())
-        }
-        try result.get()
-    }
-
-    private let closed = Atomic<Bool>(false)
-
-    func close() {
-        if !closed.exchange(true, ordering: .relaxed) { Glibc.close(fd) }
+    static func failure(_ error: SystemError) -> HubError {
+        HubError(failure: error.errno == ENOSPC ? .insufficientSpace : .other, message: "writing the download failed: \(error)")
     }
 }

@@ -88,7 +88,7 @@ actor PullManager {
         do throws(HubError) {
             let config = store.publishedAppConfig
             let hub = try HubClient.configured(endpoint: config.hubEndpoint, web: web).get()
-            guard let folder = config.modelsDirs.first.map({ resolvePath($0, configDir: store.configDir) }) else {
+            guard let folder = config.primaryModelsFolder(configDir: store.configDir) else {
                 throw HubError(failure: .other, message: "paths.models_dirs is empty in app_config.json: there is no folder to download into")
             }
             let repository = try await hub.repository(name.repo)

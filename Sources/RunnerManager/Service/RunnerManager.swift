@@ -83,6 +83,9 @@ actor RunnerManager {
             appConfig = app
             specCache = [:]
             apply(scheduler.configure(schedulerConfig(), now: Self.now()))
+            // A model gone from the table (deleted, renamed) has its runner unloaded, once its leases end.
+            let defined = Set(snap.models.map(\.id))
+            for model in scheduler.runners.keys.sorted() where !defined.contains(model) { apply(scheduler.unload(model, now: Self.now())) }
         } catch {
             context.logger.warning("cannot read the model table from the registry: \(error)")
         }

@@ -193,6 +193,13 @@ public struct AppConfig: Codable, Sendable, Equatable {
     /// The Hugging Face Hub (or a mirror) pulls download from; `HF_ENDPOINT` overrides it; nil = the public hub.
     public var hubEndpoint: String?
 
+    /// The first models folder, absolute: where pulls download to (`<user>/<repo>/`) and uploaded
+    /// blobs are stored (`.blobs/`, a dot folder discovery does not list). Nil when there is none.
+    public func primaryModelsFolder(configDir: String) -> String? { modelsDirs.first.map { resolvePath($0, configDir: configDir) } }
+
+    /// Where Ollama's uploaded blobs (`POST /api/blobs/sha256:…`) are stored.
+    public func blobFolder(configDir: String) -> String? { primaryModelsFolder(configDir: configDir).map { $0 + "/.blobs" } }
+
     /// The runtimes present when a config names none: `llama-server` and `whisper-server` from PATH or
     /// the project's install.
     public static let defaultRuntimes = ["llama-server": Runtime(kind: .llamaServer, path: "llama-server"),

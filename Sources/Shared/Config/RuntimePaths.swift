@@ -57,6 +57,11 @@ public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
     }
 }
 
+/// Resolves a config path against the config directory.
+public func resolvePath(_ path: String, configDir: String) -> String {
+    path.hasPrefix("/") ? absolutePath(path) : absolutePath(configDir + "/" + path)
+}
+
 /// Makes a path absolute against the working directory and removes `.`/`..` segments.
 public func absolutePath(_ path: String) -> String {
     var full = path

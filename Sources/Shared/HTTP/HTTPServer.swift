@@ -21,6 +21,9 @@ public final class HTTPServer: Sendable {
         /// caller's API: given the error and the request path when the head was parsed, returns the
         /// content type and body. Nil: plain text.
         public var errorFormatter: (@Sendable (HTTPError, Substring?) -> (contentType: String, body: [UInt8]))?
+        /// A larger (or smaller) body limit for some requests (model uploads), by their head; nil for
+        /// the others, which get `limits.maxBodyBytes`.
+        public var bodyLimit: (@Sendable (HTTPRequestHead) -> Int?)?
         public init() {}
     }
 

@@ -15,6 +15,8 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
 
     var body = HTTPBodyDecoder(framing: .none)
     var bodyReceived = 0
+    /// This request's body limit (`Configuration.bodyLimit`, else `limits.maxBodyBytes`).
+    var bodyLimit = 0
     var continuePending = false
     var streamChunked = false
     var streamRemaining: Int?
@@ -44,8 +46,9 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
         while true {
             guard let head = try await readHead() else { return }
             let receivedAt = monotonicNanos()
-            if case .length(let n) = head.framing, n > config.limits.maxBodyBytes {
-                try await sendError(HTTPError(.payloadTooLarge, "request body of \(n) bytes is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true),
+            bodyLimit = config.bodyLimit?(head) ?? config.limits.maxBodyBytes
+            if case .length(let n) = head.framing, n > bodyLimit {
+                try await sendError(HTTPError(.payloadTooLarge, "request body of \(n) bytes is larger than the limit of \(bodyLimit) bytes", closesConnection: true),
                                     path: head.path)
                 return
             }
@@ -152,8 +155,8 @@ final class HTTPServerConnection: HTTPBodySource, HTTPBodyWriter {
             switch try body.next(input) {
             case .data(let piece):
                 bodyReceived += piece.count
-                if bodyReceived > config.limits.maxBodyBytes {
-                    throw HTTPError(.payloadTooLarge, "request body is larger than the limit of \(config.limits.maxBodyBytes) bytes", closesConnection: true)
+                if bodyReceived > bodyLimit {
+                    throw HTTPError(.payloadTooLarge, "request body is larger than the limit of \(bodyLimit) bytes", closesConnection: true)
                 }
                 return piece
             case .end:

@@ -115,7 +115,7 @@ public enum HostResolver {
             while let info = cursor {
                 var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
                 if getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
-                    let text = String(cString: buffer)
+                    let text = String(cBuffer: buffer)
                     if info.pointee.ai_family == AF_INET { return text }
                     chosen = chosen ?? text
                 }

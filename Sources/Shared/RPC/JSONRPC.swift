@@ -49,6 +49,8 @@ public struct RPCFault: Error, Codable, Sendable, Equatable, CustomStringConvert
     public static let validationCode = -32022
     public static let busyCode = -32029
     public static let unavailableCode = -32003
+    /// The request is understood and refused (a file that is not Llama Runner's to delete).
+    public static let refusedCode = -32013
     /// The caller cancelled the request (`rpc.cancel`, or its connection closed).
     public static let cancelledCode = -32800
 

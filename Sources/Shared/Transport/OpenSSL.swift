@@ -87,7 +87,7 @@ public enum OpenSSL {
         while case let code = lib.ERR_get_error(), code != 0 {
             var buffer = [CChar](repeating: 0, count: 256)
             lib.ERR_error_string_n(code, &buffer, buffer.count)
-            parts.append(String(cString: buffer))
+            parts.append(String(cBuffer: buffer))
         }
         return parts.joined(separator: "; ")
     }
@@ -95,7 +95,9 @@ public enum OpenSSL {
 
 /// SHA-256 of a stream of bytes: libcrypto's when it loads (it uses the CPU's SHA instructions),
 /// otherwise `SHA256`. A class, since libcrypto's context is a resource this object owns and frees.
-public final class Hasher256 {
+/// @unchecked Sendable: it may be handed from one blocking job to the next, but is used by one at a
+/// time (each awaited before the next is submitted), never concurrently.
+public final class Hasher256: @unchecked Sendable {
     private let context: OpaquePointer?
     private var fallback: SHA256?
 

@@ -69,3 +69,10 @@ func configureDescriptor(_ fd: Int32, nonBlocking: Bool) {
 public func ignoreSIGPIPE() {
     signal(SIGPIPE, SIG_IGN)
 }
+
+extension String {
+    /// The text of a C buffer filled by a system call, up to its first NUL.
+    public init(cBuffer buffer: [CChar]) {
+        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

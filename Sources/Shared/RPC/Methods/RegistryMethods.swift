@@ -155,3 +155,71 @@ extension RegistryRPC {
         public static let name = "registry.changed"
     }
 }
+
+/// `registry.createModel` params: a new model over an existing one's file (`from`), or over GGUF
+/// blobs uploaded to the models folder's blob store (`files`, Ollama's `name → sha256:<hex>`).
+public struct CreateModelRequest: Codable, Sendable {
+    public var id: String
+    public var from: String?
+    public var files: [String: String]?
+    /// Defaults over the source's, as llama-server options (the gateway translates Ollama's names
+    /// with `OllamaOptions`); validated as a model's `parameters` are.
+    public var parameters: JSONValue?
+    public var system: String?
+    public var template: String?
+    public init(id: String, from: String? = nil, files: [String: String]? = nil, parameters: JSONValue? = nil, system: String? = nil,
+                template: String? = nil) {
+        self.id = id
+        self.from = from
+        self.files = files
+        self.parameters = parameters
+        self.system = system
+        self.template = template
+    }
+}
+
+/// `registry.copyModel` params.
+public struct CopyModelRequest: Codable, Sendable {
+    public var source: String
+    public var destination: String
+    public init(source: String, destination: String) {
+        self.source = source
+        self.destination = destination
+    }
+}
+
+/// What `registry.deleteModel` did.
+public struct DeleteModelResult: Codable, Sendable, Equatable {
+    public var revision: String
+    /// Files Llama Runner had downloaded or stored for the model, now deleted.
+    public var deletedFiles: [String]
+    public init(revision: String, deletedFiles: [String]) {
+        self.revision = revision
+        self.deletedFiles = deletedFiles
+    }
+}
+
+extension RegistryRPC {
+    /// Creates (or replaces) a model from another one or from uploaded blobs (Ollama's `create`).
+    public enum CreateModel: RPCMethod {
+        public typealias Params = CreateModelRequest
+        public typealias Result = Revision
+        public static let name = "registry.createModel"
+    }
+
+    /// Copies a model's entry under another name (Ollama's `copy`).
+    public enum CopyModel: RPCMethod {
+        public typealias Params = CopyModelRequest
+        public typealias Result = Revision
+        public static let name = "registry.copyModel"
+    }
+
+    /// Removes a model (Ollama's `delete`), and the files Llama Runner downloaded or stored for it
+    /// that no other model uses; never a file of the user's own or in another tool's cache
+    /// (-32013 says whose it is).
+    public enum DeleteModel: RPCMethod {
+        public typealias Params = ModelRef
+        public typealias Result = DeleteModelResult
+        public static let name = "registry.deleteModel"
+    }
+}
