@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test test-deploy bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop bench-scheduling bench-lmstudio
+.PHONY: up test test-deploy bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop bench-scheduling bench-lmstudio bench-pull
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -29,6 +29,11 @@ bench-lmstudio:
 	python3 scripts/bench_lmstudio.py
 
 # Runner readiness overhead against llama-server's own start, and the swap cycle.
+# Hub pulls (/api/pull through the mesh) against curl of the same 1 GiB file from the same local hub stand-in,
+# over HTTP and HTTPS, with model-registry's peak RSS.
+bench-pull:
+	python3 scripts/bench_pull.py
+
 bench-runners:
 	python3 scripts/bench_runners.py
 

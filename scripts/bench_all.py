@@ -4,8 +4,8 @@
 Runs, one after another on the same machine: bench_gateway (proxy overhead against llama-server direct,
 router mode and LiteLLM; swap; cold start; idle memory), bench_http (capacity with wrk against nginx and
 llama-server's and the router's /health), bench_load (256 streaming clients), bench_audio (speech to
-text), bench_loop (event-loop latency while an upload is spooled and discovery scans) and bench_lmstudio
-(LM Studio's websocket predict against the OpenAI stream). Each prints its own figures as it finishes; the file is written at the end. Figures, not assertions.
+text), bench_loop (event-loop latency while an upload is spooled and discovery scans), bench_lmstudio
+(LM Studio's websocket predict against the OpenAI stream) and bench_pull (hub pulls against curl). Each prints its own figures as it finishes; the file is written at the end. Figures, not assertions.
 Usage: python3 scripts/bench_all.py [--out docs/benchmarks.md]
 """
 import argparse, os, platform, subprocess, sys, tempfile, time
@@ -19,6 +19,7 @@ SECTIONS = [
     ("bench_audio.py", "Speech to text", "--markdown"),
     ("bench_loop.py", "Event-loop latency under file work", "--markdown"),
     ("bench_lmstudio.py", "LM Studio's SDK protocol against the OpenAI API", "--markdown"),
+    ("bench_pull.py", "Pulls from the hub against curl", "--markdown"),
 ]
 
 

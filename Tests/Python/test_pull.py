@@ -368,3 +368,50 @@ def test_pulls_over_https(tmp_path):
             assert code == 502 and "certificate" in lines[-1]["error"], lines
         finally:
             stop_mesh(m)
+
+
+def test_the_dashboard_page_pulls_with_a_live_bar_and_cancels(mesh, hub):
+    """The Models page in a real headless Chromium: a pull typed into the form shows its bar moving, a second one
+    is cancelled with its button, and the pulled model appears in the table with its source."""
+    from browser import console_errors, headless_chromium
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def js(script, *args):
+        return driver.execute_script(script, *args)
+
+    def pull_state(name):
+        return js("const r = [...document.querySelectorAll('#pulls .pull')].find(e => e.querySelector('b').textContent === arguments[0]);"
+                  "return r ? {phase: r.dataset.phase, width: r.querySelector('.bar > span').style.width} : null", name)
+
+    hub.throttle(15_000_000)
+    driver = headless_chromium()
+    try:
+        driver.get(f"{mesh.url(mesh.web)}/#/models")
+        wait = WebDriverWait(driver, 60, poll_frequency=0.05)
+        wait.until(lambda d: d.find_elements(By.ID, "pull-name"))
+        driver.find_element(By.ID, "pull-name").send_keys(f"hf.co/{REPO}")
+        driver.find_element(By.ID, "pull-quant").send_keys("q4_k_m")
+        driver.find_element(By.ID, "pull-start").click()
+        model = f"hf.co/{REPO}:q4_k_m"      # named as typed, as Ollama does
+        widths = set()
+        wait.until(lambda d: (s := pull_state(model)) and (widths.add(s["width"]) or s["phase"] == "done"))
+        assert len(widths - {"0%", "100%"}) >= 2, widths       # the bar moved through values between the ends
+        wait.until(lambda d: js("const c = document.querySelector(`tr[data-model=\"${arguments[0]}\"] .source`); return c && c.textContent", model) == "hub")
+        # A second pull (another quantization), cancelled from its line.
+        driver.find_element(By.ID, "pull-name").send_keys(f"{REPO}:Q8_0")
+        driver.find_element(By.ID, "pull-start").click()
+        other = f"hf.co/{REPO}:Q8_0"
+        wait.until(lambda d: (s := pull_state(other)) and s["phase"] == "downloading" and s["width"] not in ("0%", ""))
+        js("const r = [...document.querySelectorAll('#pulls .pull')].find(e => e.querySelector('b').textContent === arguments[0]);"
+           "r.querySelector('button.pull-cancel').click()", other)
+        wait.until(lambda d: pull_state(other)["phase"] == "cancelled")
+        assert not js("return !!document.querySelector(`tr[data-model=\"${arguments[0]}\"]`)", other)
+        # A bad name is reported in the form.
+        driver.find_element(By.ID, "pull-name").send_keys("not a name")
+        driver.find_element(By.ID, "pull-start").click()
+        wait.until(lambda d: "not a Hugging Face model name" in d.find_element(By.ID, "pull-error").text)
+        assert console_errors(driver) == [] or all("400" in e["message"] for e in console_errors(driver))
+    finally:
+        driver.quit()
+        hub.throttle(0)

@@ -22,7 +22,7 @@ async function connectEvents() {
   const source = new EventSource(`${await apiBase()}/api/events`);
   source.onopen = () => { live.textContent = "live"; live.className = "badge ok"; };
   source.onerror = () => { live.textContent = "reconnecting…"; live.className = "badge bad"; };
-  for (const type of ["runner", "registry", "metrics", "log", "hello"]) {
+  for (const type of ["runner", "registry", "metrics", "log", "pull", "hello"]) {
     source.addEventListener(type, (e) => {
       const data = JSON.parse(e.data);
       for (const fn of listeners) fn({ type, data });
