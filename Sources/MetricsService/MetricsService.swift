@@ -65,6 +65,27 @@ final class MetricsService: Service {
                     await store.setGauge("llama_runner_runner_cpu_percent", help: "CPU use of each ready runner over the last 2 s (100 = one core).", values: cpu)
                     await store.setGauge("llama_runner_runner_active_requests", help: "Requests a runner is serving now.", values: leases)
                 }
+                // Devices: GPU memory, utilisation, temperature and power as runner-manager last sampled them.
+                if let hardware = try? await runners.call(RunnersRPC.Hardware.self, Empty(), timeout: 1) {
+                    var memory: [MetricsStore.Key: Double] = [:]
+                    var util: [MetricsStore.Key: Double] = [:]
+                    var temperature: [MetricsStore.Key: Double] = [:]
+                    var power: [MetricsStore.Key: Double] = [:]
+                    for d in hardware.gpus {
+                        let labels = [("device", d.id), ("name", d.name)]
+                        for (kind, bytes) in [("total", d.totalBytes), ("used", d.usedBytes), ("free", d.freeBytes)] {
+                            memory[MetricsStore.key(labels + [("kind", kind)])] = Double(bytes)
+                        }
+                        let k = MetricsStore.key(labels)
+                        if let u = d.utilizationPercent { util[k] = u }
+                        if let t = d.temperatureCelsius { temperature[k] = t }
+                        if let w = d.powerWatts { power[k] = w }
+                    }
+                    await store.setGauge("llama_runner_gpu_memory_bytes", help: "GPU memory by device (UUID or PCI address) and kind (total, used, free).", values: memory)
+                    await store.setGauge("llama_runner_gpu_utilization_percent", help: "GPU busy time over the driver's last sample period, by device.", values: util)
+                    await store.setGauge("llama_runner_gpu_temperature_celsius", help: "GPU temperature, by device.", values: temperature)
+                    await store.setGauge("llama_runner_gpu_power_watts", help: "GPU power draw, by device.", values: power)
+                }
                 // The services themselves, and the launcher.
                 var pids: [(String, Int32)] = []
                 for (name, client) in services {

@@ -79,6 +79,7 @@ struct DashboardAPI: Sendable {
             let limit = r.head.queryValue("limit").flatMap { Int($0) } ?? 100
             return await rpc { try await metrics.call(MetricsRPC.Requests.self, RecordsRequest(limit: limit), timeout: 5) }
         }
+        router.get("/api/hardware") { _, _ in await rpc { try await runners.call(RunnersRPC.Hardware.self, Empty(), timeout: 2) } }
         router.get("/api/logs/{name}") { r, p in await logs(p["name"] ?? "", tail: r.head.queryValue("tail").flatMap { Int($0) } ?? 200) }
         router.get("/api/events") { _, _ in events() }
     }

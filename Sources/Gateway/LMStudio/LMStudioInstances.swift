@@ -71,10 +71,5 @@ final class LMStudioInstances: Sendable {
         return "lr-" + FNV1a.hex(FNV1a.hash(seed.utf8)) + FNV1a.hex(FNV1a.hash(seed.utf8, basis: FNV1a.offsetBasis &+ 1))
     }
 
-    /// Milliseconds since the Unix epoch.
-    static func nowMs() -> Int {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-    }
+    static func nowMs() -> Int { unixMillis() }
 }

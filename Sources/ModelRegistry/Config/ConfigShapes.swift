@@ -70,6 +70,12 @@ enum ConfigShapes {
         .init("hub", .object([
             .init("endpoint", .nonEmptyString, "the Hugging Face Hub or a mirror that pulls download from (the HF_ENDPOINT environment variable overrides it; default https://huggingface.co)"),
         ], others: .warn), "model downloads"),
+        .init("hardware", .object([
+            .init("nvml", .boolean, "read NVIDIA GPUs through NVML (libnvidia-ml.so.1) when it loads (default true; false: nvidia-smi only)"),
+            .init("nvidia_smi", .string, "nvidia-smi to run when NVML cannot be used: a path or a name on PATH; \"\" = never (default nvidia-smi)"),
+            .init("sysfs_root", .nonEmptyString, "where AMD GPUs are read from (<root>/class/drm/card*/device; default /sys)"),
+            .init("sample_interval_seconds", .number(min: 0.1), "seconds between samples of every device (default 2)"),
+        ], others: .warn), "GPU and memory inventory"),
         .init("discovery_interval_seconds", .integer(min: 0), "seconds between scans of the models folders (0 = off)"),
         .init("log_levels", .object([], others: .map(logLevel, keyPattern: nil, keyHint: "")), "per service, and \"default\""),
         .init("resident_model", .anyOf([.pattern(.modelID, hint: "a model id"), .null], hint: "a model id or null"), "a model kept loaded: at start, and again once the machine is idle after others displaced it"),

@@ -50,7 +50,7 @@ enum CacheImports {
     /// LM Studio's models folder: `<home>/models`, the home named by `~/.lmstudio-home-pointer`, else
     /// the older `~/.cache/lm-studio` when it exists, else `~/.lmstudio`.
     static func lmStudioModels() -> String {
-        if let pointer = readFile(home + "/.lmstudio-home-pointer", maxBytes: 4096)?.trimmingSpaces(), !pointer.isEmpty {
+        if let pointer = readFile(home + "/.lmstudio-home-pointer", maxBytes: 4096)?.trimmingCharacters(in: " \t\n\r"), !pointer.isEmpty {
             return String(pointer) + "/models"
         }
         let legacy = home + "/.cache/lm-studio"

@@ -244,11 +244,7 @@ actor PullManager {
         order = kept
     }
 
-    static func nowMs() -> Int {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-    }
+    static func nowMs() -> Int { unixMillis() }
 }
 
 /// One file's download, shared by every pull that needs it: it runs as its own task, and each waiting

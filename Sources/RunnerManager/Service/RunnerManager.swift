@@ -30,6 +30,8 @@ actor RunnerManager {
     let context: ServiceContext
     let registry: RPCClient
     let loop: EventLoop
+    /// The devices and their memory, sampled off the loop (`Hardware/Inventory`).
+    let inventory = Inventory(readers: Inventory.readers(for: AppConfig.Hardware()))
     var scheduler: Scheduler
     var snapshot = RegistrySnapshot(revision: "", defaultModel: nil, models: [])
     var appConfig = AppConfig()
@@ -80,6 +82,7 @@ actor RunnerManager {
             let snap = try await registry.call(RegistryRPC.Snapshot.self, Empty(), timeout: 10)
             let app = try await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10)
             snapshot = snap
+            if app.hardware != appConfig.hardware { inventory.configure(app.hardware) }
             appConfig = app
             specCache = [:]
             apply(scheduler.configure(schedulerConfig(), now: Self.now()))

@@ -27,6 +27,8 @@ final class RunnerService: Service {
         registry.subscribe()
         registry.start()
         await manager.refresh()
+        let inventory = manager.inventory
+        await inventory.sample()
         await manager.adopt()
 
         let rpc = context.rpc
@@ -39,8 +41,10 @@ final class RunnerService: Service {
         rpc.register(RunnersRPC.UnloadAll.self) { _ in await manager.unloadAll(); return Empty() }
         rpc.register(RunnersRPC.Logs.self) { try await manager.logs($0) }
         rpc.register(RunnersRPC.Detach.self) { _ in await manager.detach(); return Empty() }
+        rpc.register(RunnersRPC.Hardware.self) { _ in inventory.current }
 
         context.periodic.every(1) { await manager.tick() }
+        context.periodic.every(interval: { await manager.appConfig.hardware.sampleIntervalSeconds }) { await inventory.sample() }
     }
 
     func stop() async {

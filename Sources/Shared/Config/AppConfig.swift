@@ -163,6 +163,30 @@ public struct AppConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// Where devices are read from (`hardware`): runner-manager's inventory.
+    public struct Hardware: Codable, Sendable, Equatable {
+        /// Read NVIDIA GPUs through NVML when it loads.
+        public var nvml = true
+        /// nvidia-smi when NVML cannot be used; "" = never.
+        public var nvidiaSMI = "nvidia-smi"
+        /// AMD GPUs from `<root>/class/drm/card*/device`.
+        public var sysfsRoot = "/sys"
+        public var sampleIntervalSeconds: Double = 2
+
+        public init() {}
+        enum CodingKeys: String, CodingKey {
+            case nvml, nvidiaSMI = "nvidia_smi", sysfsRoot = "sysfs_root", sampleIntervalSeconds = "sample_interval_seconds"
+        }
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Hardware()
+            nvml = try c.decodeIfPresent(Bool.self, forKey: .nvml) ?? d.nvml
+            nvidiaSMI = try c.decodeIfPresent(String.self, forKey: .nvidiaSMI) ?? d.nvidiaSMI
+            sysfsRoot = try c.decodeIfPresent(String.self, forKey: .sysfsRoot) ?? d.sysfsRoot
+            sampleIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .sampleIntervalSeconds) ?? d.sampleIntervalSeconds
+        }
+    }
+
     /// The values of `limits.swap_policy`.
     public enum SwapPolicyName: String, Codable, Sendable, Equatable, CaseIterable {
         case batch, fifo
@@ -192,6 +216,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
     public var residentModel: String?
     /// The Hugging Face Hub (or a mirror) pulls download from; `HF_ENDPOINT` overrides it; nil = the public hub.
     public var hubEndpoint: String?
+    public var hardware = Hardware()
 
     /// The first models folder, absolute: where pulls download to (`<user>/<repo>/`) and uploaded
     /// blobs are stored (`.blobs/`, a dot folder discovery does not list). Nil when there is none.
@@ -223,7 +248,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case proxies, dashboard, http, paths, runtimes, limits
         case discoveryIntervalSeconds = "discovery_interval_seconds", logLevels = "log_levels", allowedHosts = "allowed_hosts"
-        case residentModel = "resident_model", hub
+        case residentModel = "resident_model", hub, hardware
     }
     enum HubKeys: String, CodingKey { case endpoint }
     enum ProxyKeys: String, CodingKey { case ollama, lmstudio }
@@ -254,6 +279,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
         if c.contains(.hub) {
             hubEndpoint = try c.nestedContainer(keyedBy: HubKeys.self, forKey: .hub).decodeIfPresent(String.self, forKey: .endpoint)
         }
+        hardware = try c.decodeIfPresent(Hardware.self, forKey: .hardware) ?? hardware
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -277,6 +303,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             var hub = c.nestedContainer(keyedBy: HubKeys.self, forKey: .hub)
             try hub.encode(hubEndpoint, forKey: .endpoint)
         }
+        if hardware != Hardware() { try c.encode(hardware, forKey: .hardware) }
     }
 
     /// The typed view of a validated document.

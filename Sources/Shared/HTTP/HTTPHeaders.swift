@@ -84,11 +84,14 @@ extension StringProtocol {
 }
 
 extension String {
-    /// Without leading and trailing characters from `set`.
+    /// Without leading and trailing characters made only of scalars in `set` (by scalar: "\r\n" in a
+    /// set is CR and LF, each trimmed alone or together, not the one grapheme CR LF).
     public func trimmingCharacters(in set: String) -> String {
+        let scalars = Set(set.unicodeScalars)
+        func trimmed(_ c: Character) -> Bool { c.unicodeScalars.allSatisfy { scalars.contains($0) } }
         var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        while let f = s.first, trimmed(f) { s = s.dropFirst() }
+        while let l = s.last, trimmed(l) { s = s.dropLast() }
         return String(s)
     }
 }

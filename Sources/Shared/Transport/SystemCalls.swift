@@ -48,6 +48,13 @@ public func monotonicNanos() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+/// Milliseconds since the Unix epoch (`CLOCK_REALTIME`): timestamps shown to people and clients.
+public func unixMillis() -> Int {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+}
+
 /// A deadline `seconds` from now on the monotonic clock.
 @inline(__always)
 public func deadline(after seconds: Double) -> UInt64 {

@@ -22,4 +22,14 @@ import Testing
         #expect(String.zeroPadded(7, width: 3) == "007")
         #expect(String.zeroPadded(1234, width: 3) == "1234")
     }
+
+    /// By scalar, not by grapheme: "\r\n" in the set trims a lone "\n" too (a Character compare missed
+    /// it, and sysfs values and pointer files end in "\n").
+    @Test func trimmingCharactersComparesScalars() {
+        #expect("0x1002\n".trimmingCharacters(in: " \r\n") == "0x1002")
+        #expect("\r\n  a b \r\n".trimmingCharacters(in: " \r\n") == "a b")
+        #expect("\tx\n\r".trimmingCharacters(in: " \t\n\r") == "x")
+        #expect("xyx".trimmingCharacters(in: "x") == "y")
+        #expect("é".trimmingCharacters(in: "e") == "é")
+    }
 }

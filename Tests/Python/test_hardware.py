@@ -1,0 +1,129 @@
+"""The device inventory end to end (issue 20's first part), with what a GPU cannot be made to produce here on
+demand: a fake `nvidia-smi` on the services' PATH (two NVIDIA GPUs) and a fixture sysfs tree (one AMD GPU) named
+by `hardware.sysfs_root`. runner-manager samples them off its loop; `runners.hardware`, the dashboard API's
+`GET /api/hardware` and the Prometheus output show them; a machine without a GPU lists only the CPU."""
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import rpc, start_mesh, stop_mesh
+
+RTX4090 = "GPU-5a1b2c3d-0000-1111-2222-333344445555"
+RTX3060 = "GPU-9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff"
+QUERY = "index,uuid,name,pci.bus_id,memory.total,memory.used,memory.free,utilization.gpu,temperature.gpu,power.draw"
+
+
+def fake_nvidia_smi(folder, used_file):
+    """Answers the exact query runner-manager makes; the first GPU's used MiB comes from `used_file`, so the test
+    can change it between samples."""
+    path = os.path.join(folder, "nvidia-smi")
+    with open(path, "w") as f:
+        f.write(f"""#!/bin/sh
+case "$1" in
+  --query-gpu={QUERY})
+    used=$(cat {used_file})
+    echo "0, {RTX4090}, NVIDIA GeForce RTX 4090, 00000000:01:00.0, 24564, $used, $((24564 - used)), 12, 44, 61.25"
+    echo "1, {RTX3060}, NVIDIA GeForce RTX 3060, 00000000:2B:00.0, 12288, 300, 11988, [N/A], 37, [N/A]"
+    ;;
+  --query-compute-apps=*) ;;
+  *) echo "unexpected: $*" >&2; exit 2 ;;
+esac
+""")
+    os.chmod(path, 0o755)
+
+
+def amd_card(root, card, pci, total_mib, used_mib):
+    dev = os.path.join(root, "class", "drm", f"card{card}", "device")
+    os.makedirs(os.path.join(dev, "hwmon", "hwmon0"))
+    files = {"vendor": "0x1002\n", "device": "0x73bf\n", "uevent": f"DRIVER=amdgpu\nPCI_SLOT_NAME={pci}\n",
+             "mem_info_vram_total": f"{total_mib << 20}\n", "mem_info_vram_used": f"{used_mib << 20}\n", "gpu_busy_percent": "5\n",
+             "hwmon/hwmon0/temp1_input": "52000\n", "hwmon/hwmon0/power1_average": "45000000\n"}
+    for name, text in files.items():
+        with open(os.path.join(dev, name), "w") as f:
+            f.write(text)
+
+
+@pytest.fixture
+def gpus(tmp_path):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    used = tmp_path / "used"
+    used.write_text("1200")
+    fake_nvidia_smi(str(tools), str(used))
+    sysfs = tmp_path / "sys"
+    amd_card(str(sysfs), 0, "0000:0c:00.0", 16368, 2048)
+    m = start_mesh({"hardware": {"nvml": False, "sysfs_root": str(sysfs), "sample_interval_seconds": 0.5}}, {"models": {}},
+                   env={"PATH": f"{tools}:{os.environ['PATH']}"})
+    m.used = used
+    yield m
+    stop_mesh(m)
+
+
+def get(m, path):
+    with urllib.request.urlopen(m.url(m.api) + path, timeout=10) as r:
+        return r.read().decode()
+
+
+def test_every_gpu_and_the_cpu_are_listed_by_id_with_their_figures(gpus):
+    info = rpc(gpus, "runners.sock", "runners.hardware")
+    assert [d["id"] for d in info["devices"]] == ["0000:0c:00.0", RTX4090, RTX3060, "cpu"], info
+    assert info["problems"] == []
+    amd, big, small, cpu = info["devices"]
+    assert amd["kind"] == "amd" and amd["totalBytes"] == 16368 << 20 and amd["usedBytes"] == 2048 << 20 and amd["temperatureCelsius"] == 52
+    assert big["kind"] == "nvidia" and big["name"] == "NVIDIA GeForce RTX 4090" and big["pciBusId"] == "0000:01:00.0" and big["index"] == 0
+    assert big["totalBytes"] == 24564 << 20 and big["freeBytes"] == (24564 - 1200) << 20 and big["powerWatts"] == 61.25
+    assert big["source"] == "nvidia-smi" and "utilizationPercent" not in small and "powerWatts" not in small
+    meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+    assert cpu["kind"] == "cpu" and cpu["totalBytes"] == int(meminfo["MemTotal"].split()[0]) * 1024
+    # The dashboard API answers the same sample.
+    assert [d["id"] for d in json.loads(get(gpus, "/api/hardware"))["devices"]] == [d["id"] for d in info["devices"]]
+
+
+def test_samples_follow_the_device_and_prometheus_exports_them(gpus):
+    gpus.used.write_text("20000")
+    deadline = time.time() + 10
+    while rpc(gpus, "runners.sock", "runners.hardware")["devices"][1]["usedBytes"] != 20000 << 20:
+        assert time.time() < deadline, "the inventory did not sample again"
+        time.sleep(0.1)
+    want = [f'llama_runner_gpu_memory_bytes{{device="{RTX4090}",kind="free",name="NVIDIA GeForce RTX 4090"}} {(24564 - 20000) << 20}',
+            f'llama_runner_gpu_memory_bytes{{device="{RTX3060}",kind="total",name="NVIDIA GeForce RTX 3060"}} {12288 << 20}',
+            'llama_runner_gpu_memory_bytes{device="0000:0c:00.0",kind="used",name="AMD GPU 0x73bf"}',
+            f'llama_runner_gpu_temperature_celsius{{device="{RTX4090}",name="NVIDIA GeForce RTX 4090"}} 44',
+            f'llama_runner_gpu_power_watts{{device="{RTX4090}",name="NVIDIA GeForce RTX 4090"}} 61.25']
+    deadline = time.time() + 10
+    while True:
+        text = get(gpus, "/metrics")
+        if all(w in text for w in want) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    for w in want:
+        assert w in text, w
+    assert f'llama_runner_gpu_power_watts{{device="{RTX3060}"' not in text, "an unsupported reading is left out, not 0"
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: scripts/test.sh installs Debian's prometheus package"
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_no_gpu_is_the_cpu_alone_and_a_broken_tool_is_reported(tmp_path):
+    m = start_mesh({"hardware": {"nvml": False, "nvidia_smi": "", "sysfs_root": str(tmp_path)}}, {"models": {}})
+    try:
+        info = rpc(m, "runners.sock", "runners.hardware")
+        assert [d["id"] for d in info["devices"]] == ["cpu"] and info["problems"] == []
+    finally:
+        stop_mesh(m)
+    broken = tmp_path / "nvidia-smi"
+    broken.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'\nexit 9\n")
+    broken.chmod(0o755)
+    m = start_mesh({"hardware": {"nvml": False, "nvidia_smi": str(broken), "sysfs_root": str(tmp_path)}}, {"models": {}})
+    try:
+        info = rpc(m, "runners.sock", "runners.hardware")
+        assert [d["id"] for d in info["devices"]] == ["cpu"]
+        assert len(info["problems"]) == 1 and "could not communicate" in info["problems"][0], info
+    finally:
+        stop_mesh(m)
