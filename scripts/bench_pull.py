@@ -4,6 +4,7 @@
 A local stand-in for the Hugging Face Hub (Tests/Python/fakehub.py: the hub's API, its resolve redirect and a
 CDN with Range) serves a file of random bytes (1 GiB by default). Each round, in alternating order:
 - `curl -L` of the resolve URL into a file (the redirect followed, as our pull does, nothing checked);
+- the same, then an fsync of the file (our pull's bytes reach the disk before its rename);
 - `curl -L | sha256sum` (the hash our pull also computes, nothing written);
 - Ollama's `POST /api/pull` with `stream: false` through the gateway: the repository listed, the file
   written to `<models>/<user>/<repo>/<file>.partial`, hashed as it arrives, compared with the LFS oid,
@@ -36,7 +37,7 @@ def random_file(path, size):
             block = block[1:] + block[:1] if left else block
 
 
-def curl(url, ca, sink, hashed):
+def curl(url, ca, sink, hashed, synced=False):
     args = ["curl", "-sS", "-L", "--fail", url]
     if ca:
         args += ["--cacert", ca]
@@ -47,6 +48,10 @@ def curl(url, ca, sink, hashed):
         assert c.wait() == 0
     else:
         subprocess.run(args + ["-o", sink], check=True)
+        if synced:  # what our pull does before its rename: the bytes on disk, not in the page cache
+            fd = os.open(sink, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
         digest = None
     elapsed = time.perf_counter() - start
     if not hashed:
@@ -94,7 +99,7 @@ def leg(source, size, rounds, tls, work):
             peak = [idle]
             url = f"{hub.endpoint}/{REPO}/resolve/main/{FILE}"
             sink = os.path.join(work, "curl.out")
-            times = {"curl to a file": [], "curl | sha256sum": [], "Ollama /api/pull": []}
+            times = {"curl to a file": [], "curl to a file, then fsync": [], "curl piped to sha256sum": [], "Ollama /api/pull": []}
             expected = None
             pull(mesh, registry, peak)  # warm: connections, the page cache of the source
             for i in range(rounds):
@@ -103,7 +108,7 @@ def leg(source, size, rounds, tls, work):
                     if name == "Ollama /api/pull":
                         times[name].append(pull(mesh, registry, peak))
                     else:
-                        elapsed, digest = curl(url, hub.ca_file if tls else None, sink, name != "curl to a file")
+                        elapsed, digest = curl(url, hub.ca_file if tls else None, sink, name == "curl piped to sha256sum", synced="fsync" in name)
                         if digest:
                             assert expected in (None, digest)
                             expected = digest
