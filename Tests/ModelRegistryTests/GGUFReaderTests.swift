@@ -119,6 +119,13 @@ import Testing
         #expect(s.hasChatTemplate)
         #expect(s.parameterCount == 134_515_008)
         #expect(s.fileSize == 98_362_432)
+        // Tensor bytes summed independently from ggml's block sizes (Q4_1: 20 bytes per 32, Q8_0: 34,
+        // F32: 4 per element) over the tensor infos: 66,493,440 in blk.*, 96,576,768 in all.
+        #expect(s.layerBytes == 66_493_440)
+        #expect(s.dataBytes.map { $0 >= 96_576_768 && $0 - 96_576_768 < 64 } == true, "\(String(describing: s.dataBytes))")
+        #expect(s.vocabularySize == 49_152)
+        // The metadata cache keeps them.
+        #expect(GGUFMetadata(cacheValue: meta.cacheValue)?.summary == s)
     }
 }
 

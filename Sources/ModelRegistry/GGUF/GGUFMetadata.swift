@@ -8,27 +8,38 @@ struct GGUFMetadata: Sendable, Equatable {
     let fileSize: Int
     let parameterCount: Int
     let entries: JSONObject
+    /// Bytes of tensor data in the repeating layers (`blk.N.…`): what `--n-gpu-layers` moves to a GPU;
+    /// nil in a metadata cache written before it was read.
+    let layerBytes: Int?
+    /// Bytes of tensor data in the file (the rest is the header).
+    let dataBytes: Int?
 
     var architecture: String? { entries["general.architecture"]?.stringValue }
 
     /// As stored in the persistent metadata cache (`MetadataCacheFile`).
     var cacheValue: JSONValue {
-        .object(JSONObject([("version", .int(version)), ("tensor_count", .int(tensorCount)), ("file_size", .int(fileSize)),
-                            ("parameter_count", .int(parameterCount)), ("entries", .object(entries))]))
+        var o = JSONObject([("version", .int(version)), ("tensor_count", .int(tensorCount)), ("file_size", .int(fileSize)),
+                            ("parameter_count", .int(parameterCount)), ("entries", .object(entries))])
+        if let layerBytes { o["layer_bytes"] = .int(layerBytes) }
+        if let dataBytes { o["data_bytes"] = .int(dataBytes) }
+        return .object(o)
     }
 
-    init(version: Int, tensorCount: Int, fileSize: Int, parameterCount: Int, entries: JSONObject) {
+    init(version: Int, tensorCount: Int, fileSize: Int, parameterCount: Int, entries: JSONObject, layerBytes: Int? = nil, dataBytes: Int? = nil) {
         self.version = version
         self.tensorCount = tensorCount
         self.fileSize = fileSize
         self.parameterCount = parameterCount
         self.entries = entries
+        self.layerBytes = layerBytes
+        self.dataBytes = dataBytes
     }
 
     init?(cacheValue v: JSONValue) {
         guard let version = v["version"]?.intValue, let tensors = v["tensor_count"]?.intValue, let size = v["file_size"]?.intValue,
               let parameters = v["parameter_count"]?.intValue, let entries = v["entries"]?.objectValue else { return nil }
-        self.init(version: version, tensorCount: tensors, fileSize: size, parameterCount: parameters, entries: entries)
+        self.init(version: version, tensorCount: tensors, fileSize: size, parameterCount: parameters, entries: entries,
+                  layerBytes: v["layer_bytes"]?.intValue, dataBytes: v["data_bytes"]?.intValue)
     }
 
     func archValue(_ suffix: String) -> JSONValue? {
@@ -59,7 +70,16 @@ struct GGUFMetadata: Sendable, Equatable {
             tokenizerModel: entries["tokenizer.ggml.model"]?.stringValue,
             isEmbeddingModel: (pooling != nil && pooling != 0) || embeddingArchitectures.contains(architecture ?? ""),
             fileSize: fileSize,
-            ggufVersion: version)
+            ggufVersion: version,
+            layerBytes: layerBytes,
+            dataBytes: dataBytes,
+            vocabularySize: entries["tokenizer.ggml.tokens"].flatMap(Self.arrayCount))
+    }
+
+    /// The length of an array value, listed or summarized (`{"type": "array", "length": n}`).
+    static func arrayCount(_ v: JSONValue) -> Int? {
+        if let items = v.arrayValue { return items.count }
+        return v["length"]?.intValue
     }
 
     /// llama.cpp's `llama_ftype` names (`general.file_type`).

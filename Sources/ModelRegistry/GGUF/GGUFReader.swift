@@ -212,8 +212,12 @@ struct GGUFReader {
             types[key] = type.name
         }
         var parameters = 0
+        // Offsets of the repeating layers' tensors (`blk.N.…`) and of the others, to size each by the
+        // distance to the next one (the type's block size is not needed, padding included).
+        var offsets: [(offset: UInt64, layer: Bool)] = []
+        offsets.reserveCapacity(Int(tensorCount))
         for n in 0..<Int(tensorCount) {
-            try skipString("tensor \(n) name")
+            let name = try string("tensor \(n) name")
             let dims = try u32()
             guard dims >= 1 && dims <= 8 else { throw fail("tensor \(n): \(dims) dimensions (corrupt file?)") }
             var elements = 1
@@ -223,10 +227,20 @@ struct GGUFReader {
                 elements = elements.multipliedReportingOverflow(by: Int(d)).partialValue
             }
             _ = try u32()  // type
-            _ = try u64()  // offset
+            offsets.append((try u64(), name.hasPrefix("blk.")))
             parameters += elements
         }
+        // Tensor data starts at the next multiple of `general.alignment` (32 by default).
+        let alignment = max(1, entries["general.alignment"]?.intValue ?? 32)
+        let dataStart = (offset + alignment - 1) / alignment * alignment
+        var layerBytes = 0
+        let sorted = offsets.sorted { $0.offset < $1.offset }
+        for (i, t) in sorted.enumerated() where t.layer {
+            let end = i + 1 < sorted.count ? Int(sorted[i + 1].offset) : fileSize - dataStart
+            layerBytes += max(0, end - Int(t.offset))
+        }
         return GGUFMetadata(version: Int(version), tensorCount: Int(tensorCount), fileSize: fileSize,
-                            parameterCount: parameters, entries: entries)
+                            parameterCount: parameters, entries: entries,
+                            layerBytes: offsets.isEmpty ? nil : layerBytes, dataBytes: max(0, fileSize - dataStart))
     }
 }

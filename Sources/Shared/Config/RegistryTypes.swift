@@ -21,10 +21,20 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
     public var isEmbeddingModel: Bool
     public var fileSize: Int
     public var ggufVersion: Int
+    /// Tensor bytes in the repeating layers (`blk.N.…`, what `--n-gpu-layers` offloads) and in the whole
+    /// first file; the rest (token embeddings, output) stays with the last layer's device.
+    public var layerBytes: Int?
+    public var dataBytes: Int?
+    /// Tokens in the vocabulary (the logits buffer is vocabulary × batch floats).
+    public var vocabularySize: Int?
 
     public init(architecture: String?, name: String?, sizeLabel: String?, parameterCount: Int, fileType: Int?, quantization: String?,
                 contextLength: Int?, embeddingLength: Int?, blockCount: Int?, headCount: Int?, headCountKV: Int?, keyLength: Int?,
-                valueLength: Int?, hasChatTemplate: Bool, tokenizerModel: String?, isEmbeddingModel: Bool, fileSize: Int, ggufVersion: Int) {
+                valueLength: Int?, hasChatTemplate: Bool, tokenizerModel: String?, isEmbeddingModel: Bool, fileSize: Int, ggufVersion: Int,
+                layerBytes: Int? = nil, dataBytes: Int? = nil, vocabularySize: Int? = nil) {
+        self.layerBytes = layerBytes
+        self.dataBytes = dataBytes
+        self.vocabularySize = vocabularySize
         self.architecture = architecture
         self.name = name
         self.sizeLabel = sizeLabel

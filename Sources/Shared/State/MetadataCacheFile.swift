@@ -14,7 +14,8 @@ public struct MetadataCacheFile: Sendable {
         }
     }
 
-    static let formatVersion = 1
+    /// 2: entries carry `layer_bytes` and `data_bytes` (a version-1 file is read again from the models).
+    static let formatVersion = 2
     public let path: String
 
     public init(paths: RuntimePaths) { path = paths.stateDir + "/cache/model-metadata.json" }
