@@ -184,7 +184,9 @@ def test_each_log_line_is_sent_once(mesh):
     call("POST", api + "/api/models/smol/load")
     time.sleep(3)
     stop.set()
-    keys = [(d["source"], d["line"]) for d in lines]
+    # Timestamped lines are unique in their file; a runner's untimestamped ones (the chat template it
+    # prints at verbosity 4, with one "<|im_start|>user" per turn) repeat legitimately.
+    keys = [(d["source"], d["line"]) for d in lines if d["line"][:1].isdigit()]
     assert keys, "some log lines arrived"
     assert len(keys) == len(set(keys)), [k for k in keys if keys.count(k) > 1][:3]
 

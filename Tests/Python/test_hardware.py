@@ -127,3 +127,30 @@ def test_no_gpu_is_the_cpu_alone_and_a_broken_tool_is_reported(tmp_path):
         assert len(info["problems"]) == 1 and "could not communicate" in info["problems"][0], info
     finally:
         stop_mesh(m)
+
+
+def test_a_loaded_runner_reports_llama_servers_own_buffer_sizes_and_they_match_proc(tmp_path):
+    """The real CPU path: the demo model loaded by the real llama-server; runner-manager reads the buffer sizes it
+    logs (model, KV, output, compute). Tolerance: the process's resident memory is at least those buffers (the
+    mapped weights are all touched by the warm-up) and at most 96 MiB more (the binary, its libraries, the heap)."""
+    from conftest import MODEL
+    m = start_mesh({}, {"models": {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 2048}}}})
+    try:
+        rpc(m, "runners.sock", "runners.load", {"model": "smol"})
+        runner = next(r for r in rpc(m, "runners.sock", "runners.list") if r["model"] == "smol")
+        measured = runner["measuredMemory"]
+        assert set(measured["devices"]) == {"CPU"}, measured
+        kinds = measured["kinds"]
+        assert set(kinds) >= {"model", "KV", "compute"}, kinds
+        # 2048 cells × 30 layers × 3 KV heads × 64 × 2 (K and V) × 2 bytes = 45 MiB, as the estimate computes it.
+        assert kinds["KV"] == 2048 * 30 * 3 * 64 * 2 * 2
+        assert abs(kinds["model"] - 96_576_768) < 1 << 20, "the model buffer is the file's tensor data"
+        total = sum(measured["devices"].values())
+        with open(f"/proc/{runner['pid']}/status") as f:
+            rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        assert total <= rss <= total + (96 << 20), (total, rss)
+        with urllib.request.urlopen(m.url(m.ollama) + "/api/ps", timeout=10) as r:
+            ps = json.loads(r.read())["models"][0]
+        assert ps["size"] == total and ps["size_vram"] == 0
+    finally:
+        stop_mesh(m)

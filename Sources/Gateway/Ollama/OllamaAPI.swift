@@ -104,9 +104,11 @@ struct OllamaAPI: Sendable {
             guard let m = catalog.resolve(r.model) else { return nil }
             let expires = r.expiresInSeconds.map { now + Int($0 * 1e9) } ?? (r.activeLeases > 0 ? now + 300_000_000_000 : now + 292 * 365 * 86400 * 1_000_000_000)
             return .object(JSONObject([
-                ("name", .string(Self.fullName(m.id))), ("model", .string(Self.fullName(m.id))), ("size", .int(r.rssBytes ?? r.memoryEstimateBytes)),
+                ("name", .string(Self.fullName(m.id))), ("model", .string(Self.fullName(m.id))),
+                ("size", .int(r.measuredMemory?.totalBytes ?? r.rssBytes ?? r.memoryEstimateBytes)),
                 ("digest", .string(Self.digest(m))), ("details", Self.details(m)), ("expires_at", .string(Self.rfc3339(nanos: expires))),
-                ("size_vram", .int(0)), ("context_length", .int(r.contextLength ?? m.metadata?.contextLength ?? 0)),
+                // Ollama: the model's bytes in GPU memory, from the runner's own buffer sizes (0 on CPU).
+                ("size_vram", .int(r.measuredMemory?.gpuBytes ?? 0)), ("context_length", .int(r.contextLength ?? m.metadata?.contextLength ?? 0)),
             ]))
         }
         return Self.json(.object(JSONObject([("models", .array(models))])))

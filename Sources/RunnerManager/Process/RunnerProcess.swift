@@ -79,7 +79,9 @@ final class RunnerProcess: @unchecked Sendable {
         LogFile(path: logPath, maxBytes: Int.max).append(Array(header.utf8))
         let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(binary, arguments: arguments, output: .file(logPath))
+            let extra = BufferSizes.environment(for: model)
+            let environment = extra.isEmpty ? nil : ProcessEnvironment.all().merging(extra) { _, new in new }
+            child = try ChildProcess.spawn(binary, arguments: arguments, environment: environment, output: .file(logPath))
         } catch {
             throw RunnerError.spawnFailed("\(error)")
         }

@@ -47,6 +47,15 @@ extension RunnerManager {
             let s = spec(for: model)
             scheduler.adopt(s, now: Self.now())
             status[model.id] = Status(state: .ready, detail: "adopted", loadDurationMs: 0, memoryBytes: s.memoryBytes)
+            // Its buffer sizes, from the log since its start line (the last 4 MiB of the file at most).
+            let logPath = record.logPath
+            let lines = await BlockingPool.shared.run { () -> [String] in
+                let text = readFile(logPath, maxBytes: 4 << 20) ?? ""
+                let lines = text.split(separator: "\n").map(String.init)
+                let start = lines.lastIndex { $0.hasPrefix("=== ") && $0.containsText(" starting ") } ?? 0
+                return Array(lines[start...])
+            }
+            status[model.id]?.measured = BufferSizes.parse(lines)
             watchExit(process)
             context.logger.info("adopted runner", ("model", model.id), ("pid", process.pid), ("port", process.port))
         }

@@ -108,6 +108,7 @@ extension RunnerManager {
             return
         }
         processes[spec.id] = process
+        status[spec.id]?.measured = nil
         saveRecords()
         context.logger.info("starting runner", ("model", spec.id), ("pid", process.pid), ("port", process.port))
         setState(spec.id, .loading)
@@ -143,6 +144,8 @@ extension RunnerManager {
         }
         progress(spec.id, process: process)  // a fast load still reports its last progress line
         process.loading = false
+        process.log.poll()
+        status[spec.id]?.measured = BufferSizes.parse(process.log.tail(500))
         // Conversations saved at its last unload go back before the first request is let through.
         if let slots { await restoreSlots(slots, model: model, process: process) }
         readyAt[spec.id] = monotonicNanos()

@@ -25,6 +25,8 @@ actor RunnerManager {
         var loadDurationMs: Int?
         var memoryBytes = 0
         var slots = SlotCacheCounts()
+        /// What the runner reported allocating once ready (`BufferSizes`).
+        var measured: MeasuredMemory?
     }
 
     let context: ServiceContext
@@ -240,6 +242,7 @@ actor RunnerManager {
                           loadDurationMs: s.loadDurationMs, detail: s.state == .loading ? process?.progressLine : s.detail,
                           adopted: process?.adopted ?? false, 
                           contextLength: runner.flatMap { effective[$0.spec.fingerprint] }?.parameters["ctx_size"]?.intValue.flatMap { $0 > 0 ? $0 : nil },
-                          slotCache: s.slots == SlotCacheCounts() ? nil : s.slots)
+                          slotCache: s.slots == SlotCacheCounts() ? nil : s.slots,
+                          measuredMemory: runner == nil ? nil : s.measured)
     }
 }

@@ -79,3 +79,32 @@ extension RunnersRPC {
         public static let name = "runners.hardware"
     }
 }
+
+/// What a loaded llama-server reported allocating (its `… buffer size = X MiB` log lines), by llama.cpp
+/// backend buffer (`CPU`, `CUDA0`, `ROCm1`, `Vulkan0`; `_Mapped`/`_REPACK` folded into their device, a
+/// `*_Host` pinned buffer counted as host memory) and by kind (`model`, `KV`, `compute`, `output`, `RS`).
+public struct MeasuredMemory: Codable, Sendable, Equatable {
+    /// Bytes by backend device name.
+    public var devices: [String: Int]
+    /// Bytes by kind, all devices together.
+    public var kinds: [String: Int]
+    /// `offloaded N/M layers to GPU`, when the log said it.
+    public var offloadedLayers: Int?
+    public var layers: Int?
+
+    public init(devices: [String: Int] = [:], kinds: [String: Int] = [:], offloadedLayers: Int? = nil, layers: Int? = nil) {
+        self.devices = devices
+        self.kinds = kinds
+        self.offloadedLayers = offloadedLayers
+        self.layers = layers
+    }
+
+    /// A backend buffer name is host memory when it is the CPU's, BLAS's or a pinned `*_Host` buffer.
+    public static func isHost(_ device: String) -> Bool {
+        device.hasPrefix("CPU") || device == "BLAS" || device.hasSuffix("_Host")
+    }
+
+    public var gpuBytes: Int { devices.filter { !Self.isHost($0.key) }.values.reduce(0, +) }
+    public var hostBytes: Int { devices.filter { Self.isHost($0.key) }.values.reduce(0, +) }
+    public var totalBytes: Int { devices.values.reduce(0, +) }
+}

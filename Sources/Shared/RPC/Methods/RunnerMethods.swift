@@ -90,11 +90,15 @@ public struct RunnerInfo: Codable, Sendable, Equatable {
     public var contextLength: Int?
     /// Saves and restores of this model's slots (conversations kept across unloads) so far.
     public var slotCache: SlotCacheCounts?
+    /// What the runner reported allocating once loaded (llama-server's buffer sizes); nil before, or
+    /// for whisper-server.
+    public var measuredMemory: MeasuredMemory?
     public init(model: String, state: RunnerPhase, pid: Int32?, endpoint: String?, memoryEstimateBytes: Int, rssBytes: Int?, activeLeases: Int,
                 queued: Int, idleSeconds: Double?, expiresInSeconds: Double?, loadDurationMs: Int?, detail: String?, adopted: Bool,
-                contextLength: Int? = nil, slotCache: SlotCacheCounts? = nil) {
+                contextLength: Int? = nil, slotCache: SlotCacheCounts? = nil, measuredMemory: MeasuredMemory? = nil) {
         self.contextLength = contextLength
         self.slotCache = slotCache
+        self.measuredMemory = measuredMemory
         self.model = model
         self.state = state
         self.pid = pid
