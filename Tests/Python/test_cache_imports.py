@@ -11,25 +11,11 @@ import urllib.request
 import ollama
 import pytest
 
-from conftest import MODEL, rpc, start_mesh, stop_mesh
+from conftest import MODEL, demo_model_at, rpc, sha256_of, start_mesh, stop_mesh
 
 
-def same_file(dst):
-    """The demo model at `dst` without copying 98 MB: a hard link (a copy where that fails)."""
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    try:
-        os.link(MODEL, dst)
-    except OSError:
-        import shutil
-        shutil.copyfile(MODEL, dst)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+same_file = demo_model_at
+sha256 = sha256_of
 
 
 def tree(root):

@@ -12,30 +12,19 @@ import urllib.request
 import ollama
 import pytest
 
-from conftest import MODEL, rpc, start_mesh, stop_mesh
+from conftest import MODEL, demo_model_at, rpc, sha256_of, start_mesh, stop_mesh
 from fakehub import FakeHub
 
 REPO = "bartowski/SmolLM2-135M-Instruct-GGUF"
 FILE = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
 
 
-def link(dst):
-    """The demo model at `dst` without copying 98 MB (a hard link; a copy where that fails)."""
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    try:
-        os.link(MODEL, dst)
-    except OSError:
-        import shutil
-        shutil.copyfile(MODEL, dst)
+link = demo_model_at
 
 
 @pytest.fixture(scope="module")
 def digest():
-    h = hashlib.sha256()
-    with open(MODEL, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
+    return "sha256:" + sha256_of(MODEL)
 
 
 @pytest.fixture(scope="module")
