@@ -140,3 +140,31 @@ public final class BlockingPool: Sendable {
         queues[Int(UInt(bitPattern: next.add(1, ordering: .relaxed).oldValue) % UInt(queues.count))]
     }
 }
+
+/// Runs `work` on a thread started for it, which ends when `work` returns, and hands the result to
+/// the awaiting task. For long CPU-bound work that must not hold one of the cooperative pool's
+/// threads (there are as many as cores: two here): while it runs, the pool stays free for the tasks
+/// whose deadlines are real (socket peers, timeouts), and the kernel shares the cores between them.
+/// The test suites' exhaustive tables use it; the services' file work uses `BlockingPool`.
+public func onThreadOfItsOwn<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+        let job: @Sendable () -> Void = { continuation.resume(returning: work()) }
+        let context = Unmanaged.passRetained(JobBox(job)).toOpaque()
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { context in
+            let box = Unmanaged<JobBox>.fromOpaque(context!).takeRetainedValue()
+            var all = sigset_t()
+            sigfillset(&all)
+            pthread_sigmask(SIG_BLOCK, &all, nil)
+            box.job()
+            return nil
+        }, context)
+        precondition(created == 0, "cannot start a thread: \(SystemError("pthread_create", errno: created))")
+        pthread_detach(thread)
+    }
+}
+
+private final class JobBox: Sendable {
+    let job: @Sendable () -> Void
+    init(_ job: @escaping @Sendable () -> Void) { self.job = job }
+}
