@@ -154,3 +154,112 @@ def test_a_loaded_runner_reports_llama_servers_own_buffer_sizes_and_they_match_p
         assert ps["size"] == total and ps["size_vram"] == 0
     finally:
         stop_mesh(m)
+
+
+def runner_of(m, model):
+    return next(r for r in rpc(m, "runners.sock", "runners.list") if r["model"] == model)
+
+
+def environ_of(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return dict(item.split("=", 1) for item in f.read().decode().split("\0") if "=" in item)
+
+
+def wait_sample(m, gpu, free_mib):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        devices = {d["id"]: d for d in rpc(m, "runners.sock", "runners.hardware")["devices"]}
+        if devices[gpu]["freeBytes"] == free_mib << 20:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{gpu} never showed {free_mib} MiB free")
+
+
+def test_a_model_goes_to_the_gpu_with_the_most_free_memory_and_sees_only_it(tmp_path):
+    """Placement with the fake nvidia-smi's two GPUs, run by the real llama-server (a CPU build: it ignores the
+    CUDA variables, which is why a fake GPU can be used at all). The runner's own environment (/proc/PID/environ)
+    names the chosen GPU; when the 4090 fills up, the next model goes to the 3060; an entry's `devices` wins, and
+    a device that is not there is a precise error."""
+    from conftest import MODEL
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    used = tmp_path / "used"
+    used.write_text("1200")
+    fake_nvidia_smi(str(tools), str(used))
+    models = {"models": {
+        "first": {"model_path": MODEL, "parameters": {"ctx_size": 512}},
+        "second": {"model_path": MODEL, "parameters": {"ctx_size": 512, "parallel": 2}},
+        "named": {"model_path": MODEL, "parameters": {"ctx_size": 512, "parallel": 3}, "devices": ["00000000:2b:00.0"]},
+        "absent": {"model_path": MODEL, "devices": ["GPU-00000000-dead-beef-0000-000000000000"]},
+    }}
+    m = start_mesh({"limits": {"max_loaded_models": 3}, "hardware": {"nvml": False, "sysfs_root": str(tmp_path), "sample_interval_seconds": 0.3}},
+                   models, env={"PATH": f"{tools}:{os.environ['PATH']}"})
+    try:
+        rpc(m, "runners.sock", "runners.load", {"model": "first"})
+        first = runner_of(m, "first")
+        assert first["devices"] == [RTX4090], first
+        env = environ_of(first["pid"])
+        assert env["CUDA_VISIBLE_DEVICES"] == RTX4090 and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+        # Once ready, what the scheduler counts is what llama-server reported (a CPU build: all of it on the CPU).
+        assert set(first["memoryByDevice"]) == {"cpu"} and first["memoryByDevice"]["cpu"] >= sum(first["measuredMemory"]["devices"].values())
+
+        used.write_text("20000")  # 4564 MiB free on the 4090 now, 11988 on the 3060
+        wait_sample(m, RTX4090, 24564 - 20000)
+        rpc(m, "runners.sock", "runners.load", {"model": "second"})
+        second = runner_of(m, "second")
+        assert second["devices"] == [RTX3060] and environ_of(second["pid"])["CUDA_VISIBLE_DEVICES"] == RTX3060, second
+
+        used.write_text("1200")
+        wait_sample(m, RTX4090, 24564 - 1200)
+        rpc(m, "runners.sock", "runners.load", {"model": "named"})
+        assert runner_of(m, "named")["devices"] == [RTX3060], "the entry's PCI address, whatever is freer"
+
+        with pytest.raises(RuntimeError) as refused:
+            rpc(m, "runners.sock", "runners.load", {"model": "absent"})
+        text = str(refused.value)
+        assert "model absent names device GPU-00000000-dead-beef-0000-000000000000" in text and RTX4090 in text, text
+    finally:
+        stop_mesh(m)
+
+
+def test_a_load_that_runs_out_of_memory_walks_the_ladder_on_the_real_llama_server(tmp_path):
+    """A real out-of-memory failure, not a recorded one: a context of 2M tokens asks llama-server for 45 GiB of KV
+    cache, which the kernel refuses on this 24 GB machine. The ladder sizes a smaller context from the room the
+    budget leaves (limits.memory_budget: 1 GiB) and the load succeeds; without min_ctx_size below the context, the
+    precise error comes back instead, naming the model, the device, what it needs and what is free."""
+    from conftest import MODEL
+    big = 2_097_152
+    m = start_mesh({"limits": {"memory_budget": 1 << 30, "max_loaded_models": 2}}, {"models": {
+        "shrinks": {"model_path": MODEL, "parameters": {"ctx_size": big, "parallel": 1}, "min_ctx_size": 4096},
+        "stuck": {"model_path": MODEL, "parameters": {"ctx_size": big, "parallel": 1}},
+    }})
+    try:
+        rpc(m, "runners.sock", "runners.load", {"model": "shrinks"})
+        r = runner_of(m, "shrinks")
+        assert r["state"] == "ready", r
+        context = r["contextLength"]
+        assert 4096 <= context < big and context % 256 == 0, r
+        print(f"ladder: context {big} -> {context} tokens; measured {sum(r['measuredMemory']['devices'].values()) >> 20} MiB")
+        # What it holds fits the budget it was sized for.
+        assert sum(r["measuredMemory"]["devices"].values()) <= 1 << 30, r
+        with open(os.path.join(m.state, "logs", "runner-manager.log")) as f:
+            log = f.read()
+        assert "loading shrinks: out of memory on system memory" in log and f"trying a context of {context} tokens instead of {big}" in log, log[-3000:]
+        lines = rpc(m, "runners.sock", "runners.logs", {"model": "shrinks", "tail": 500})
+        assert any(f"n_ctx                 = {context}" in line or f"n_ctx = {context}" in line for line in lines), lines[-40:]
+        # It answers.
+        with urllib.request.urlopen(urllib.request.Request(
+                m.url(m.ollama) + "/api/generate", data=json.dumps({"model": "shrinks", "prompt": "Hi", "stream": False,
+                                                                     "options": {"num_predict": 4}}).encode(),
+                headers={"Content-Type": "application/json"}), timeout=60) as resp:
+            assert json.loads(resp.read())["done"] is True
+
+        rpc(m, "runners.sock", "runners.unload", {"model": "shrinks"})
+        with pytest.raises(RuntimeError) as failed:
+            rpc(m, "runners.sock", "runners.load", {"model": "stuck"})
+        text = str(failed.value)
+        assert "model stuck ran out of memory on system memory: it needs about 4" in text and "GB is free for it" in text, text
+        assert "set min_ctx_size to let its context shrink" in text, text
+        assert runner_of(m, "stuck")["state"] == "failed"
+    finally:
+        stop_mesh(m)

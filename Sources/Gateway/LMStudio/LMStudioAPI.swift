@@ -32,7 +32,11 @@ struct LMStudioAPI: Sendable {
             ("state", .string(loaded ? "loaded" : "not-loaded")),
             ("max_context_length", .int(m.metadata?.contextLength ?? 0)),
         ])
-        if loaded { o["loaded_context_length"] = .int(m.parameters["ctx_size"]?.intValue ?? m.metadata?.contextLength ?? 0) }
+        if loaded, let r = runners[m.id] {
+            o["loaded_context_length"] = .int(r.contextLength ?? m.parameters["ctx_size"]?.intValue ?? m.metadata?.contextLength ?? 0)
+            // Our own fields: what the runner really holds (llama-server's buffer sizes once loaded).
+            o["memory"] = LMStudioModelInfo.memory(r)
+        }
         return .object(o)
     }
 

@@ -109,6 +109,18 @@ enum LMStudioModelInfo {
         .object(JSONObject([("key", .string(key)), ("value", value)]))
     }
 
+    /// A loaded runner's memory, in the REST listings (a field of ours; LM Studio shows it in its app
+    /// only): measured figures once llama-server reported its buffers, the estimate before.
+    static func memory(_ r: RunnerInfo) -> JSONValue {
+        let measured = r.measuredMemory
+        var o = JSONObject([
+            ("total_bytes", .int(measured?.totalBytes ?? r.memoryEstimateBytes)), ("gpu_bytes", .int(measured?.gpuBytes ?? 0)),
+            ("measured", .bool(measured != nil)),
+        ])
+        if let devices = r.devices { o["devices"] = .array(devices.map(JSONValue.string)) }
+        return .object(o)
+    }
+
     // MARK: REST v1 shapes
 
     /// One entry of `GET /api/v1/models`.
@@ -119,7 +131,7 @@ enum LMStudioModelInfo {
             var config = JSONObject([("context_length", .int(i.contextLength))])
             if let batch = i.parameters?["batch_size"] ?? m.parameters["batch_size"] { config["eval_batch_size"] = batch }
             if let parallel = m.parameters["parallel"] { config["parallel"] = parallel }
-            return .object(JSONObject([("id", .string(i.identifier)), ("config", .object(config))]))
+            return .object(JSONObject([("id", .string(i.identifier)), ("config", .object(config)), ("memory", memory(i.runner))]))
         }
         var o = JSONObject([
             ("type", .string(type(m))), ("publisher", .string("local")), ("key", .string(m.id)),

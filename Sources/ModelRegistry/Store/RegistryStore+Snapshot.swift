@@ -117,6 +117,9 @@ extension RegistryStore {
             model.source = entry["source"]?["type"]?.stringValue.flatMap(ModelSource.init(rawValue:)) ?? .folder
             model.systemPrompt = entry["system_prompt"]?.stringValue
             model.template = entry["template"]?.stringValue
+            model.devices = (entry["devices"]?.arrayValue ?? []).compactMap(\.stringValue)
+            model.minContextSize = entry["min_ctx_size"]?.intValue
+            model.allowCPUFallback = entry["allow_cpu_fallback"]?.boolValue ?? false
             resolved.append(model)
         }
         resolved += importedModels(defaults: defaults, taken: resolved)

@@ -63,7 +63,13 @@ final class RunnerProcess: @unchecked Sendable {
     static func locate(_ runtime: String) -> String? { RuntimeLocator.locate(runtime) }
 
     /// Spawns the runner on a free loopback port; stdout and stderr append to its log file.
-    static func spawn(_ model: ResolvedModel, logsDir: String, extraArguments: [String] = [], loop: EventLoop) throws -> RunnerProcess {
+    /// - Parameters:
+    ///   - model: the model with its placement's parameters already applied.
+    ///   - environment: set over runner-manager's own (the placement's visible GPUs).
+    ///   - fingerprint: the spec's (of the model as configured, before placement), what adoption and
+    ///     the slot cache match on; by default the model's own.
+    static func spawn(_ model: ResolvedModel, logsDir: String, extraArguments: [String] = [], environment placed: [String: String] = [:],
+                      fingerprint: String? = nil, loop: EventLoop) throws -> RunnerProcess {
         guard let binary = locate(model.runtimePath) else {
             throw RunnerError.runtimeMissing("runtime \(model.runtime) (\(model.runtimePath)) not found: run scripts/bootstrap.sh, or set its path in app_config.json runtimes")
         }
@@ -79,7 +85,7 @@ final class RunnerProcess: @unchecked Sendable {
         LogFile(path: logPath, maxBytes: Int.max).append(Array(header.utf8))
         let child: ChildProcess
         do {
-            let extra = BufferSizes.environment(for: model)
+            let extra = BufferSizes.environment(for: model).merging(placed) { _, new in new }
             let environment = extra.isEmpty ? nil : ProcessEnvironment.all().merging(extra) { _, new in new }
             child = try ChildProcess.spawn(binary, arguments: arguments, environment: environment, output: .file(logPath))
         } catch {
@@ -87,7 +93,7 @@ final class RunnerProcess: @unchecked Sendable {
         }
         let identity = ProcessIdentity.of(child.pid) ?? ProcessIdentity(pid: child.pid, startTime: 0)
         return RunnerProcess(model: model.id, identity: identity, port: port, argv: [binary] + arguments,
-                             fingerprint: RunnerArguments.fingerprint(model), log: log, child: child, kind: model.runtimeKind, loop: loop)
+                             fingerprint: fingerprint ?? RunnerArguments.fingerprint(model), log: log, child: child, kind: model.runtimeKind, loop: loop)
     }
 
     /// Takes over a runner a previous manager started.

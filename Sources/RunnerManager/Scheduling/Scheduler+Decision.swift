@@ -13,22 +13,59 @@ extension Scheduler {
         case never(String)
     }
 
-    /// Memory and count of the runners `include` selects.
+    /// Count of the runners `include` selects, and their memory and number on each device.
     struct Usage {
         var count = 0
-        var bytes = 0
-    }
+        var bytes: [String: Int] = [:]
+        var users: [String: Int] = [:]
 
-    func usage(_ include: (Runner) -> Bool) -> Usage {
-        runners.values.filter(include).reduce(into: Usage()) { u, r in
-            u.count += 1
-            u.bytes += r.spec.memoryBytes
+        mutating func add(_ spec: ModelSpec) {
+            count += 1
+            for (device, b) in spec.memory where b > 0 { bytes[device, default: 0] += b; users[device, default: 0] += 1 }
+        }
+
+        mutating func remove(_ spec: ModelSpec) {
+            count -= 1
+            for (device, b) in spec.memory where b > 0 { bytes[device, default: 0] -= b; users[device, default: 0] -= 1 }
         }
     }
 
-    /// Whether `spec` fits beside `u` (a model larger than the budget still runs alone).
+    func usage(_ include: (Runner) -> Bool) -> Usage {
+        runners.values.filter(include).reduce(into: Usage()) { u, r in u.add(r.spec) }
+    }
+
+    /// A device's budget: system RAM's for the CPU, each GPU's own.
+    func budget(_ device: String) -> Int {
+        device == Placement.cpu ? config.budgetBytes : config.deviceBudgets[device] ?? Int.max
+    }
+
+    /// The devices where `spec` lacks room beside `u` (a model larger than a device's budget still
+    /// runs alone there: the out-of-memory ladder decides what it can hold).
+    func shortDevices(_ spec: ModelSpec, beside u: Usage) -> [String] {
+        spec.memory.filter { device, b in
+            b > 0 && (u.users[device] ?? 0) > 0 && (u.bytes[device] ?? 0) + b > budget(device)
+        }.keys.sorted()
+    }
+
+    /// Whether `spec` fits beside `u`: within max_loaded_models, and within the budget of every device it uses.
     func fits(_ spec: ModelSpec, beside u: Usage) -> Bool {
-        u.count + 1 <= config.maxLoaded && (u.bytes + spec.memoryBytes <= config.budgetBytes || u.count == 0)
+        u.count + 1 <= config.maxLoaded && shortDevices(spec, beside: u).isEmpty
+    }
+
+    /// Whether stopping `victim` gives `spec` some of what it lacks beside `u`: a place under the
+    /// count limit, or bytes on a device that is short. A runner on another GPU is never evicted for it.
+    func relieves(_ victim: ModelSpec, for spec: ModelSpec, beside u: Usage) -> Bool {
+        if u.count + 1 > config.maxLoaded { return true }
+        return shortDevices(spec, beside: u).contains { (victim.memory[$0] ?? 0) > 0 }
+    }
+
+    /// Why `spec` cannot fit beside `u`, for messages: the count limit, or the first short device.
+    func shortfall(_ spec: ModelSpec, beside u: Usage) -> String {
+        if u.count + 1 > config.maxLoaded { return "\(u.count) of max_loaded_models \(config.maxLoaded)" }
+        guard let device = shortDevices(spec, beside: u).first else { return "nothing" }
+        let name = device == Placement.cpu ? "system memory" : device
+        return "\(ModelMemory.gigabytes(u.bytes[device] ?? 0)) of the \(ModelMemory.gigabytes(budget(device))) budget of \(name), "
+            + "where it needs \(ModelMemory.gigabytes(spec.memory[device] ?? 0))"
     }
 
     /// How long a request that needs room waits for the loaded models' own queues.
@@ -124,10 +161,9 @@ extension Scheduler {
         let candidates = runners.filter { $0.value.phase == .ready && !$0.value.isPinned && !servedFirst.contains($0.key) }
             .sorted { ($0.value.leases.isEmpty ? 0 : 1, $0.value.lastUsed, $0.key) < ($1.value.leases.isEmpty ? 0 : 1, $1.value.lastUsed, $1.key) }
         var chosen: Set<String> = []
-        for (model, r) in candidates where !fits(starving.spec, beside: left) {
+        for (model, r) in candidates where !fits(starving.spec, beside: left) && relieves(r.spec, for: starving.spec, beside: left) {
             chosen.insert(model)
-            left.count -= 1
-            left.bytes -= r.spec.memoryBytes
+            left.remove(r.spec)
         }
         return fits(starving.spec, beside: left) ? chosen : []
     }
@@ -155,8 +191,7 @@ extension Scheduler {
         let pinned = usage { $0.isPinned && $0.phase != .stopping }
         if !fits(spec, beside: pinned) {
             let names = runners.filter { $0.value.isPinned && $0.value.phase != .stopping }.keys.sorted().joined(separator: ", ")
-            return .never("it needs \(ModelMemory.gigabytes(spec.memoryBytes)) and the pinned models \(names) hold \(ModelMemory.gigabytes(pinned.bytes)) of the "
-                          + "\(ModelMemory.gigabytes(config.budgetBytes)) budget and \(pinned.count) of max_loaded_models \(config.maxLoaded); unload one of them first")
+            return .never("the pinned models \(names) hold \(shortfall(spec, beside: pinned)); unload one of them first")
         }
         // Room that will exist once runners already stopping are gone.
         if fits(spec, beside: usage { $0.phase != .stopping }) { return .later }
@@ -168,10 +203,9 @@ extension Scheduler {
         // would lose them for nothing: wait instead.
         var victims: [String] = []
         var left = usage { $0.phase != .stopping }
-        for (model, runner) in idle where !fits(spec, beside: left) {
+        for (model, runner) in idle where !fits(spec, beside: left) && relieves(runner.spec, for: spec, beside: left) {
             victims.append(model)
-            left.count -= 1
-            left.bytes -= runner.spec.memoryBytes
+            left.remove(runner.spec)
         }
         guard fits(spec, beside: left) else { return .later }
         for model in victims {

@@ -10,14 +10,37 @@ struct ModelSpec: Sendable, Equatable {
     let id: String
     /// A hash of the load-time arguments: a different one means a different runner.
     let fingerprint: String
-    /// Estimated memory: file size + KV cache + overhead.
-    let memoryBytes: Int
+    /// Bytes it takes on each device it uses (`cpu`, a GPU's id): estimated before the load, measured
+    /// once it is ready (`Scheduler.measured`).
+    var memory: [String: Int]
     /// Leases served at once (the runner's `--parallel`, or 4).
     let concurrency: Int
     /// Idle seconds before unloading (-1 = never).
     let ttlSeconds: Double
     /// Never evicted for another model (the model entry's `pinned`); still counts against the limits.
     var pinned = false
+    /// Where it runs and with what (GPUs, environment, parameter changes); nil = CPU, as configured.
+    var placement: Placement?
+
+    /// Everything on one device (the CPU unless said otherwise).
+    init(id: String, fingerprint: String, memoryBytes: Int, device: String = Placement.cpu, concurrency: Int, ttlSeconds: Double,
+         pinned: Bool = false) {
+        self.init(id: id, fingerprint: fingerprint, memory: [device: memoryBytes], concurrency: concurrency, ttlSeconds: ttlSeconds, pinned: pinned)
+    }
+
+    init(id: String, fingerprint: String, memory: [String: Int], concurrency: Int, ttlSeconds: Double, pinned: Bool = false,
+         placement: Placement? = nil) {
+        self.id = id
+        self.fingerprint = fingerprint
+        self.memory = memory
+        self.concurrency = concurrency
+        self.ttlSeconds = ttlSeconds
+        self.pinned = pinned
+        self.placement = placement
+    }
+
+    /// All devices together (for lists and messages).
+    var memoryBytes: Int { memory.values.reduce(0, +) }
 }
 
 /// How the scheduler chooses when requests for more models wait than can be loaded at once: the
@@ -85,7 +108,10 @@ enum SchedulerAction: Sendable, Equatable {
 struct Scheduler: Sendable {
     struct Config: Sendable, Equatable {
         var maxLoaded: Int
+        /// The CPU's budget (system RAM).
         var budgetBytes: Int
+        /// Each GPU's budget by id; a device not listed has no limit but its own runners.
+        var deviceBudgets: [String: Int] = [:]
         var queueLimit: Int
         var policy = SwapPolicy.batch
         /// Longest a request that needs room waits because a loaded model keeps serving its queue.
@@ -252,6 +278,32 @@ struct Scheduler: Sendable {
         guard runners[model] != nil else { return [] }
         runners[model]!.keepAlive = 0
         return schedule(now: now)
+    }
+
+    /// The runner reported what it really took (its buffer sizes, the process's own usage): those
+    /// figures replace the estimate from now on, for what fits beside it.
+    mutating func measured(_ model: String, memory: [String: Int], now: Double) -> [SchedulerAction] {
+        guard runners[model] != nil, !memory.isEmpty else { return [] }
+        runners[model]!.spec.memory = memory
+        return schedule(now: now)
+    }
+
+    /// A load that ran out of memory is tried again with `spec` (fewer layers, a smaller context, the
+    /// CPU): the runner stays `starting`, with the new spec's figures.
+    mutating func retry(_ model: String, spec: ModelSpec) {
+        guard runners[model]?.phase == .starting else { return }
+        runners[model]!.spec = spec
+    }
+
+    /// The first step of the out-of-memory ladder: every idle runner (not pinned, not wanted by a
+    /// waiter) that uses `device` stops. Returns the models stopped.
+    mutating func evictIdle(on device: String, except model: String) -> (models: [String], actions: [SchedulerAction]) {
+        let waiting = Set(waiters.map(\.spec.id))
+        let victims = runners.filter { m, r in
+            m != model && r.phase == .ready && r.leases.isEmpty && !r.isPinned && !waiting.contains(m) && (r.spec.memory[device] ?? 0) > 0
+        }.keys.sorted()
+        for m in victims { runners[m]!.phase = .stopping }
+        return (victims, victims.map { .stop(model: $0, reason: .evicted) })
     }
 
     /// A runner that is already running and ready (adopted after a restart).

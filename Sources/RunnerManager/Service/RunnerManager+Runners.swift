@@ -87,30 +87,123 @@ extension RunnerManager {
         apply(scheduler.tick(now: Self.now()))
     }
 
-    func start(_ spec: ModelSpec) async {
+    /// How one launch of a runner ended.
+    enum Launch {
+        case ready
+        /// Stopped on purpose while loading (abandoned, unloaded), or no longer wanted: not a failure.
+        case gone
+        /// It failed to load: why, and its last log lines (what the out-of-memory ladder reads).
+        case failed(String, log: [String])
+    }
+
+    /// Starts the runner the scheduler asked for; a load that runs out of memory walks the ladder
+    /// (`LoadLadder`): each step is logged, shown as the load's progress, and tried in turn, and the
+    /// waiting requests get the ladder's precise error when no step is left.
+    func start(_ first: ModelSpec) async {
         // The scheduler may have changed its mind before this task ran (an abandoned load stopped
         // before it was spawned): start only the runner it still waits for.
-        guard let wanted = scheduler.runners[spec.id], wanted.phase == .starting, wanted.spec == spec else { return }
-        guard let model = effective[spec.fingerprint] ?? (try? resolve(spec.id)) else {
-            apply(scheduler.startFailed(spec.id, reason: "model is no longer defined", now: Self.now()))
+        guard let wanted = scheduler.runners[first.id], wanted.phase == .starting, wanted.spec == first else { return }
+        guard let model = effective[first.fingerprint] ?? (try? resolve(first.id)) else {
+            apply(scheduler.startFailed(first.id, reason: "model is no longer defined", now: Self.now()))
             return
+        }
+        var spec = first
+        var ladder = LoadLadder(model: model)
+        while true {
+            let outcome = await launch(spec, model: model)
+            guard case .failed(let reason, let lines) = outcome else { return }
+            let failure = LoadFailure.classify(lines)
+            var final = reason
+            if case .outOfMemory = failure, scheduler.runners[spec.id]?.phase == .starting {
+                // Figures from after the failed runner exited.
+                await inventory.sample()
+                let placement = spec.placement ?? (try? place(model)) ?? Placement(gpus: [], kind: .cpu, overrides: JSONObject(),
+                                                                                   estimate: MemoryEstimate.of(metadata: model.metadata, parameters: model.parameters, gpus: []))
+                if let step = ladder.next(after: failure, placement: placement, idleOn: { self.hasIdleRunners(on: $0, except: spec.id) },
+                                          room: { self.room(on: $0, except: spec.id) }) {
+                    let line = "out of memory on \(LoadLadder.Step.name(ladder.lastDevice)) (it needs about \(ModelMemory.gigabytes(ladder.lastNeeded)) there): trying \(step)"
+                    context.logger.warning("loading \(spec.id): \(line)")
+                    setState(spec.id, .loading, detail: line)
+                    switch step {
+                    case .evictIdle(let device):
+                        let (victims, actions) = scheduler.evictIdle(on: device, except: spec.id)
+                        apply(actions)
+                        await waitStopped(victims)
+                    default:
+                        do {
+                            let next = try place(model, overrides: ladder.overrides(for: step, after: placement), forceCPU: step == .cpuFallback)
+                            spec.placement = next
+                            spec.memory = next.memory
+                            scheduler.retry(spec.id, spec: spec)
+                        } catch {
+                            final = ladder.error(cause: "\(error)")
+                            break
+                        }
+                    }
+                    if scheduler.runners[spec.id]?.phase == .stopping {
+                        // Unloaded or abandoned between two tries.
+                        setState(spec.id, .stopped)
+                        apply(scheduler.exited(spec.id, reason: "stopped while loading", now: Self.now()))
+                        return
+                    }
+                    if final == reason { continue }
+                } else {
+                    final = ladder.error(cause: "")
+                }
+            }
+            setState(spec.id, .failed, detail: final)
+            context.logger.error("runner for \(spec.id) failed to load: \(final)")
+            apply(scheduler.startFailed(spec.id, reason: final, now: Self.now()))
+            return
+        }
+    }
+
+    /// Whether idle runners that could be stopped use `device`.
+    func hasIdleRunners(on device: String, except model: String) -> Bool {
+        scheduler.runners.contains { m, r in m != model && r.phase == .ready && r.leases.isEmpty && !r.isPinned && (r.spec.memory[device] ?? 0) > 0 }
+    }
+
+    /// What `device` has for one more runner now: its free memory, within its budget less what the
+    /// other runners hold there.
+    func room(on device: String, except model: String) -> Int? {
+        let others = scheduler.runners.filter { $0.key != model }.values.reduce(0) { $0 + ($1.spec.memory[device] ?? 0) }
+        let budget = device == Placement.cpu ? scheduler.config.budgetBytes : scheduler.config.deviceBudgets[device] ?? Int.max
+        let free = inventory.current.devices.first { $0.id == device }?.freeBytes
+        return [free, budget == Int.max ? nil : budget - others].compactMap { $0 }.min()
+    }
+
+    /// Waits until the runners of `models` have exited (the ladder's eviction), for at most the unload timeout and 5 s.
+    func waitStopped(_ models: [String]) async {
+        let until = monotonicNanos() + UInt64(appConfig.limits.unloadTimeoutSeconds + 5) * 1_000_000_000
+        while models.contains(where: { processes[$0] != nil }) && monotonicNanos() < until {
+            try? await loop.sleep(seconds: 0.1)
+        }
+    }
+
+    /// One launch: spawn, wait for ready, then measure and report; a failure is stopped and returned.
+    func launch(_ spec: ModelSpec, model configured: ResolvedModel) async -> Launch {
+        var model = configured
+        if let overrides = spec.placement?.overrides, !overrides.isEmpty {
+            var merged = model.parameters.objectValue ?? JSONObject()
+            for (k, v) in overrides.entries { merged[k] = v }
+            model.parameters = .object(merged)
         }
         let startedAt = monotonicNanos()
         let process: RunnerProcess
         let slots = slotCache.flatMap { SlotCache.unsupported(model) == nil ? $0 : nil }
         if let slots { try? makeDirectories(slots.directory, mode: 0o700) }  // llama-server requires it to exist
         do {
-            process = try RunnerProcess.spawn(model, logsDir: logsDir, extraArguments: slots?.arguments(model) ?? [], loop: loop)
+            process = try RunnerProcess.spawn(model, logsDir: logsDir, extraArguments: slots?.arguments(configured) ?? [],
+                                              environment: spec.placement?.environment ?? [:], fingerprint: spec.fingerprint, loop: loop)
         } catch {
-            setState(spec.id, .failed, detail: "\(error)")
             context.logger.error("cannot start \(spec.id): \(error)")
-            apply(scheduler.startFailed(spec.id, reason: "\(error)", now: Self.now()))
-            return
+            return .failed("\(error)", log: [])
         }
         processes[spec.id] = process
         status[spec.id]?.measured = nil
         saveRecords()
-        context.logger.info("starting runner", ("model", spec.id), ("pid", process.pid), ("port", process.port))
+        context.logger.info("starting runner", ("model", spec.id), ("pid", process.pid), ("port", process.port),
+                            ("devices", spec.placement.map { $0.gpus.isEmpty ? Placement.cpu : $0.gpus.joined(separator: ",") } ?? Placement.cpu))
         setState(spec.id, .loading)
         watchExit(process)
         // `runners.state` "loading" again with each new progress line from the runner's log.
@@ -127,33 +220,46 @@ extension RunnerManager {
             // otherwise it could report the exit first, without the "while loading" account and log lines.
             if processes[spec.id] === process { processes[spec.id] = nil }
             process.loading = false
+            process.log.poll()
+            let lines = process.log.tail(60)
             if scheduler.runners[spec.id]?.phase == .stopping {
-                // Stopped on purpose while loading (abandoned, unloaded): not a failure.
                 await process.stop(grace: 2, loop: loop)
                 saveRecords()
                 setState(spec.id, .stopped)
                 apply(scheduler.exited(spec.id, reason: "stopped while loading", now: Self.now()))
-                return
+                return .gone
             }
-            setState(spec.id, .failed, detail: "\(error)")
-            context.logger.error("runner for \(spec.id) failed to load: \(error)")
             await process.stop(grace: 2, loop: loop)
             saveRecords()
-            apply(scheduler.startFailed(spec.id, reason: "\(error)", now: Self.now()))
-            return
+            return .failed("\(error)", log: lines)
         }
         progress(spec.id, process: process)  // a fast load still reports its last progress line
         process.loading = false
         process.log.poll()
-        status[spec.id]?.measured = BufferSizes.parse(process.log.tail(500))
+        let measured = BufferSizes.parse(process.log.tail(500))
+        status[spec.id]?.measured = measured
+        if let measured { apply(scheduler.measured(spec.id, memory: measuredMemory(measured, spec: spec, process: process), now: Self.now())) }
         // Conversations saved at its last unload go back before the first request is let through.
-        if let slots { await restoreSlots(slots, model: model, process: process) }
+        if let slots { await restoreSlots(slots, model: configured, process: process) }
         readyAt[spec.id] = monotonicNanos()
         let ms = Int((monotonicNanos() - startedAt) / 1_000_000)
         status[spec.id]?.loadDurationMs = ms
         setState(spec.id, .ready)
         context.logger.info("runner ready", ("model", spec.id), ("load_ms", ms))
         apply(scheduler.started(spec.id, now: Self.now()))
+        return .ready
+    }
+
+    /// What a ready runner holds on each device, from then on what the scheduler counts: its own
+    /// buffer sizes by device, or the process's usage where the device reports more (the CPU's RSS,
+    /// a GPU's per-process figure from NVML / nvidia-smi).
+    func measuredMemory(_ measured: MeasuredMemory, spec: ModelSpec, process: RunnerProcess) -> [String: Int] {
+        let placement = spec.placement ?? Placement(gpus: [], kind: .cpu, overrides: JSONObject(),
+                                                    estimate: MemoryEstimate(devices: [:], gpuLayers: 0, layers: 0, contextSize: 0))
+        var out = placement.measuredByDevice(measured)
+        out[Placement.cpu] = max(out[Placement.cpu] ?? 0, process.rssBytes ?? 0)
+        for (device, bytes) in inventory.processMemory[process.pid] ?? [:] { out[device] = max(out[device] ?? 0, bytes) }
+        return out
     }
 
     func watchExit(_ process: RunnerProcess) {

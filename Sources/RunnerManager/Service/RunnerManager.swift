@@ -84,8 +84,12 @@ actor RunnerManager {
             let snap = try await registry.call(RegistryRPC.Snapshot.self, Empty(), timeout: 10)
             let app = try await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10)
             snapshot = snap
-            if app.hardware != appConfig.hardware { inventory.configure(app.hardware) }
+            let hardwareChanged = app.hardware != appConfig.hardware
+            if hardwareChanged { inventory.configure(app.hardware) }
             appConfig = app
+            // The devices before the budgets and placements taken from them: sampled at once when
+            // their sources changed, or before the first sample.
+            if hardwareChanged || inventory.current.sampledAt == 0 { await inventory.sample() }
             specCache = [:]
             apply(scheduler.configure(schedulerConfig(), now: Self.now()))
             // A model gone from the table (deleted, renamed) has its runner unloaded, once its leases end.
@@ -101,10 +105,58 @@ actor RunnerManager {
         let limits = appConfig.limits
         let resident = appConfig.residentModel.flatMap { snapshot.resolve($0) }.map { spec(for: $0) }
         let preload = snapshot.models.filter { $0.preload && $0.state != .missing }.sorted { $0.id < $1.id }.map { spec(for: $0) }
-        return Scheduler.Config(maxLoaded: limits.maxLoadedModels, budgetBytes: ModelMemory.budget(limits.memoryBudget), queueLimit: limits.queueSize,
+        return Scheduler.Config(maxLoaded: limits.maxLoadedModels, budgetBytes: ModelMemory.budget(limits.memoryBudget),
+                                deviceBudgets: Self.gpuBudgets(limits, gpus: inventory.current.gpus), queueLimit: limits.queueSize,
                                 policy: limits.swapPolicy, maxWait: limits.maxWaitSeconds,
                                 preload: preload, resident: resident, residentIdle: limits.residentIdleSeconds,
                                 stopAbandoned: limits.stopAbandonedLoads)
+    }
+
+    /// `limits.memory_budget` on each GPU (bytes, or a share of its total), less `gpu_overhead_bytes`.
+    static func gpuBudgets(_ limits: AppConfig.Limits, gpus: [Device]) -> [String: Int] {
+        var out: [String: Int] = [:]
+        for gpu in gpus {
+            var budget = gpu.totalBytes * 8 / 10
+            if let bytes = limits.memoryBudget.intValue, bytes > 0 { budget = min(bytes, gpu.totalBytes) }
+            if let text = limits.memoryBudget.stringValue, text.hasSuffix("%"), let pct = Double(text.dropLast()) {
+                budget = Int(Double(gpu.totalBytes) * pct / 100)
+            }
+            out[gpu.id] = max(0, budget - limits.gpuOverheadBytes)
+        }
+        return out
+    }
+
+    /// The GPUs or their totals changed since the scheduler was configured (the first sample, a GPU
+    /// that appeared or fell off the bus): its budgets follow.
+    func hardwareSampled() {
+        let budgets = Self.gpuBudgets(appConfig.limits, gpus: inventory.current.gpus)
+        guard budgets != scheduler.config.deviceBudgets else { return }
+        specCache = [:]
+        apply(scheduler.configure(schedulerConfig(), now: Self.now()))
+    }
+
+    /// Where a runner of `model` goes now, beside what this manager's own loads hold.
+    func place(_ model: ResolvedModel, overrides: JSONObject = JSONObject(), forceCPU: Bool = false) throws(Placement.Failure) -> Placement {
+        var held: [String: Int] = [:]
+        // Loads under way: the last sample may predate their allocations.
+        for (id, r) in scheduler.runners where id != model.id && r.phase == .starting {
+            for (device, bytes) in r.spec.memory { held[device, default: 0] += bytes }
+        }
+        return try Placement.place(model, devices: inventory.current.devices, held: held, gpuReserve: appConfig.limits.gpuOverheadBytes,
+                                   overrides: overrides, forceCPU: forceCPU)
+    }
+
+    /// `spec` placed afresh (a runner of it is not running): its devices and their estimate.
+    func placed(_ spec: ModelSpec, _ model: ResolvedModel) throws(RPCFault) -> ModelSpec {
+        var out = spec
+        do {
+            let placement = try place(model)
+            out.placement = placement
+            out.memory = placement.memory
+        } catch {
+            throw RPCFault.invalidParams(error.description)
+        }
+        return out
     }
 
     func resolve(_ name: String) throws(RPCFault) -> ResolvedModel {
@@ -116,8 +168,12 @@ actor RunnerManager {
         let ttl = Double(model.ttlSeconds ?? appConfig.limits.defaultTTLSeconds)
         let fingerprint = RunnerArguments.fingerprint(model)
         effective[fingerprint] = model  // what `start` will run for this spec
-        return ModelSpec(id: model.id, fingerprint: fingerprint, memoryBytes: RunnerArguments.memoryEstimate(model),
-                         concurrency: RunnerArguments.concurrency(model), ttlSeconds: ttl, pinned: model.pinned)
+        let base = ModelSpec(id: model.id, fingerprint: fingerprint, memoryBytes: RunnerArguments.memoryEstimate(model),
+                             concurrency: RunnerArguments.concurrency(model), ttlSeconds: ttl, pinned: model.pinned)
+        do { return try placed(base, model) } catch {
+            context.logger.warning("model \(model.id): \(error.message)")
+            return base
+        }
     }
 
     // MARK: Requests
@@ -128,7 +184,7 @@ actor RunnerManager {
     func acquire(_ request: AcquireRequest, owner: RPCCaller? = nil) async throws -> AcquireResult {
         if let seen = request.revision, seen != snapshot.revision, snapshot.resolve(request.model) == nil { await refresh() }
         let key = request.model + "\u{0}" + (request.parameters.map { JSONWriter.write($0, pretty: false) } ?? "")
-        let spec: ModelSpec
+        var spec: ModelSpec
         if let (cached, model) = specCache[key] {
             spec = cached
             effective[spec.fingerprint] = model
@@ -145,6 +201,13 @@ actor RunnerManager {
             spec = self.spec(for: model)
             specCache[key] = (spec, model)
             effective[spec.fingerprint] = model
+        }
+        // A runner of it already runs (or loads) where it was placed; otherwise it is placed now, on
+        // the devices as they are now.
+        if let running = scheduler.runners[spec.id], running.spec.fingerprint == spec.fingerprint {
+            spec = running.spec
+        } else if let model = effective[spec.fingerprint] {
+            spec = try placed(spec, model)
         }
         nextRequest += 1
         let id = nextRequest
@@ -235,14 +298,18 @@ actor RunnerManager {
         let process = processes[model]
         let s = status[model] ?? Status()
         let now = Self.now()
-        return RunnerInfo(model: model, state: s.state, pid: process?.pid, endpoint: process?.endpoint,
-                          memoryEstimateBytes: runner?.spec.memoryBytes ?? s.memoryBytes, rssBytes: process?.rssBytes,
+        var info = RunnerInfo(model: model, state: s.state, pid: process?.pid, endpoint: process?.endpoint,
+                          memoryEstimateBytes: s.memoryBytes > 0 ? s.memoryBytes : runner?.spec.memoryBytes ?? 0, rssBytes: process?.rssBytes,
                           activeLeases: runner?.leases.count ?? 0, queued: scheduler.queuedCount(model),
                           idleSeconds: runner?.idleSince.map { now - $0 }, expiresInSeconds: scheduler.expiry(model).map { max(0, $0 - now) },
-                          loadDurationMs: s.loadDurationMs, detail: s.state == .loading ? process?.progressLine : s.detail,
+                          loadDurationMs: s.loadDurationMs, detail: s.state == .loading ? process?.progressLine ?? s.detail : s.detail,
                           adopted: process?.adopted ?? false, 
-                          contextLength: runner.flatMap { effective[$0.spec.fingerprint] }?.parameters["ctx_size"]?.intValue.flatMap { $0 > 0 ? $0 : nil },
+                          contextLength: runner.flatMap { $0.spec.placement?.overrides["ctx_size"] ?? effective[$0.spec.fingerprint]?.parameters["ctx_size"] }?
+                            .intValue.flatMap { $0 > 0 ? $0 : nil },
                           slotCache: s.slots == SlotCacheCounts() ? nil : s.slots,
                           measuredMemory: runner == nil ? nil : s.measured)
+        info.devices = runner.map { $0.spec.placement?.gpus ?? [] }
+        info.memoryByDevice = runner?.spec.memory
+        return info
     }
 }

@@ -26,9 +26,9 @@ final class RunnerService: Service {
         registry.onConnect { Task(executorPreference: loop) { await manager.refresh() } }
         registry.subscribe()
         registry.start()
+        // `refresh` samples the devices first: the scheduler's budgets and placements come from them.
         await manager.refresh()
         let inventory = manager.inventory
-        await inventory.sample()
         await manager.adopt()
 
         let rpc = context.rpc
@@ -44,7 +44,10 @@ final class RunnerService: Service {
         rpc.register(RunnersRPC.Hardware.self) { _ in inventory.current }
 
         context.periodic.every(1) { await manager.tick() }
-        context.periodic.every(interval: { await manager.appConfig.hardware.sampleIntervalSeconds }) { await inventory.sample() }
+        context.periodic.every(interval: { await manager.appConfig.hardware.sampleIntervalSeconds }) {
+            await inventory.sample()
+            await manager.hardwareSampled()
+        }
     }
 
     func stop() async {

@@ -136,6 +136,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var slotCacheBytes = 2 << 30
         /// Bytes a download must leave free on the models folder's disk (refused before the first byte otherwise).
         public var downloadReserveBytes = 1 << 30
+        /// Bytes kept free on every GPU (a desktop, other programs): taken off each GPU's budget.
+        public var gpuOverheadBytes = 0
 
         public init() {}
         enum CodingKeys: String, CodingKey {
@@ -143,7 +145,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             case queueSize = "queue_size", requestBodyBytes = "request_body_bytes", unloadTimeoutSeconds = "unload_timeout_seconds"
             case swapPolicy = "swap_policy", maxWaitSeconds = "max_wait_seconds", residentIdleSeconds = "resident_idle_seconds"
             case stopAbandonedLoads = "stop_abandoned_loads", slotCacheBytes = "slot_cache_bytes"
-            case downloadReserveBytes = "download_reserve_bytes"
+            case downloadReserveBytes = "download_reserve_bytes", gpuOverheadBytes = "gpu_overhead_bytes"
         }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -160,6 +162,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             stopAbandonedLoads = try c.decodeIfPresent(Bool.self, forKey: .stopAbandonedLoads) ?? d.stopAbandonedLoads
             slotCacheBytes = try c.decodeIfPresent(Int.self, forKey: .slotCacheBytes) ?? d.slotCacheBytes
             downloadReserveBytes = try c.decodeIfPresent(Int.self, forKey: .downloadReserveBytes) ?? d.downloadReserveBytes
+            gpuOverheadBytes = try c.decodeIfPresent(Int.self, forKey: .gpuOverheadBytes) ?? d.gpuOverheadBytes
         }
     }
 

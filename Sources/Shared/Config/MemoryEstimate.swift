@@ -24,6 +24,13 @@ public struct MemoryEstimate: Codable, Sendable, Equatable {
     /// The context it was sized for (all slots together).
     public var contextSize: Int
 
+    public init(devices: [String: Share], gpuLayers: Int, layers: Int, contextSize: Int) {
+        self.devices = devices
+        self.gpuLayers = gpuLayers
+        self.layers = layers
+        self.contextSize = contextSize
+    }
+
     public var total: Int { devices.values.reduce(0) { $0 + $1.total } }
     public func bytes(on device: String) -> Int { devices[device]?.total ?? 0 }
 

@@ -88,6 +88,12 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
     public var systemPrompt: String?
     /// Ollama's Go template, shown by `/api/show` (llama-server formats chats with the GGUF's own template).
     public var template: String?
+    /// The devices the entry names (`devices`: GPU UUIDs or PCI addresses, or "cpu"); empty = placed by free memory.
+    public var devices: [String] = []
+    /// The smallest context an out-of-memory load may shrink to (`min_ctx_size`); nil = never shrink.
+    public var minContextSize: Int?
+    /// Runs on the CPU when it fits on no GPU (`allow_cpu_fallback`).
+    public var allowCPUFallback = false
 
     public init(id: String, aliases: [String], displayName: String?, path: String, runtime: String, runtimeKind: RuntimeKind, runtimePath: String,
                 parameters: JSONValue, kind: ModelKind, ttlSeconds: Int?, pinned: Bool = false, preload: Bool = false, unlisted: Bool,
@@ -116,6 +122,7 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, aliases, displayName, path, runtime, runtimeKind, runtimePath, parameters, kind, ttlSeconds, pinned, preload, unlisted
         case mmproj, autoDiscovered, autoUpdateModel, state, error, metadata, source, systemPrompt, template
+        case devices, minContextSize, allowCPUFallback
     }
 
     public init(from decoder: any Decoder) throws {
@@ -142,6 +149,9 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
         source = try c.decodeIfPresent(ModelSource.self, forKey: .source) ?? .folder
         systemPrompt = try c.decodeIfPresent(String.self, forKey: .systemPrompt)
         template = try c.decodeIfPresent(String.self, forKey: .template)
+        devices = try c.decodeIfPresent([String].self, forKey: .devices) ?? []
+        minContextSize = try c.decodeIfPresent(Int.self, forKey: .minContextSize)
+        allowCPUFallback = try c.decodeIfPresent(Bool.self, forKey: .allowCPUFallback) ?? false
     }
 }
 

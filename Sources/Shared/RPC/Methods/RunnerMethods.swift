@@ -93,6 +93,11 @@ public struct RunnerInfo: Codable, Sendable, Equatable {
     /// What the runner reported allocating once loaded (llama-server's buffer sizes); nil before, or
     /// for whisper-server.
     public var measuredMemory: MeasuredMemory?
+    /// The GPUs it was placed on (ids as in `runners.hardware`), empty for the CPU alone; nil when not running.
+    public var devices: [String]?
+    /// Bytes it holds on each device (`cpu`, GPU ids) as the scheduler counts them: the estimate
+    /// while it loads, the measured figures once it is ready.
+    public var memoryByDevice: [String: Int]?
     public init(model: String, state: RunnerPhase, pid: Int32?, endpoint: String?, memoryEstimateBytes: Int, rssBytes: Int?, activeLeases: Int,
                 queued: Int, idleSeconds: Double?, expiresInSeconds: Double?, loadDurationMs: Int?, detail: String?, adopted: Bool,
                 contextLength: Int? = nil, slotCache: SlotCacheCounts? = nil, measuredMemory: MeasuredMemory? = nil) {
