@@ -78,7 +78,12 @@ def test_load_then_unload(v1):
     assert doc["load_time_seconds"] >= 0 and doc["load_config"]["context_length"] == 1024
     assert runner(v1, "smol")["state"] == "ready" and runner(v1, "smol")["contextLength"] == 1024
     listed = {e["key"]: e for e in call(v1, "GET", "/models")[1]["models"]}
-    assert listed["smol"]["loaded_instances"] == [{"id": "smol", "config": {"context_length": 1024}}]
+    [instance] = listed["smol"]["loaded_instances"]
+    memory = instance.pop("memory")
+    assert instance == {"id": "smol", "config": {"context_length": 1024}}
+    # Our own field: what llama-server reported allocating, equal to what runners.list measured.
+    measured = runner(v1, "smol")["measuredMemory"]
+    assert memory == {"total_bytes": sum(measured["devices"].values()), "gpu_bytes": 0, "measured": True, "devices": []}, memory
     status, doc = call(v1, "POST", "/models/unload", {"instance_id": "smol"})
     assert status == 200 and doc == {"instance_id": "smol"}
     assert runner(v1, "smol")["state"] in ("stopping", "stopped")
