@@ -229,13 +229,22 @@ def test_a_load_that_runs_out_of_memory_walks_the_ladder_on_the_real_llama_serve
     precise error comes back instead, naming the model, the device, what it needs and what is free."""
     from conftest import MODEL
     big = 2_097_152
-    m = start_mesh({"limits": {"memory_budget": 1 << 30, "max_loaded_models": 2}}, {"models": {
+    m = start_mesh({"limits": {"memory_budget": 1 << 30, "max_loaded_models": 2},
+                    "proxies": {"ollama": {"stream_loading_progress": True}}}, {"models": {
         "shrinks": {"model_path": MODEL, "parameters": {"ctx_size": big, "parallel": 1}, "min_ctx_size": 4096},
         "stuck": {"model_path": MODEL, "parameters": {"ctx_size": big, "parallel": 1}},
     }})
     try:
-        rpc(m, "runners.sock", "runners.load", {"model": "shrinks"})
+        # The waiting client sees the ladder's step in its own stream (Ollama's `thinking`), then the answer.
+        with urllib.request.urlopen(urllib.request.Request(
+                m.url(m.ollama) + "/api/chat", data=json.dumps({"model": "shrinks", "messages": [{"role": "user", "content": "Hi"}],
+                                                                 "options": {"num_predict": 4}}).encode(),
+                headers={"Content-Type": "application/json"}), timeout=120) as resp:
+            lines = [json.loads(line) for line in resp.read().decode().splitlines() if line.strip()]
+        thinking = "".join(line["message"].get("thinking", "") for line in lines)
         r = runner_of(m, "shrinks")
+        assert f"shrinks: out of memory on system memory" in thinking and f"trying a context of {r['contextLength']} tokens" in thinking, thinking
+        assert lines[-1]["done"] is True and "error" not in lines[-1], lines[-3:]
         assert r["state"] == "ready", r
         context = r["contextLength"]
         assert 4096 <= context < big and context % 256 == 0, r

@@ -241,7 +241,7 @@ struct OllamaAPI: Sendable {
                                      keepAlive: keepAlive, parameters: parameters, start: start)
         }
         if loadProgress && stream && !relay.isReady(model.id) {
-            return LoadProgress(surface: .ollama(chat: chat), name: name).response(answer)
+            return LoadProgress(surface: .ollama(chat: chat), name: name, note: { relay.loadingNote(model.id) }).response(answer)
         }
         return try await answer()
     }

@@ -128,7 +128,7 @@ struct OpenAIRoutes: Sendable {
             return relay.passthrough(call, api: api, route: path, shape: .openAI)
         }
         if loadProgress && accept == "text/event-stream" && path == "/v1/chat/completions" && !relay.isReady(model.id) {
-            return LoadProgress(surface: .openAIChat, name: name ?? model.id).response(answer)
+            return LoadProgress(surface: .openAIChat, name: name ?? model.id, note: { relay.loadingNote(model.id) }).response(answer)
         }
         return try await answer()
     }

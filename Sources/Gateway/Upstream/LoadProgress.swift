@@ -16,6 +16,8 @@ struct LoadProgress: Sendable {
     let surface: Surface
     /// The model as the client named it.
     let name: String
+    /// What the load reports now (an out-of-memory ladder step), written into the stream when it changes.
+    var note: @Sendable () -> String? = { nil }
 
     var errorShape: ErrorShape { surface == .openAIChat ? .openAI : .ollama }
     var contentType: String { surface == .openAIChat ? "text/event-stream" : "application/x-ndjson" }
@@ -55,6 +57,12 @@ struct LoadProgress: Sendable {
                             body: .stream(contentLength: nil) { writer in
             enum Event: Sendable { case tick, answer(Result<HTTPResponse, any Error>) }
             let started = monotonicNanos()
+            var lastNote: String? = nil
+            func writeNote() async throws {
+                guard let note = progress.note(), note != lastNote else { return }
+                lastNote = note
+                try await writer.write(progress.chunk("\(progress.name): \(note)\n"))
+            }
             try await writer.write(progress.chunk("Loading \(progress.name)…\n"))
             let outcome: Result<HTTPResponse, any Error> = try await withThrowingTaskGroup(of: Event.self) { group in
                 group.addTask {
@@ -68,12 +76,15 @@ struct LoadProgress: Sendable {
                         return result
                     case .tick:
                         let seconds = Int(Double(monotonicNanos() - started) / 1e9)
+                        try await writeNote()
                         try await writer.write(progress.chunk("Still loading \(progress.name) (\(seconds) s)…\n"))
                         group.addTask { try await loop.sleep(seconds: Self.interval); return .tick }
                     }
                 }
                 throw CancellationError()
             }
+            // A step taken since the last tick is still told, before the outcome.
+            try await writeNote()
             let response: HTTPResponse
             switch outcome {
             case .success(let r): response = r

@@ -13,6 +13,9 @@ final class RunnerRelay: Sendable {
     /// Models whose runner is ready, from runner-manager's `runners.state` notifications, with the
     /// notification that said so (its pid and context size).
     private let ready = Mutex<[String: RunnerState]>([:])
+    /// The out-of-memory ladder step each model's load last tried, for the waiting clients' progress
+    /// streams: cleared when a new load starts and when the runner ends.
+    private let loadingNotes = Mutex<[String: String]>([:])
 
     init(runners: RPCClient, metrics: RPCClient, catalog: ModelCatalog) {
         self.runners = runners
@@ -53,6 +56,14 @@ final class RunnerRelay: Sendable {
             // A ready runner's own "loading" progress lines do not arrive after ready; anything else ends it.
             if state == .ready { table[model] = change } else { table[model] = nil }
         }
+        loadingNotes.withLock { notes in
+            // Kept through ready, so a waiting stream whose answer has just come still writes the last step.
+            switch state {
+            case .starting, .stopping, .stopped, .failed: notes[model] = nil
+            case .loading: if let step = change.step { notes[model] = step }
+            case .ready: break
+            }
+        }
         guard state.isEnding else { return }
         let client = pools.withLock { p -> HTTPClient? in
             guard let endpoint = p.endpoints[model] else { return nil }
@@ -86,6 +97,9 @@ final class RunnerRelay: Sendable {
 
     /// Whether the model's runner was ready at its last notification (a request for it needs no load).
     func isReady(_ model: String) -> Bool { ready.withLock { $0[model] != nil } }
+
+    /// The ladder step ("out of memory on …: trying …") the model's current or last load tried.
+    func loadingNote(_ model: String) -> String? { loadingNotes.withLock { $0[model] } }
 
     /// The context size the model's ready runner was started with (nil when not ready, or not told).
     func readyContextLength(_ model: String) -> Int? { ready.withLock { $0[model]?.contextLength } }

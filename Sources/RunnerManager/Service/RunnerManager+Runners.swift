@@ -55,7 +55,7 @@ extension RunnerManager {
         context.rpc.notify(RunnersRPC.StateChanged.self, RunnerState(model: model, state: .loading, pid: process.pid, detail: line))
     }
 
-    func setState(_ model: String, _ state: RunnerPhase, detail: String? = nil, memory: Int? = nil) {
+    func setState(_ model: String, _ state: RunnerPhase, detail: String? = nil, memory: Int? = nil, step: String? = nil) {
         var s = status[model] ?? Status()
         s.state = state
         s.detail = detail
@@ -63,7 +63,7 @@ extension RunnerManager {
         status[model] = s
         let contextLength = state == .ready ? info(model).contextLength : nil
         context.rpc.notify(RunnersRPC.StateChanged.self, RunnerState(model: model, state: state, pid: processes[model]?.pid, detail: detail,
-                                                                     contextLength: contextLength))
+                                                                     contextLength: contextLength, step: step))
     }
 
     /// Wakes the scheduler exactly when the oldest waiting request's patience runs out (the 1 s tick
@@ -123,7 +123,7 @@ extension RunnerManager {
                                           room: { self.room(on: $0, except: spec.id) }) {
                     let line = "out of memory on \(LoadLadder.Step.name(ladder.lastDevice)) (it needs about \(ModelMemory.gigabytes(ladder.lastNeeded)) there): trying \(step)"
                     context.logger.warning("loading \(spec.id): \(line)")
-                    setState(spec.id, .loading, detail: line)
+                    setState(spec.id, .loading, detail: line, step: line)
                     switch step {
                     case .evictIdle(let device):
                         let (victims, actions) = scheduler.evictIdle(on: device, except: spec.id)

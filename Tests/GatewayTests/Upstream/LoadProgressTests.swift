@@ -1,4 +1,5 @@
 import Shared
+import Synchronization
 import Testing
 @testable import Gateway
 
@@ -66,5 +67,23 @@ import Testing
         let events = Self.events(try await Self.play(refused))
         #expect(events.last?.hasPrefix("data: {\"error\":{\"message\":\"no room\"") == true, "\(events)")
         #expect(!events.contains { $0.contains("is loaded") })
+    }
+
+    /// A ladder step taken while the client waits is written once, even when the answer comes before
+    /// the next tick; a step that does not change is not repeated.
+    @Test func theLaddersStepIsToldOnceBeforeTheAnswer() async throws {
+        let step = Mutex<String?>(nil)
+        let progress = LoadProgress(surface: .ollama(chat: true), name: "smol", note: { step.withLock { $0 } })
+        let response = progress.response {
+            step.withLock { $0 = "out of memory on system memory: trying a context of 4096 tokens instead of 65536" }
+            return HTTPResponse(status: .ok, body: .bytes(Array("{\"done\":true}\n".utf8)))
+        }
+        let lines = try await Self.play(response).split(separator: "\n").map { try JSONParser.parse(String($0)) }
+        let thinking = lines.compactMap { $0["message"]?["thinking"]?.stringValue }
+        #expect(thinking.count == 3, "\(thinking)")
+        #expect(thinking.first == "Loading smol…\n")
+        #expect(thinking.dropFirst().first == "smol: out of memory on system memory: trying a context of 4096 tokens instead of 65536\n")
+        #expect(thinking.last?.hasPrefix("smol is loaded") == true, "\(thinking)")
+        #expect(lines.last?["done"]?.boolValue == true)
     }
 }

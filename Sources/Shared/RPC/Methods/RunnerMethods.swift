@@ -139,12 +139,16 @@ public struct RunnerState: Codable, Sendable, Equatable {
     /// On `ready`: the context size the runner was started with (as `runners.list` reports it), so a
     /// client can send later requests with the same settings without asking.
     public var contextLength: Int?
-    public init(model: String, state: RunnerPhase, pid: Int32? = nil, detail: String? = nil, contextLength: Int? = nil) {
+    /// On `loading`: the out-of-memory ladder's step being tried ("out of memory on …: trying …"), which
+    /// the gateway shows in the waiting clients' load progress; the runner's own log lines are `detail`.
+    public var step: String?
+    public init(model: String, state: RunnerPhase, pid: Int32? = nil, detail: String? = nil, contextLength: Int? = nil, step: String? = nil) {
         self.model = model
         self.state = state
         self.pid = pid
         self.detail = detail
         self.contextLength = contextLength
+        self.step = step
     }
 }
 
