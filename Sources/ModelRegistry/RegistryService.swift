@@ -38,8 +38,13 @@ final class RegistryService: Service {
         rpc.register(RegistryRPC.UpdateDefaultParameters.self) { try await store.updateDefaultParameters($0) }
         rpc.register(RegistryRPC.UpdateApp.self) { try await store.updateApp($0) }
         rpc.register(RegistryRPC.Documents.self) { _ in store.publishedDocuments }
+        rpc.register(RegistryRPC.Schema.self) { params in
+            guard let text = SchemaCommand.schema(params.file) else { throw RPCFault.invalidParams("no schema for \(params.file): app or models") }
+            return try JSONParser.parse(text)
+        }
         rpc.register(RegistryRPC.Backups.self) { _ in await store.backups() }
         rpc.register(RegistryRPC.Restore.self) { try await store.restore($0) }
+        rpc.register(RegistryRPC.Backup.self) { try await store.backup($0.name) }
         rpc.register(RegistryRPC.ModelInfo.self) { try await store.modelInfo($0.model) }
         rpc.register(RegistryRPC.CreateModel.self) { try await store.createModel($0) }
         rpc.register(RegistryRPC.CopyModel.self) { try await store.copyModel($0) }

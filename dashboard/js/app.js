@@ -2,12 +2,13 @@
 // a small event bus the pages listen to.
 import { apiBase } from "./api.js";
 import * as overview from "./pages/overview.js";
+import * as activity from "./pages/activity.js";
 import * as models from "./pages/models.js";
 import * as logs from "./pages/logs.js";
 import * as config from "./pages/config.js";
 import * as playground from "./pages/playground.js";
 
-const pages = { overview, models, logs, config, playground };
+const pages = { overview, activity, models, logs, config, playground };
 const listeners = new Set();
 let current = null;
 
@@ -20,9 +21,15 @@ export function onEvent(fn) {
 async function connectEvents() {
   const live = document.getElementById("live");
   const source = new EventSource(`${await apiBase()}/api/events`);
-  source.onopen = () => { live.textContent = "live"; live.className = "badge ok"; };
-  source.onerror = () => { live.textContent = "reconnecting…"; live.className = "badge bad"; };
-  for (const type of ["runner", "registry", "metrics", "log", "pull", "hello"]) {
+  const banner = document.getElementById("banner");
+  source.onopen = () => { live.textContent = "live"; live.className = "badge ok"; banner.hidden = true; };
+  source.onerror = () => {
+    live.textContent = "reconnecting…";
+    live.className = "badge bad";
+    banner.textContent = "The gateway's dashboard API is not answering: reconnecting by itself…";
+    banner.hidden = false;
+  };
+  for (const type of ["runner", "registry", "metrics", "log", "pull", "request", "hello"]) {
     source.addEventListener(type, (e) => {
       const data = JSON.parse(e.data);
       for (const fn of listeners) fn({ type, data });

@@ -16,6 +16,10 @@ struct DashboardAPI: Sendable {
     let loopbackOnly: Bool
     let loop: EventLoop
     let pulls: PullTracker
+    let inflight: InFlightTable
+    /// The app config this gateway started with: a saved change to what it reads only at start is
+    /// reported by `GET /api/config` as needing a restart.
+    let startedWith: AppConfig
 
     static func json(_ v: JSONValue, status: HTTPStatus = .ok) -> HTTPResponse { OllamaAPI.json(v, status: status) }
 
@@ -66,6 +70,13 @@ struct DashboardAPI: Sendable {
         router.post("/api/discover") { r, _ in try await write(r) { await rpc { try await registry.call(RegistryRPC.Discover.self, Empty(), timeout: 60) } } }
         router.get("/api/config") { _, _ in await config() }
         router.put("/api/config") { r, _ in try await write(r) { try await updateConfig(r) } }
+        router.get("/api/config/schema/{file}") { _, p in
+            await rpc { try await registry.call(RegistryRPC.Schema.self, .init(file: p["file"] ?? ""), timeout: 5) }
+        }
+        router.get("/api/config/documents") { _, _ in await rpc { try await registry.call(RegistryRPC.Documents.self, Empty()) } }
+        router.get("/api/config/backups/{name}") { _, p in
+            await rpc { try await registry.call(RegistryRPC.Backup.self, .init(name: p["name"] ?? "")) }
+        }
         router.get("/api/config/backups") { _, _ in await rpc { try await registry.call(RegistryRPC.Backups.self, Empty()) } }
         router.post("/api/config/backups/{name}/restore") { r, p in
             try await write(r) { await rpc { try await registry.call(RegistryRPC.Restore.self, RestoreRequest(name: p["name"] ?? "")) } }
@@ -79,6 +90,17 @@ struct DashboardAPI: Sendable {
             let limit = r.head.queryValue("limit").flatMap { Int($0) } ?? 100
             return await rpc { try await metrics.call(MetricsRPC.Requests.self, RecordsRequest(limit: limit), timeout: 5) }
         }
+        // The requests being served now, and a cancel for one (the dashboard's Activity page).
+        router.get("/api/inflight") { _, _ in Self.encoded(inflight.list()) }
+        router.post("/api/inflight/{id}/cancel") { r, p in
+            try await write(r) {
+                let id = p["id"] ?? ""
+                return inflight.cancel(id) ? Self.json(.object(JSONObject([("id", .string(id)), ("cancelled", .bool(true))])))
+                                           : Self.error(.notFound, "no request \(id) is in flight (it may have ended)")
+            }
+        }
+        // A service restarted through the launcher's control socket (after a config change that needs it).
+        router.post("/api/services/{name}/restart") { r, p in try await write(r) { await restart(p["name"] ?? "") } }
         router.get("/api/hardware") { _, _ in await rpc { try await runners.call(RunnersRPC.Hardware.self, Empty(), timeout: 2) } }
         router.get("/api/logs/{name}") { r, p in await logs(p["name"] ?? "", tail: r.head.queryValue("tail").flatMap { Int($0) } ?? 200) }
         router.get("/api/events") { _, _ in events() }
@@ -141,6 +163,7 @@ struct DashboardAPI: Sendable {
             list.append(.object(o))
         }
         return Self.json(.object(JSONObject([("revision", .string(docs?.revision ?? snap.revision)), ("defaultModel", snap.defaultModel.map(JSONValue.string) ?? .null),
+                                             ("residentModel", docs?.app["resident_model"] ?? .null),
                                              ("models", .array(list))])))
     }
 
@@ -184,7 +207,12 @@ struct DashboardAPI: Sendable {
                 files.append(.object(JSONObject([("name", .string(f.name)), ("state", .string(f.state.rawValue)),
                                                  ("errors", .array(f.errors.map(JSONValue.string))), ("warnings", .array(f.warnings.map(JSONValue.string)))])))
             }
-            return Self.json(.object(JSONObject([("revision", .string(docs.revision)), ("app", docs.app), ("files", .array(files))])))
+            let current = try await registry.call(RegistryRPC.AppConfigGet.self, Empty())
+            let keys = startedWith.gatewayRestartKeys(now: current)
+            let restart: [JSONValue] = keys.isEmpty ? [] : [.object(JSONObject([("service", .string(ServiceName.gateway.rawValue)),
+                                                                                 ("keys", .array(keys.map(JSONValue.string)))]))]
+            return Self.json(.object(JSONObject([("revision", .string(docs.revision)), ("app", docs.app), ("files", .array(files)),
+                                                 ("restart", .array(restart))])))
         } catch {
             return Self.fault(error)
         }
@@ -196,6 +224,34 @@ struct DashboardAPI: Sendable {
             return Self.error(.badRequest, "revision and app are required")
         }
         return await rpc { try await registry.call(RegistryRPC.UpdateApp.self, DocumentEdit(revision: revision, value: app)) }
+    }
+
+    /// Restarts one service through the launcher (`launcher.restart`). The gateway's own restart is
+    /// answered first (202) and asked for just after: its answer could not outlive it. Its listening
+    /// sockets stay with the launcher, so no connection attempt is refused meanwhile.
+    func restart(_ name: String) async -> HTTPResponse {
+        guard let service = ServiceName(argument: name) else {
+            return Self.error(.badRequest, "no service named \(name): one of \(ServiceName.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let (socket, loop) = (paths.launcherSocket, self.loop)
+        @Sendable func ask() async throws -> ServiceStatus {
+            let launcher = RPCClient(path: socket, loop: loop)
+            launcher.start()
+            defer { Task { await launcher.close() } }
+            return try await launcher.call(LauncherRPC.Restart.self, ServiceRef(service: service.rawValue), timeout: 60)
+        }
+        if service == .gateway {
+            Task(executorPreference: loop) {
+                try? await loop.sleep(seconds: 0.2)
+                _ = try? await ask()
+            }
+            return Self.json(.object(JSONObject([("service", .string(service.rawValue)), ("restarting", .bool(true))])), status: HTTPStatus(202))
+        }
+        do {
+            return Self.encoded(try await ask())
+        } catch {
+            return Self.fault(error)
+        }
     }
 
     /// A service's log (`gateway`, `model-registry`, …, `launcher`) or a model's runner log.
@@ -212,6 +268,7 @@ struct DashboardAPI: Sendable {
     }
 
     /// Server-sent events: `runner` (state changes), `registry` (new revision), `metrics` (every 2 s),
+    /// `request` (each finished model request, as `/api/requests` lists them), `pull`, `log`,
     /// and a `: ping` comment every 15 s so proxies keep the stream open.
     func events() -> HTTPResponse {
         let hub = self.hub

@@ -99,7 +99,7 @@ struct LMStudioPrediction: Sendable {
                 outcome.cancelled = true
                 break
             } catch {
-                failure = "the runner for \(model.id) failed mid-stream: \(error)"
+                failure = RunnerRelay.midStreamFailure(model.id, error)
                 break
             }
             guard let piece else { break }

@@ -276,7 +276,7 @@ struct OllamaAPI: Sendable {
                 do {
                     piece = try await upstream.read()
                 } catch {
-                    failed = "the runner for \(name) failed mid-stream: \(error)"
+                    failed = RunnerRelay.midStreamFailure(name, error)
                     break
                 }
                 guard let piece else { break }

@@ -43,7 +43,12 @@ final class GatewayService: Service {
         let pulls = PullTracker(registry: registry, catalog: catalog) { status in
             if let value = try? JSONCoder.encodeValue(status) { hub.publish("pull", value) }
         }
-        let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog)
+        // Each request's record also goes to the dashboard's live Activity, as `request` events.
+        let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog) { record in
+            guard hub.count > 0, let value = try? JSONCoder.encodeValue(TimedRecord(at: Double(unixMillis()) / 1000, record: record)) else { return }
+            hub.publish("request", value)
+        }
+        let inflight = InFlightTable()
         let instances = LMStudioInstances()
         runners.onNotification { method, data in
             guard method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data) else { return }
@@ -76,9 +81,10 @@ final class GatewayService: Service {
         var ports: [Port] = []
         // The dashboard's own page may call every port (its playground talks to the API surfaces).
         let dashboardPort: UInt16? = config.dashboard.enabled ? config.dashboard.webPort : nil
-        func guarded(_ router: Router, _ proxy: AppConfig.Proxy, openPaths: Set<String> = [],
+        // An API port: its router behind the in-flight table (the dashboard's cancel) and the network boundary.
+        func guarded(_ router: Router, _ proxy: AppConfig.Proxy, surface: String, openPaths: Set<String> = [],
                      shape: @escaping @Sendable (Substring) -> ErrorShape) -> any HTTPHandler {
-            SurfaceGuard(next: router, keys: proxy.apiKeys,
+            SurfaceGuard(next: InFlightHandler(next: router, table: inflight, port: surface), keys: proxy.apiKeys,
                          origins: OriginPolicy(patterns: proxy.corsOrigins ?? OriginPolicy.localOrigins, dashboardWebPort: dashboardPort),
                          hosts: HostPolicy(boundHost: proxy.host, allowedHosts: config.allowedHosts, port: proxy.port),
                          openPaths: openPaths, shape: shape)
@@ -100,7 +106,7 @@ final class GatewayService: Service {
                                         : HTTPResponse.text("404 page not found", status: .notFound)
             }
             ports.append(Port(key: "proxies.ollama.port", host: config.ollama.host, port: config.ollama.port,
-                              handler: guarded(router, config.ollama) { $0.hasPrefix("/v1") ? .openAI : .ollama }))
+                              handler: guarded(router, config.ollama, surface: "ollama") { $0.hasPrefix("/v1") ? .openAI : .ollama }))
         }
         if config.lmstudio.enabled {
             var router = baseRouter()
@@ -122,7 +128,7 @@ final class GatewayService: Service {
                     : ErrorShape.openAI.response(.notFound, "unknown endpoint \(r.method) \(r.path)")
             }
             ports.append(Port(key: "proxies.lmstudio.port", host: config.lmstudio.host, port: config.lmstudio.port,
-                              handler: guarded(router, config.lmstudio, openPaths: LMStudioSDK.openPaths) {
+                              handler: guarded(router, config.lmstudio, surface: "lmstudio", openPaths: LMStudioSDK.openPaths) {
                                   $0.hasPrefix("/api/v1/") ? .lmstudioV1 : .openAI
                               }))
         }
@@ -131,7 +137,8 @@ final class GatewayService: Service {
             DashboardStatus(health: health, catalog: catalog, runners: runners, metrics: metrics).register(on: &api)
             DashboardAPI(catalog: catalog, registry: registry, runners: runners, metrics: metrics, hub: hub, bodies: openAI.bodies,
                          paths: context.paths, adminToken: config.dashboard.adminToken,
-                         loopbackOnly: HostPolicy.isLoopback(config.dashboard.host), loop: context.loop, pulls: pulls).register(on: &api)
+                         loopbackOnly: HostPolicy.isLoopback(config.dashboard.host), loop: context.loop, pulls: pulls,
+                         inflight: inflight, startedWith: config).register(on: &api)
             api.fallback = { r in DashboardAPI.error(.notFound, "unknown endpoint \(r.method) \(r.path)") }
             func dashboardHosts(_ port: UInt16) -> HostPolicy {
                 HostPolicy(boundHost: config.dashboard.host, allowedHosts: config.allowedHosts, port: port)

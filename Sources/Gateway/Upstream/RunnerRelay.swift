@@ -17,10 +17,14 @@ final class RunnerRelay: Sendable {
     /// streams: cleared when a new load starts and when the runner ends.
     private let loadingNotes = Mutex<[String: String]>([:])
 
-    init(runners: RPCClient, metrics: RPCClient, catalog: ModelCatalog) {
+    /// Told each request's record as it goes to metrics-service (the dashboard's live Activity).
+    let onRecord: @Sendable (RequestRecord) -> Void
+
+    init(runners: RPCClient, metrics: RPCClient, catalog: ModelCatalog, onRecord: @escaping @Sendable (RequestRecord) -> Void = { _ in }) {
         self.runners = runners
         self.metrics = metrics
         self.catalog = catalog
+        self.onRecord = onRecord
     }
 
     /// A runner reached for one request. @unchecked Sendable: it is handed once from the handler to
@@ -127,6 +131,8 @@ final class RunnerRelay: Sendable {
                 : "model '\(model.id)' is an audio (whisper) model; it only serves /v1/audio/transcriptions and /v1/audio/translations"
             throw APIError(.badRequest, message, param: "model", code: "model_not_supported")
         }
+        let ticket = InFlightTicket.current
+        ticket?.update(model: model.id, phase: .waiting)
         let acquireStart = monotonicNanos()
         let grant: AcquireResult
         do {
@@ -139,11 +145,13 @@ final class RunnerRelay: Sendable {
                 grant = try await acquire(params)
             }
         } catch is CancellationError {
+            if ticket?.isCancelled == true { throw APIError(HTTPStatus(499), InFlightTicket.cancelledMessage(model.id)) }
             throw APIError(HTTPStatus(499), "the client closed the connection while waiting for \(model.id)")
         } catch {
             throw acquireError(error, model: model.id)
         }
         let lease = RunnerLease(id: grant.lease, runners: runners)
+        ticket?.update(model: model.id, phase: .answering)
         let acquireEnd = monotonicNanos()
         let upstream: HTTPClientResponse
         do {
@@ -205,13 +213,18 @@ final class RunnerRelay: Sendable {
     func record(_ call: Call, api: String, route: String, status: Int, firstByteAt: UInt64?, usage: Usage, clientGone: Bool,
                 audioSeconds: Double? = nil, error: String? = nil) {
         let now = monotonicNanos()
-        let recorded = error != nil && status < 400 ? HTTPStatus.badGateway.code : status
-        metrics.notify(MetricsRPC.Record.self, RequestRecord(
+        // A cancel from the dashboard's in-flight table says so, whatever the stream's own error was.
+        let cancelled = InFlightTicket.current?.isCancelled == true
+        let error = cancelled ? InFlightTicket.cancelledMessage(call.model.id) : error
+        let recorded = cancelled ? 499 : error != nil && status < 400 ? HTTPStatus.badGateway.code : status
+        let record = RequestRecord(
             model: call.model.id, api: api, route: route, status: recorded,
             timeToFirstByteMs: Double((firstByteAt ?? now) &- call.receivedAt) / 1e6, durationMs: Double(now &- call.receivedAt) / 1e6,
             promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, cachedTokens: usage.cachedTokens,
             loadMs: call.grant.loadDurationMs, overheadMs: call.overheadMs, clientDisconnected: clientGone, audioSeconds: audioSeconds,
-            error: error))
+            error: error)
+        metrics.notify(MetricsRPC.Record.self, record)
+        onRecord(record)
     }
 
     /// Headers every relayed response carries.
@@ -247,7 +260,7 @@ final class RunnerRelay: Sendable {
                 do {
                     piece = try await upstream.read()
                 } catch {
-                    failure = "the runner for \(call.model.id) failed mid-stream: \(error)"
+                    failure = RunnerRelay.midStreamFailure(call.model.id, error)
                     if isStream { try? await writer.write(shape.streamError(failure!)) }
                     break
                 }
@@ -269,6 +282,11 @@ final class RunnerRelay: Sendable {
             record(call, api: api, route: route, status: status.code, firstByteAt: firstByte, usage: usage, clientGone: clientGone,
                    audioSeconds: audioSeconds, error: failure)
         })
+    }
+
+    /// Why a relayed stream ended early: a cancel from the dashboard's in-flight table, or the runner's failure.
+    static func midStreamFailure(_ model: String, _ error: any Error) -> String {
+        InFlightTicket.current?.isCancelled == true ? InFlightTicket.cancelledMessage(model) : "the runner for \(model) failed mid-stream: \(error)"
     }
 
     /// The message of an error body (`{"error":{"message"}}`, `{"error":"…"}`) or its text.

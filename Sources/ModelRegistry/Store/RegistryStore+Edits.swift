@@ -55,17 +55,25 @@ extension RegistryStore {
 
     func restore(_ request: RestoreRequest) throws(RPCFault) -> Revision {
         try checkRevision(request.revision)
-        guard let info = ConfigFiles.parseBackupName(request.name),
-              let bytes = readFileBytes("\(files.backupsDir)/\(request.name)") else {
-            throw RPCFault.notFound("no backup named \"\(request.name)\" (see registry.backups)")
+        let (file, doc) = try readBackup(request.name)
+        return file == ConfigFiles.appName ? try commit(app: doc) : try commit(models: doc)
+    }
+
+    func backup(_ name: String) throws(RPCFault) -> RegistryRPC.Backup.Result {
+        let (file, doc) = try readBackup(name)
+        return .init(name: name, file: file, document: doc)
+    }
+
+    /// A backup's file and document; only names of `backups/` itself (`ConfigFiles.parseBackupName`).
+    private func readBackup(_ name: String) throws(RPCFault) -> (String, JSONValue) {
+        guard let info = ConfigFiles.parseBackupName(name), let bytes = readFileBytes("\(files.backupsDir)/\(name)") else {
+            throw RPCFault.notFound("no backup named \"\(name)\" (see registry.backups)")
         }
-        let doc: JSONValue
         do {
-            doc = try JSONParser.parse(bytes, lenientEscapes: true).0
+            return (info.file, try JSONParser.parse(bytes, lenientEscapes: true).0)
         } catch {
-            throw RPCFault(code: RPCFault.validationCode, message: "\(request.name): invalid JSON: \(error)")
+            throw RPCFault(code: RPCFault.validationCode, message: "\(name): invalid JSON: \(error)")
         }
-        return info.file == ConfigFiles.appName ? try commit(app: doc) : try commit(models: doc)
     }
 
     /// Validates the candidate pair, writes what changed (backup first), and publishes the revision.

@@ -221,6 +221,20 @@ public struct AppConfig: Codable, Sendable, Equatable {
     public var hubEndpoint: String?
     public var hardware = Hardware()
 
+    /// The settings the gateway reads only when it starts (its ports, their limits and guards), by key:
+    /// those that differ between `self` (what it started with) and `now` need a gateway restart.
+    public func gatewayRestartKeys(now: AppConfig) -> [String] {
+        var keys: [String] = []
+        if ollama != now.ollama { keys.append("proxies.ollama") }
+        if lmstudio != now.lmstudio { keys.append("proxies.lmstudio") }
+        if dashboard != now.dashboard { keys.append("dashboard") }
+        if http != now.http { keys.append("http") }
+        if allowedHosts != now.allowedHosts { keys.append("allowed_hosts") }
+        if limits.requestBodyBytes != now.limits.requestBodyBytes { keys.append("limits.request_body_bytes") }
+        if limits.defaultTTLSeconds != now.limits.defaultTTLSeconds { keys.append("limits.default_ttl_seconds") }
+        return keys
+    }
+
     /// The first models folder, absolute: where pulls download to (`<user>/<repo>/`) and uploaded
     /// blobs are stored (`.blobs/`, a dot folder discovery does not list). Nil when there is none.
     public func primaryModelsFolder(configDir: String) -> String? { modelsDirs.first.map { resolvePath($0, configDir: configDir) } }

@@ -1,63 +1,160 @@
-// Models: state, size, quantization, context, where each comes from; load and unload; a parameter
-// editor that shows the validator's errors inline; discovery on demand; pulls from the Hugging Face Hub
-// with live progress and cancel. State changes and pull progress arrive live.
+// Models: every model with its state, source, file, size, quantization, context, memory (estimate while it
+// loads, measured once ready, per device), placement, queue, leases and TTL countdown; pinned, preload and
+// resident toggles; load, unload, delete where allowed; a parameter, alias and TTL editor that shows the
+// validator's errors inline; a search box and sorting; discovery on demand; pulls from the Hugging Face
+// Hub with live progress and cancel. State changes and pull progress arrive live.
 import { api, el, bytes } from "../api.js";
 
 let unsubscribe = null;
+let ticker = null;
 let revision = "";
 
+const SORTS = {
+  name: (a, b) => a.model.id.localeCompare(b.model.id),
+  state: (a, b) => rank(a) - rank(b) || a.model.id.localeCompare(b.model.id),
+  size: (a, b) => ((b.model.metadata && b.model.metadata.fileSize) || 0) - ((a.model.metadata && a.model.metadata.fileSize) || 0),
+  memory: (a, b) => held(b) - held(a),
+};
+const rank = (m) => ({ ready: 0, loading: 1, starting: 1, stopping: 2, failed: 3 })[stateOf(m)] ?? 4;
+const held = (m) => Object.values((m.runner && m.runner.memoryByDevice) || {}).reduce((x, y) => x + y, 0);
+const stateOf = ({ model, runner }) => (runner && runner.state !== "stopped" ? runner.state : model.state === "available" ? "stopped" : model.state);
+
+function countdown(seconds) {
+  if (seconds == null) return "–";
+  const s = Math.max(0, Math.round(seconds));
+  return s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min` : s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+}
+
 export async function render(main, { onEvent }) {
-  const table = el("table", { id: "models" });
+  const table = el("table", { id: "models", "aria-label": "models" });
   const editor = el("div", { class: "card", id: "editor", hidden: true });
+  const notice = el("span", { class: "muted", id: "notice", role: "status" });
+  const search = el("input", { id: "model-search", type: "search", placeholder: "search models", "aria-label": "search models" });
+  const sort = el("select", { id: "model-sort", "aria-label": "sort by" },
+    [["name", "sort by name"], ["state", "sort by state"], ["size", "sort by size"], ["memory", "sort by memory held"]].map(([v, t]) => el("option", { value: v }, t)));
   const discover = el("button", { id: "discover", onclick: async () => {
     discover.disabled = true;
-    try { const r = await api("/api/discover", { method: "POST" }); notice.textContent = `discovery: ${r.added.length} added, ${r.missing.length} missing`; }
+    try { const r = await api("/api/discover", { method: "POST", body: "{}" }); notice.textContent = `discovery: ${r.added.length} added, ${r.missing.length} missing`; }
     catch (e) { notice.textContent = e.message; }
     discover.disabled = false;
     await refresh();
   } }, "Discover now");
-  const notice = el("span", { class: "muted", id: "notice" });
-  main.append(el("div", { class: "card" }, el("div", { class: "row" }, el("h2", {}, "Models"), discover, notice), table), editor, pullCard());
+  main.append(el("div", { class: "card" },
+    el("div", { class: "card-head" }, el("h2", {}, "Models"), el("div", { class: "toolbar" }, search, sort, discover)), notice,
+    el("div", { class: "scroll" }, table)), editor, pullCard());
+
+  let data = { models: [] };
+  let resident = null;
+  let fetchedAt = 0;
 
   async function refresh() {
-    const data = await api("/api/models");
+    data = await api("/api/models");
     revision = data.revision;
-    table.replaceChildren(el("tr", {}, ["Model", "State", "Size", "Quantization", "Context", "Source", "Kind", ""].map((h) => el("th", {}, h))),
-      ...data.models.map(({ model, runner, entry, loaded }) => {
-        const state = runner ? runner.state : model.state === "available" ? "stopped" : model.state;
-        return el("tr", { "data-model": model.id },
-          el("td", {}, el("b", {}, model.id), model.aliases.length ? el("div", { class: "muted" }, model.aliases.join(", ")) : ""),
-          el("td", { class: `state ${state === "ready" ? "ok" : state === "failed" || state === "missing" ? "bad" : ""}` }, state),
-          el("td", {}, bytes(model.metadata && model.metadata.fileSize)),
-          el("td", {}, (model.metadata && model.metadata.quantization) || "–"),
-          el("td", {}, String((model.parameters && model.parameters.ctx_size) || (model.metadata && model.metadata.contextLength) || "–")),
-          el("td", { class: "source", title: model.path || "" }, model.source || "–"),
-          el("td", {}, model.kind),
-          el("td", {},
-            loaded ? el("button", { class: "unload", onclick: () => act(model.id, "unload") }, "Unload")
-                   : el("button", { class: "load primary", onclick: () => act(model.id, "load") }, "Load"),
-            " ", el("button", { class: "edit", onclick: () => edit(model.id, entry) }, "Edit")));
-      }));
+    resident = data.residentModel || null;
+    fetchedAt = performance.now();
+    show();
   }
 
-  async function act(id, verb) {
-    const row = table.querySelector(`tr[data-model="${CSS.escape(id)}"] .state`);
-    if (row) row.textContent = verb === "load" ? "loading" : "stopping";
-    try { await api(`/api/models/${encodeURIComponent(id)}/${verb}`, { method: "POST" }); }
+  function show() {
+    const q = search.value.trim().toLowerCase();
+    const list = data.models.filter(({ model }) => !q || [model.id, ...model.aliases, model.path || "", model.source || ""].some((t) => t.toLowerCase().includes(q)))
+      .sort(SORTS[sort.value] || SORTS.name);
+    table.replaceChildren(el("tr", {}, ["Model", "State", "Size", "Context", "Memory", "Placement", "Queue", "TTL", "Flags", ""].map((h) => el("th", { scope: "col" }, h))),
+      ...list.map((m) => row(m)));
+  }
+
+  function row(m) {
+    const { model, runner, entry, loaded } = m;
+    const state = stateOf(m);
+    const meta = model.metadata || {};
+    const memory = runner && runner.memoryByDevice && Object.keys(runner.memoryByDevice).length
+      ? Object.entries(runner.memoryByDevice).map(([d, n]) => el("div", { class: "device", "data-device": d }, `${d === "cpu" ? "RAM" : d.slice(0, 12)}: ${bytes(n)}`))
+      : [el("span", { class: "muted" }, "–")];
+    const measured = runner && runner.measuredMemory;
+    const placement = runner && runner.devices ? (runner.devices.length ? runner.devices.join(", ") : "CPU") : model.devices && model.devices.length ? `wants ${model.devices.join(", ")}` : "–";
+    const ttl = runner && runner.expiresInSeconds != null ? runner.expiresInSeconds - (performance.now() - fetchedAt) / 1000 : null;
+    const flag = (name, on, title) => el("label", { class: "flag", title },
+      el("input", { type: "checkbox", class: `toggle-${name}`, checked: on, "aria-label": `${name} ${model.id}`,
+                    onchange: (e) => toggle(model.id, name, e.target.checked, e.target) }), ` ${name}`);
+    // An entry of the user's own (a discovered file's entry would come back at the next scan; another
+    // tool's cache has none): the registry deletes files only when it downloaded or received them.
+    const deletable = !!entry && !model.autoDiscovered;
+    return el("tr", { "data-model": model.id },
+      el("td", {}, el("b", {}, model.id), model.aliases.length ? el("div", { class: "muted" }, model.aliases.join(", ")) : "",
+        el("div", { class: "muted source", title: model.path || "" }, `${model.source || "–"} · ${(model.path || "").split("/").pop()}`)),
+      el("td", {}, el("span", { class: `state ${state === "ready" ? "ok" : state === "failed" || state === "missing" ? "bad" : ""}` }, state),
+        runner && runner.detail && state !== "ready" ? el("div", { class: "muted detail", title: runner.detail }, runner.detail.slice(0, 90)) : ""),
+      el("td", {}, bytes(meta.fileSize), el("div", { class: "muted" }, meta.quantization || "")),
+      el("td", {}, String((runner && runner.contextLength) || (model.parameters && model.parameters.ctx_size) || meta.contextLength || "–")),
+      el("td", { class: "memory", title: measured ? "measured: what llama-server reported allocating" : runner ? "estimate" : "" }, ...memory,
+        runner ? el("div", { class: "muted" }, measured ? "measured" : runner.state === "ready" ? "" : "estimate") : ""),
+      el("td", { class: "placement" }, placement),
+      el("td", { class: "queue" }, runner ? `${runner.activeLeases} active · ${runner.queued} queued` : "–"),
+      el("td", { class: "ttl", "data-expires": ttl == null ? "" : String(ttl) }, model.pinned ? "pinned" : countdown(ttl)),
+      el("td", { class: "flags" }, flag("pinned", model.pinned, "never unloaded or evicted"), flag("preload", model.preload, "loaded at start"),
+        flag("resident", resident === model.id, "kept loaded; comes back when the machine is idle")),
+      el("td", { class: "actions" },
+        loaded ? el("button", { class: "unload", onclick: () => act(model.id, "unload") }, "Unload")
+               : el("button", { class: "load primary", onclick: () => act(model.id, "load") }, "Load"),
+        " ", el("button", { class: "edit", onclick: () => edit(model.id, entry, model) }, "Edit"),
+        deletable ? [" ", el("button", { class: "delete", onclick: () => remove(model.id) }, "Delete")] : ""));
+  }
+
+  async function toggle(id, name, on, box) {
+    box.disabled = true;
+    try {
+      if (name === "resident") {
+        const c = await api("/api/config");
+        await api("/api/config", { method: "PUT", body: JSON.stringify({ revision: c.revision, app: { ...c.app, resident_model: on ? id : null } }) });
+      } else {
+        await api(`/api/models/${encodeURIComponent(id)}`, { method: "PUT", body: JSON.stringify({ revision, [name]: on ? true : null }) });
+      }
+      notice.textContent = `${id}: ${name} ${on ? "on" : "off"}`;
+    } catch (e) {
+      notice.textContent = e.details && e.details.length ? e.details.join("; ") : e.message;
+    }
+    await refresh();
+  }
+
+  async function remove(id) {
+    if (!confirm(`Delete ${id}? Its entry goes, and its file too when Llama Runner downloaded it.`)) return;
+    try { await api(`/api/models/${encodeURIComponent(id)}?revision=${encodeURIComponent(revision)}`, { method: "DELETE", body: "{}" }); notice.textContent = `${id}: deleted`; }
     catch (e) { notice.textContent = e.message; }
     await refresh();
   }
 
-  function edit(id, entry) {
-    const text = el("textarea", { id: "param-editor" });
+  async function act(id, verb) {
+    const cellNode = table.querySelector(`tr[data-model="${CSS.escape(id)}"] .state`);
+    if (cellNode) cellNode.textContent = verb === "load" ? "loading" : "stopping";
+    try { await api(`/api/models/${encodeURIComponent(id)}/${verb}`, { method: "POST", body: "{}" }); }
+    catch (e) { notice.textContent = e.message; }
+    await refresh();
+  }
+
+  function edit(id, entry, model) {
+    const text = el("textarea", { id: "param-editor", "aria-label": `parameters of ${id}` });
     text.value = JSON.stringify((entry && entry.parameters) || {}, null, 2);
-    const errors = el("div", { class: "error", id: "param-error" });
+    const aliases = el("input", { id: "alias-editor", value: ((entry && entry.aliases) || []).join(", "), "aria-label": "aliases, separated by commas" });
+    const ttl = el("input", { id: "ttl-editor", type: "number", value: entry && entry.ttl_seconds != null ? String(entry.ttl_seconds) : "",
+                              placeholder: "default", "aria-label": "seconds idle before unloading" });
+    const errors = el("div", { class: "error", id: "param-error", role: "alert" });
+    let checkTimer = null;
+    // Inline validation while typing: the JSON itself here; the registry's own rules on save.
+    text.addEventListener("input", () => {
+      clearTimeout(checkTimer);
+      checkTimer = setTimeout(() => {
+        try { JSON.parse(text.value); errors.textContent = ""; text.removeAttribute("aria-invalid"); }
+        catch (e) { errors.textContent = `not valid JSON: ${e.message}`; text.setAttribute("aria-invalid", "true"); }
+      }, 250);
+    });
     const save = el("button", { class: "primary", id: "param-save", onclick: async () => {
       errors.textContent = "";
       let parameters;
       try { parameters = JSON.parse(text.value); } catch (e) { errors.textContent = `not valid JSON: ${e.message}`; return; }
+      const names = aliases.value.split(",").map((a) => a.trim()).filter(Boolean);
+      const body = { revision, parameters, aliases: names.length ? names : null, ttl_seconds: ttl.value === "" ? null : Number(ttl.value) };
       try {
-        await api(`/api/models/${encodeURIComponent(id)}`, { method: "PUT", body: JSON.stringify({ revision, parameters }) });
+        await api(`/api/models/${encodeURIComponent(id)}`, { method: "PUT", body: JSON.stringify(body) });
         errors.textContent = "";
         editor.hidden = true;
         notice.textContent = `${id}: saved`;
@@ -68,16 +165,30 @@ export async function render(main, { onEvent }) {
       }
     } }, "Save");
     editor.hidden = false;
-    editor.replaceChildren(el("h2", {}, `Parameters of ${id}`), text, errors,
-      el("div", { class: "row" }, save, el("button", { onclick: () => { editor.hidden = true; } }, "Cancel")));
+    editor.replaceChildren(el("h2", {}, `Edit ${id}`),
+      el("label", { for: "param-editor" }, "Parameters (llama-server options)"), text,
+      el("div", { class: "row" }, el("label", { for: "alias-editor" }, "Aliases"), aliases, el("label", { for: "ttl-editor" }, "TTL (s)"), ttl),
+      errors, el("div", { class: "row" }, save, el("button", { onclick: () => { editor.hidden = true; } }, "Cancel")));
+    text.focus();
   }
 
+  search.addEventListener("input", show);
+  sort.addEventListener("change", show);
   await refresh();
   const pulls = await api("/api/models/pulls").catch(() => []);
   for (const p of pulls) showPull(p);
-  unsubscribe = onEvent(({ type, data }) => {
+  // The TTL countdowns tick between refreshes.
+  ticker = setInterval(() => {
+    for (const td of table.querySelectorAll("td.ttl[data-expires]")) {
+      if (!td.dataset.expires) continue;
+      const left = Number(td.dataset.expires) - 1;
+      td.dataset.expires = String(left);
+      td.textContent = countdown(left);
+    }
+  }, 1000);
+  unsubscribe = onEvent(({ type, data: d }) => {
     if (type === "runner" || type === "registry") refresh().catch(() => {});
-    if (type === "pull") showPull(data);
+    if (type === "pull") showPull(d);
   });
 }
 
@@ -137,4 +248,7 @@ function showPull(p) {
     el("div", { class: "bar" }, el("span", { style: `width: ${p.phase === "done" ? 100 : percent}%` })));
 }
 
-export function leave() { if (unsubscribe) unsubscribe(); }
+export function leave() {
+  if (unsubscribe) unsubscribe();
+  if (ticker) clearInterval(ticker);
+}

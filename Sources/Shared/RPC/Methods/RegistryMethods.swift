@@ -112,6 +112,17 @@ extension RegistryRPC {
         public static let name = "registry.updateApp"
     }
 
+    /// The JSON Schema the validator enforces for one file (`app` or `models`), as
+    /// `model-registry --print-schema` prints it (the dashboard builds its config forms from it).
+    public enum Schema: RPCMethod {
+        public struct Params: Codable, Sendable {
+            public var file: String
+            public init(file: String) { self.file = file }
+        }
+        public typealias Result = JSONValue
+        public static let name = "registry.schema"
+    }
+
     /// Both documents as they are on disk (for editors).
     public enum Documents: RPCMethod {
         public struct Result: Codable, Sendable {
@@ -133,6 +144,25 @@ extension RegistryRPC {
         public typealias Params = Empty
         public typealias Result = [BackupInfo]
         public static let name = "registry.backups"
+    }
+
+    /// One backup's content (the dashboard compares it with the current file before a restore).
+    public enum Backup: RPCMethod {
+        public struct Params: Codable, Sendable {
+            public var name: String
+            public init(name: String) { self.name = name }
+        }
+        public struct Result: Codable, Sendable {
+            public var name: String
+            public var file: String
+            public var document: JSONValue
+            public init(name: String, file: String, document: JSONValue) {
+                self.name = name
+                self.file = file
+                self.document = document
+            }
+        }
+        public static let name = "registry.backup"
     }
 
     /// Restores a backup (the current file is backed up first).

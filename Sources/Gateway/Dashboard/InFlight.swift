@@ -1,0 +1,203 @@
+import Shared
+import Synchronization
+
+/// The requests being served now, for the dashboard's in-flight table and its cancel button.
+///
+/// `InFlightHandler` wraps each API port: every POST gets an `InFlightTicket` for the whole exchange —
+/// its handler and, for a streamed answer, the response body after it — and the ticket is the entry:
+/// it leaves the table when the ticket ends (its `deinit`), so no path has to remember to remove it.
+/// The relay tells the ticket its model and phase (`InFlightTicket.current`, a task-local); requests
+/// that never reach a model (a pull, a create) stay out of the listing.
+///
+/// A cancel runs both parts under `InFlightTicket.cancelling`: the part running now is cancelled, so the
+/// wait for a runner gives up its place and a stream's upstream read ends, the runner connection is
+/// closed and the lease goes back by its own end, as when the client leaves.
+final class InFlightTable: Sendable {
+    /// What the dashboard lists of one request.
+    struct Entry: Codable, Sendable, Equatable {
+        var id: String
+        /// The port's surface (`ollama`, `lmstudio`).
+        var port: String
+        var method: String
+        var path: String
+        var model: String
+        var phase: InFlightTicket.Phase
+        /// Unix time in milliseconds.
+        var startedAt: Int
+        var cancelled: Bool
+    }
+
+    private let tickets = Mutex<(next: UInt64, live: [UInt64: Weak])>((1, [:]))
+
+    struct Weak: @unchecked Sendable {
+        // @unchecked Sendable: a weak reference read under the table's lock; the ticket itself is Sendable.
+        weak var ticket: InFlightTicket?
+    }
+
+    func begin(port: String, method: String, path: String) -> InFlightTicket {
+        tickets.withLock { t in
+            let id = t.next
+            t.next &+= 1
+            let ticket = InFlightTicket(id: id, table: self, port: port, method: method, path: path)
+            t.live[id] = Weak(ticket: ticket)
+            return ticket
+        }
+    }
+
+    fileprivate func end(_ id: UInt64) {
+        _ = tickets.withLock { $0.live.removeValue(forKey: id) }
+    }
+
+    /// The requests that reached a model, oldest first.
+    func list() -> [Entry] {
+        let live = tickets.withLock { t in t.live.values.compactMap(\.ticket) }
+        return live.compactMap { $0.entry }.sorted { $0.startedAt == $1.startedAt ? $0.id < $1.id : $0.startedAt < $1.startedAt }
+    }
+
+    /// Cancels the request `id`; false when there is none (it ended, or never reached a model).
+    func cancel(_ id: String) -> Bool {
+        guard let key = UInt64(id), let ticket = tickets.withLock({ $0.live[key]?.ticket }), ticket.entry != nil else { return false }
+        ticket.cancel()
+        return true
+    }
+
+    var count: Int { tickets.withLock { $0.live.count } }
+}
+
+final class InFlightTicket: Sendable {
+    enum Phase: String, Codable, Sendable {
+        /// Waiting for its runner: in the queue, or for a load.
+        case waiting
+        /// The runner is answering.
+        case answering
+    }
+
+    /// The ticket of the request this task serves (nil outside `InFlightHandler`).
+    @TaskLocal static var current: InFlightTicket?
+
+    let id: UInt64
+    private let table: InFlightTable
+    private let port: String
+    private let method: String
+    private let path: String
+    private let startedAt = unixMillis()
+    private let state = Mutex<(model: String?, phase: Phase, cancelled: Bool, waiter: CheckedContinuation<Void, Never>?)>((nil, .waiting, false, nil))
+
+    fileprivate init(id: UInt64, table: InFlightTable, port: String, method: String, path: String) {
+        self.id = id
+        self.table = table
+        self.port = port
+        self.method = method
+        self.path = path
+    }
+
+    deinit { table.end(id) }
+
+    var entry: InFlightTable.Entry? {
+        state.withLock { s in
+            s.model.map { InFlightTable.Entry(id: String(id), port: port, method: method, path: path, model: $0, phase: s.phase,
+                                              startedAt: startedAt, cancelled: s.cancelled) }
+        }
+    }
+
+    var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    /// What a request cancelled from the dashboard is answered and recorded with.
+    static func cancelledMessage(_ model: String) -> String { "the request to \(model) was cancelled from the Llama Runner dashboard" }
+
+    func update(model: String, phase: Phase) {
+        state.withLock { s in
+            s.model = model
+            s.phase = phase
+        }
+    }
+
+    func cancel() {
+        state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.cancelled = true
+            return s.waiter.take()
+        }?.resume()
+    }
+
+    /// Returns once the ticket is cancelled, or the waiting task is.
+    private func cancelled() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.cancelled || Task.isCancelled { return true }
+                    s.waiter = c
+                    return false
+                }
+                if now { c.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiter.take() }?.resume()
+        }
+    }
+
+    private enum Outcome<T: Sendable>: Sendable {
+        case done(T)
+        case cancelSignal
+    }
+
+    /// Runs `operation`; a cancel of the ticket cancels it (which ends it as a departed client would),
+    /// and its own outcome is returned either way.
+    func cancelling<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        if isCancelled { throw CancellationError() }
+        return try await withThrowingTaskGroup(of: Outcome<T>.self) { group in
+            group.addTask { .done(try await operation()) }
+            group.addTask { await self.cancelled(); return .cancelSignal }
+            while let next = try await group.next() {
+                switch next {
+                case .done(let value):
+                    group.cancelAll()
+                    return value
+                case .cancelSignal:
+                    // The ticket was cancelled (or this task was): stop the operation, then take its outcome.
+                    group.cancelAll()
+                }
+            }
+            throw CancellationError()
+        }
+    }
+}
+
+/// Gives each POST on an API port its `InFlightTicket`, held through the handler and the response body.
+struct InFlightHandler: HTTPHandler {
+    let next: any HTTPHandler
+    let table: InFlightTable
+    let port: String
+
+    func handle(_ request: HTTPRequest) async throws -> HTTPResponse {
+        guard request.method == "POST" else { return try await next.handle(request) }
+        let ticket = table.begin(port: port, method: request.method, path: String(request.path))
+        let next = self.next
+        let box = RequestBox(request)
+        var response = try await InFlightTicket.$current.withValue(ticket) {
+            try await ticket.cancelling { try await next.handle(box.request) }
+        }
+        if case .stream(let length, let producer) = response.body {
+            response.body = .stream(contentLength: length) { writer in
+                let sink = WriterBox(writer)
+                try await InFlightTicket.$current.withValue(ticket) {
+                    try await ticket.cancelling { try await producer(sink.writer) }
+                }
+            }
+        }
+        return response
+    }
+}
+
+/// Hands the request to the one child task that handles it.
+private struct RequestBox: @unchecked Sendable {
+    // @unchecked Sendable: the request is used by the handler's child task alone while the parent waits.
+    let request: HTTPRequest
+    init(_ request: HTTPRequest) { self.request = request }
+}
+
+/// Hands the response writer to the one child task that produces the body.
+private struct WriterBox: @unchecked Sendable {
+    // @unchecked Sendable: the writer is used by the producing child task alone while the parent waits.
+    let writer: any HTTPBodyWriter
+    init(_ writer: any HTTPBodyWriter) { self.writer = writer }
+}
