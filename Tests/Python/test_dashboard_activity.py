@@ -51,6 +51,7 @@ def test_a_streamed_ollama_chat_shows_its_real_token_figures(browser, mesh):
     browser.execute_script(f"document.querySelector('{first}').click()")
     wait(browser, lambda d: cell(d, '#request-detail dd[data-field="Completion tokens"]') == str(last.eval_count))
     assert cell(browser, '#request-detail dd[data-field="Error"]') == "none"
+    os.makedirs(SHOTS, exist_ok=True)
     browser.save_screenshot(os.path.join(SHOTS, "activity.png"))
     assert console_errors(browser) == []
 

@@ -199,3 +199,32 @@ def test_writes_need_the_admin_token_when_one_is_set(strict_mesh):
     assert call("POST", api + "/api/discover", headers={"Authorization": "Bearer admin-secret"})[0] == 200
     assert call("POST", api + "/api/discover", headers={"x-admin-token": "admin-secret"})[0] == 200
     assert call("GET", api + "/api/models")[0] == 200, "reads stay open"
+
+
+def test_the_config_api_never_shows_the_secrets_and_a_write_keeps_them(strict_mesh):
+    """The admin token and the API keys are readable by nobody through the API (reads stay open, so they would
+    otherwise give away the token that guards writes); the form sends the placeholder back and the file keeps them."""
+    api = strict_mesh.url(strict_mesh.api)
+    admin = {"Authorization": "Bearer admin-secret"}
+    for path in ("/api/config", "/api/config/documents"):
+        status, body = call("GET", api + path)
+        text = json.dumps(body)
+        assert status == 200 and "admin-secret" not in text and "sk-test-key" not in text, path
+    status, config = call("GET", api + "/api/config")
+    assert config["app"]["dashboard"]["admin_token"] == "<redacted>" and config["app"]["proxies"]["lmstudio"]["api_keys"] == ["<redacted>"]
+    assert config["effective"]["dashboard"]["admin_token"] == "<redacted>" and config["effective"]["limits"]["max_loaded_models"] == 1
+    edited = json.loads(json.dumps(config["app"]))
+    edited["limits"]["queue_size"] = 33
+    status, _ = call("PUT", api + "/api/config", {"revision": config["revision"], "app": edited}, headers=admin)
+    assert status == 200
+    on_disk = json.load(open(os.path.join(strict_mesh.config, "app_config.json")))
+    assert on_disk["limits"]["queue_size"] == 33
+    assert on_disk["dashboard"]["admin_token"] == "admin-secret" and on_disk["proxies"]["lmstudio"]["api_keys"] == ["sk-test-key"]
+    # The backup taken before that write holds the secrets on disk, not in the API's answer.
+    status, backups = call("GET", api + "/api/config/backups")
+    newest = next(b for b in backups if b["file"] == "app_config.json")
+    status, backup = call("GET", api + f"/api/config/backups/{newest['name']}")
+    assert status == 200 and backup["document"]["dashboard"]["admin_token"] == "<redacted>" and "admin-secret" not in json.dumps(backup)
+    assert call("GET", api + "/api/config/backups/..%2Fapp_config.json")[0] == 404
+    edited["limits"].pop("queue_size")
+    assert call("PUT", api + "/api/config", {"revision": call("GET", api + "/api/config")[1]["revision"], "app": edited}, headers=admin)[0] == 200

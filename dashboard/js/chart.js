@@ -18,7 +18,7 @@ export function lineChart(container, points, { label, unit = "", color = "#4a6cf
   const head = document.createElement("div");
   head.className = "chart-head";
   head.innerHTML = `<div class="muted"></div><div class="value"></div>`;
-  head.firstChild.textContent = label;
+  head.firstChild.textContent = unit ? `${label} (${unit})` : label;
   head.lastChild.textContent = `${last == null ? "–" : format(last)}${unit && last != null ? " " + unit : ""}`;
   container.append(head);
   const svg = document.createElementNS(NS, "svg");
@@ -35,7 +35,6 @@ export function lineChart(container, points, { label, unit = "", color = "#4a6cf
   const times = xs.length ? [x0, (x0 + x1) / 2, x1].map((t, i) =>
     `<text x="${sx(t)}" y="${h - 4}" text-anchor="${["start", "middle", "end"][i]}" class="tick">${clock(t)}</text>`).join("") : "";
   svg.innerHTML = ticks + times +
-    `<text x="4" y="${m.top + 4}" class="tick unit">${escapeText(unit)}</text>` +
     (path ? `<path d="${path}" fill="none" stroke="${color}" stroke-width="2"/>` : "") +
     `<line class="cursor" y1="${m.top}" y2="${h - m.bottom}" stroke="#9aa3b5" visibility="hidden"/>` +
     `<circle class="dot" r="3.5" fill="${color}" visibility="hidden"/>`;

@@ -73,9 +73,19 @@ struct DashboardAPI: Sendable {
         router.get("/api/config/schema/{file}") { _, p in
             await rpc { try await registry.call(RegistryRPC.Schema.self, .init(file: p["file"] ?? ""), timeout: 5) }
         }
-        router.get("/api/config/documents") { _, _ in await rpc { try await registry.call(RegistryRPC.Documents.self, Empty()) } }
+        router.get("/api/config/documents") { _, _ in
+            await rpc {
+                var docs = try await registry.call(RegistryRPC.Documents.self, Empty())
+                docs.app = ConfigSecrets.redact(docs.app)
+                return docs
+            }
+        }
         router.get("/api/config/backups/{name}") { _, p in
-            await rpc { try await registry.call(RegistryRPC.Backup.self, .init(name: p["name"] ?? "")) }
+            await rpc {
+                var backup = try await registry.call(RegistryRPC.Backup.self, .init(name: p["name"] ?? ""))
+                if backup.file == "app_config.json" { backup.document = ConfigSecrets.redact(backup.document) }
+                return backup
+            }
         }
         router.get("/api/config/backups") { _, _ in await rpc { try await registry.call(RegistryRPC.Backups.self, Empty()) } }
         router.post("/api/config/backups/{name}/restore") { r, p in
@@ -211,7 +221,10 @@ struct DashboardAPI: Sendable {
             let keys = startedWith.gatewayRestartKeys(now: current)
             let restart: [JSONValue] = keys.isEmpty ? [] : [.object(JSONObject([("service", .string(ServiceName.gateway.rawValue)),
                                                                                  ("keys", .array(keys.map(JSONValue.string)))]))]
-            return Self.json(.object(JSONObject([("revision", .string(docs.revision)), ("app", docs.app), ("files", .array(files)),
+            // `effective`: the file with every default filled in, as the services read it (the form shows these).
+            let effective = (try? JSONCoder.encodeValue(current)) ?? .null
+            return Self.json(.object(JSONObject([("revision", .string(docs.revision)), ("app", ConfigSecrets.redact(docs.app)),
+                                                 ("effective", ConfigSecrets.redact(effective)), ("files", .array(files)),
                                                  ("restart", .array(restart))])))
         } catch {
             return Self.fault(error)
@@ -220,9 +233,14 @@ struct DashboardAPI: Sendable {
 
     func updateConfig(_ request: HTTPRequest) async throws -> HTTPResponse {
         let doc = try await bodies.read(request).0
-        guard let revision = doc["revision"]?.stringValue, let app = doc["app"] else {
+        guard let revision = doc["revision"]?.stringValue, let sent = doc["app"] else {
             return Self.error(.badRequest, "revision and app are required")
         }
+        // Secrets come back as the placeholder reads showed: the file's own stand where they did.
+        guard let current = try? await registry.call(RegistryRPC.Documents.self, Empty()) else {
+            return Self.error(.serviceUnavailable, "model-registry is unavailable")
+        }
+        let app = ConfigSecrets.restore(sent, from: current.app)
         return await rpc { try await registry.call(RegistryRPC.UpdateApp.self, DocumentEdit(revision: revision, value: app)) }
     }
 

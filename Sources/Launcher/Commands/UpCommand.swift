@@ -86,7 +86,10 @@ enum UpCommand {
                 throw RPCFault.invalidParams(LauncherError.unknownService(ref.service).description)
             }
             do {
-                return try await supervisor.restart(name)
+                // Carried through whether or not the caller stays: a caller that goes away (the gateway asking
+                // for its own restart dies during it) cancels its handler, and a cancelled restart would start
+                // the service without what it needs (the gateway without its listening sockets).
+                return try await Task(executorPreference: loop) { try await supervisor.restart(name) }.value
             } catch {
                 throw RPCFault(code: RPCFault.unavailableCode, message: String(describing: error))
             }

@@ -10,6 +10,9 @@ const clone = (v) => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)
 /** Every leaf that differs between two documents, as [path, before, after]. */
 export function diff(before, after, path = "") {
   const isObject = (v) => v && typeof v === "object" && !Array.isArray(v);
+  // A section on one side only is compared key by key with an empty one: each setting is its own row.
+  if (isObject(before) && after === undefined) after = {};
+  if (isObject(after) && before === undefined) before = {};
   if (isObject(before) && isObject(after)) {
     const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
     return keys.flatMap((k) => diff(before[k], after[k], path ? `${path}.${k}` : k));
@@ -38,13 +41,14 @@ export async function render(main) {
     review, restartBox,
     el("div", { class: "card" }, el("h2", {}, "Backups"), backups, backupDiff));
 
-  let schema = null, current = null, revision = "", raw = false;
+  let schema = null, current = null, effective = {}, revision = "", raw = false;
   const controls = new Map();  // path → {get(), set(message)}
 
   async function load() {
     const c = await api("/api/config");
     revision = c.revision;
     current = c.app;
+    effective = c.effective || {};
     editor.value = JSON.stringify(c.app, null, 2);
     buildForm();
     const invalid = c.files.filter((f) => f.errors.length);
@@ -56,60 +60,71 @@ export async function render(main) {
          el("td", {}, el("button", { class: "restore", type: "button", onclick: () => compareBackup(b) }, "Compare and restore")))));
   }
 
+  const ORDER = ["proxies", "dashboard", "limits", "paths", "hardware", "hub", "resident_model", "allowed_hosts", "http", "runtimes", "log_levels", "discovery_interval_seconds"];
   function buildForm() {
     controls.clear();
-    form.replaceChildren(...Object.entries(schema.properties).map(([k, node]) => field(k, node, current[k])));
+    const keys = Object.keys(schema.properties).sort((a, b) => (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99));
+    form.replaceChildren(...keys.map((k, i) => field(k, schema.properties[k], current[k], effective[k], i === 0)));
   }
 
-  // One field per schema node: objects as fieldsets, booleans as checkboxes, enums as selects, numbers
+  // One field per schema node: objects as sections, booleans as checkboxes, enums as selects, numbers
   // and strings as inputs, string lists one per line, maps and unions as small JSON or text inputs.
-  function field(path, node, value) {
+  // A field shows the file's value, or the effective default in its place; it writes only when changed.
+  function field(path, node, value, fallback, open = false) {
     const name = path.split(".").pop();
     const id = `cfg-${path.replace(/[^A-Za-z0-9]+/g, "-")}`;
     const help = node.description ? el("div", { class: "help muted", id: `${id}-help` }, node.description) : "";
     const message = el("div", { class: "error field-error", id: `${id}-error` });
     const describe = [node.description ? `${id}-help` : "", `${id}-error`].filter(Boolean).join(" ");
     if (node.type === "object" && node.properties) {
-      return el("fieldset", { "data-path": path }, el("legend", {}, name), help,
-        ...Object.entries(node.properties).map(([k, n]) => field(`${path}.${k}`, n, value ? value[k] : undefined)));
+      const children = Object.entries(node.properties).map(([k, n]) =>
+        field(`${path}.${k}`, n, value ? value[k] : undefined, fallback ? fallback[k] : undefined));
+      if (!path.includes(".")) {
+        return el("details", { class: "section", "data-path": path, open }, el("summary", {}, name, node.description ? el("span", { class: "muted" }, ` — ${node.description}`) : ""), ...children);
+      }
+      return el("fieldset", { "data-path": path }, el("legend", {}, name), help, ...children);
     }
-    let control, get;
+    const shown = value !== undefined ? value : fallback;
+    let control, read;
     if (node.type === "boolean") {
-      control = el("input", { type: "checkbox", id, checked: value === true, "aria-describedby": describe });
-      get = () => (control.checked === (value === true) ? value : control.checked);
+      control = el("input", { type: "checkbox", id, checked: shown === true, "aria-describedby": describe });
+      read = () => control.checked;
     } else if (node.enum) {
       control = el("select", { id, "aria-describedby": describe }, el("option", { value: "" }, "(default)"),
-        node.enum.map((v) => el("option", { value: String(v), selected: v === value }, String(v))));
-      get = () => (control.value === "" ? undefined : control.value);
+        node.enum.map((v) => el("option", { value: String(v), selected: v === shown }, String(v))));
+      read = () => (control.value === "" ? undefined : control.value);
     } else if (node.type === "integer" || node.type === "number") {
-      control = el("input", { type: "number", id, value: value == null ? "" : String(value), step: node.type === "integer" ? "1" : "any",
+      control = el("input", { type: "number", id, value: shown == null ? "" : String(shown), step: node.type === "integer" ? "1" : "any",
                               ...(node.minimum != null ? { min: String(node.minimum) } : {}), ...(node.maximum != null ? { max: String(node.maximum) } : {}),
                               "aria-describedby": describe });
-      get = () => (control.value === "" ? undefined : Number(control.value));
+      read = () => (control.value === "" ? undefined : Number(control.value));
     } else if (node.type === "string") {
-      control = el("input", { id, value: value == null ? "" : value, "aria-describedby": describe });
-      get = () => (control.value === "" ? undefined : control.value);
+      control = el("input", { id, value: shown == null ? "" : shown, "aria-describedby": describe });
+      read = () => (control.value === "" ? undefined : control.value);
     } else if (node.type === "array" && node.items && node.items.type === "string") {
       control = el("textarea", { id, style: "min-height:48px", "aria-describedby": describe, placeholder: "one per line" });
-      control.value = (value || []).join("\n");
-      get = () => { const items = control.value.split("\n").map((s) => s.trim()).filter(Boolean); return items.length || value ? items : undefined; };
+      control.value = (shown || []).join("\n");
+      read = () => control.value.split("\n").map((t) => t.trim()).filter(Boolean);
     } else if (node.anyOf) {
-      // A union (bytes or a share, a path or false, a name or null): typed as JSON when it parses, else text.
+      // A union (bytes or a share, a path or false, a name or null): typed when it reads as a number or a boolean.
       const kinds = node.anyOf.map((o) => o.type);
-      control = el("input", { id, value: value == null ? "" : typeof value === "string" ? value : JSON.stringify(value), "aria-describedby": describe,
+      control = el("input", { id, value: shown == null ? "" : typeof shown === "string" ? shown : JSON.stringify(shown), "aria-describedby": describe,
                               placeholder: kinds.join(" or ") });
-      get = () => {
+      read = () => {
         const t = control.value.trim();
-        if (t === "") return kinds.includes("null") && value === null ? null : undefined;
+        if (t === "") return kinds.includes("null") ? null : undefined;
         if ((kinds.includes("integer") || kinds.includes("number")) && /^-?\d+(\.\d+)?$/.test(t)) return Number(t);
         if (kinds.includes("boolean") && (t === "true" || t === "false")) return t === "true";
         return t;
       };
     } else {
       control = el("textarea", { id, style: "min-height:48px", "aria-describedby": describe, "data-json": "true" });
-      control.value = value === undefined ? "" : JSON.stringify(value, null, 1);
-      get = () => { const t = control.value.trim(); if (!t) return undefined; try { return JSON.parse(t); } catch { throw new Error(`${path}: not valid JSON`); } };
+      control.value = shown === undefined ? "" : JSON.stringify(shown, null, 1);
+      read = () => { const t = control.value.trim(); if (!t) return undefined; try { return JSON.parse(t); } catch { throw new Error(`${path}: not valid JSON`); } };
     }
+    const initial = read();
+    // Unchanged, the file keeps what it had (a default stays unwritten); changed, the new value.
+    const get = () => { const now = read(); return same(now, initial) ? value : now; };
     control.dataset.path = path;
     controls.set(path, { get, message, control });
     return el("div", { class: "config-field", "data-path": path }, el("label", { for: id }, name), control, help, message);
@@ -121,9 +136,14 @@ export async function render(main) {
     for (const [path, c] of controls) {
       const v = c.get();
       const keys = path.split(".");
+      const last = keys.pop();
       let o = doc;
-      for (const k of keys.slice(0, -1)) { if (o[k] == null || typeof o[k] !== "object") o[k] = {}; o = o[k]; }
-      const last = keys[keys.length - 1];
+      // Sections are made only for a value to go in: removing from one that is not there changes nothing.
+      for (const k of keys) {
+        if (o[k] == null || typeof o[k] !== "object") { if (v === undefined) { o = null; break; } o[k] = {}; }
+        o = o[k];
+      }
+      if (!o) continue;
       if (v === undefined) delete o[last]; else o[last] = v;
     }
     return doc;
@@ -175,8 +195,9 @@ export async function render(main) {
       review.hidden = true;
       const details = e.details && e.details.length ? e.details : [e.message];
       errors.textContent = details.join("\n");
-      // The registry names the setting first ("limits.max_loaded_models: …"): show it there too.
-      for (const d of details) {
+        // The registry names the file and the setting first ("app_config.json: limits.max_loaded_models: …"): shown there too.
+      for (const line of details) {
+        const d = line.replace(/^[a-z_]+\.json: /, "");
         const at = d.indexOf(": ");
         const path = at > 0 ? d.slice(0, at) : "";
         const target = [...controls.entries()].find(([p]) => path === p || path.startsWith(`${p}.`) || path.startsWith(`${p}[`));
