@@ -118,3 +118,36 @@ def test_a_cancel_in_the_in_flight_table_ends_the_stream_and_frees_the_lease(bro
     assert len(rows) == shown and all(r["record"]["status"] >= 400 or r["record"]["error"] for r in rows), rows[:3]
     Select(browser.find_element(By.ID, "filter-model")).select_by_value("smol")
     assert console_errors(browser) == []
+
+
+def test_captured_bodies_show_in_the_detail_view_without_credentials(browser, mesh):
+    """With dashboard.capture on, the detail view shows the request's body and the streamed answer as the client got
+    them, and none of the credentials it sent; off (the shared mesh), it says how to turn it on."""
+    from conftest import MODEL, start_mesh, stop_mesh
+    open_page(browser, mesh, "activity")
+    browser.execute_script("document.querySelector('tr.request[data-index=\"0\"]').click()")
+    wait(browser, lambda d: "dashboard.capture" in (cell(d, "#capture-off") or ""))
+    m = start_mesh({"dashboard": {"capture": True}}, {"models": {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 512}}}})
+    try:
+        client = openai.OpenAI(base_url=m.url(m.lmstudio) + "/v1", api_key="sk-secret-value-42")
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="smol", stream=True, max_tokens=8, temperature=0, messages=[{"role": "user", "content": "Say the word pineapple."}]) if c.choices)
+        open_page(browser, m, "activity")
+        first = 'tr.request[data-index="0"]'
+        wait(browser, lambda d: cell(d, f"{first} td:nth-child(3)") == "smol")
+        browser.execute_script(f"document.querySelector('{first}').click()")
+        wait(browser, lambda d: "pineapple" in (cell(d, "#capture-request") or ""))
+        request = json.loads(cell(browser, "#capture-request"))
+        assert request["messages"][0]["content"] == "Say the word pineapple." and request["stream"] is True
+        answer = cell(browser, "#capture-response")
+        assert answer.startswith("data: ") and "[DONE]" in answer, answer[:300]
+        streamed = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                           for line in answer.splitlines() if line.startswith("data: {") and json.loads(line[6:]).get("choices"))
+        assert streamed == text, (streamed, text)
+        page = browser.execute_script("return document.getElementById('request-detail').textContent")
+        headers = browser.execute_script("return document.getElementById('capture-headers').textContent")
+        assert "sk-secret-value-42" not in page and "sk-secret-value-42" not in headers and "authorization" not in headers.lower()
+        assert "content-type: application/json" in headers.lower()
+        assert console_errors(browser) == []
+    finally:
+        stop_mesh(m)

@@ -102,6 +102,16 @@ struct DashboardAPI: Sendable {
         }
         // The requests being served now, and a cancel for one (the dashboard's Activity page).
         router.get("/api/inflight") { _, _ in Self.encoded(inflight.list()) }
+        // A captured exchange (`dashboard.capture`): the request's and the answer's bodies, by request id.
+        router.get("/api/captures/{id}") { _, p in
+            guard let ring = inflight.capture else {
+                return Self.error(.notFound, "request bodies are not captured: set dashboard.capture to true in app_config.json")
+            }
+            guard let exchange = ring.find(p["id"] ?? "") else {
+                return Self.error(.notFound, "no captured request \(p["id"] ?? "") (the last \(ring.limit) are kept)")
+            }
+            return Self.encoded(exchange)
+        }
         router.post("/api/inflight/{id}/cancel") { r, p in
             try await write(r) {
                 let id = p["id"] ?? ""

@@ -28,24 +28,30 @@ final class InFlightTable: Sendable {
     }
 
     private let tickets = Mutex<(next: UInt64, live: [UInt64: Weak])>((1, [:]))
+    /// Where finished exchanges' bodies go when `dashboard.capture` is on (nil: nothing is kept).
+    let capture: CaptureRing?
+
+    init(capture: CaptureRing? = nil) { self.capture = capture }
 
     struct Weak: @unchecked Sendable {
         // @unchecked Sendable: a weak reference read under the table's lock; the ticket itself is Sendable.
         weak var ticket: InFlightTicket?
     }
 
-    func begin(port: String, method: String, path: String) -> InFlightTicket {
-        tickets.withLock { t in
+    func begin(port: String, method: String, path: String, headers: HTTPHeaders = HTTPHeaders()) -> InFlightTicket {
+        let recorder = capture.map { CaptureRing.Recorder(headers: headers, limit: $0.bodyLimit) }
+        return tickets.withLock { t in
             let id = t.next
             t.next &+= 1
-            let ticket = InFlightTicket(id: id, table: self, port: port, method: method, path: path)
+            let ticket = InFlightTicket(id: id, table: self, port: port, method: method, path: path, recorder: recorder)
             t.live[id] = Weak(ticket: ticket)
             return ticket
         }
     }
 
-    fileprivate func end(_ id: UInt64) {
+    fileprivate func end(_ id: UInt64, capture exchange: CaptureRing.Exchange?) {
         _ = tickets.withLock { $0.live.removeValue(forKey: id) }
+        if let exchange { capture?.add(exchange) }
     }
 
     /// The requests that reached a model, oldest first.
@@ -81,17 +87,24 @@ final class InFlightTicket: Sendable {
     private let method: String
     private let path: String
     private let startedAt = unixMillis()
+    /// Its bodies, when the dashboard captures them.
+    let recorder: CaptureRing.Recorder?
     private let state = Mutex<(model: String?, phase: Phase, cancelled: Bool, waiter: CheckedContinuation<Void, Never>?)>((nil, .waiting, false, nil))
 
-    fileprivate init(id: UInt64, table: InFlightTable, port: String, method: String, path: String) {
+    fileprivate init(id: UInt64, table: InFlightTable, port: String, method: String, path: String, recorder: CaptureRing.Recorder?) {
         self.id = id
         self.table = table
         self.port = port
         self.method = method
         self.path = path
+        self.recorder = recorder
     }
 
-    deinit { table.end(id) }
+    /// Its end takes it off the table, and hands a model request's bodies to the capture.
+    deinit {
+        let model = state.withLock { $0.model }
+        table.end(id, capture: model.flatMap { m in recorder?.exchange(id: String(id), method: method, path: path, model: m) })
+    }
 
     var entry: InFlightTable.Entry? {
         state.withLock { s in
@@ -170,19 +183,26 @@ struct InFlightHandler: HTTPHandler {
 
     func handle(_ request: HTTPRequest) async throws -> HTTPResponse {
         guard request.method == "POST" else { return try await next.handle(request) }
-        let ticket = table.begin(port: port, method: request.method, path: String(request.path))
+        let ticket = table.begin(port: port, method: request.method, path: String(request.path), headers: request.headers)
+        if let recorder = ticket.recorder { request.body.tap = { recorder.request($0) } }
         let next = self.next
         let box = RequestBox(request)
         var response = try await InFlightTicket.$current.withValue(ticket) {
             try await ticket.cancelling { try await next.handle(box.request) }
         }
-        if case .stream(let length, let producer) = response.body {
+        ticket.recorder?.response(status: response.status.code)
+        switch response.body {
+        case .stream(let length, let producer):
             response.body = .stream(contentLength: length) { writer in
-                let sink = WriterBox(writer)
+                let sink = WriterBox(ticket.recorder.map { CapturingWriter(writer, recorder: $0) } ?? writer)
                 try await InFlightTicket.$current.withValue(ticket) {
                     try await ticket.cancelling { try await producer(sink.writer) }
                 }
             }
+        case .bytes(let bytes):
+            ticket.recorder?.response(bytes[...])
+        case .upgrade:
+            break
         }
         return response
     }

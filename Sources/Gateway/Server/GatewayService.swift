@@ -48,7 +48,7 @@ final class GatewayService: Service {
             guard hub.count > 0, let value = try? JSONCoder.encodeValue(TimedRecord(at: Double(unixMillis()) / 1000, record: record)) else { return }
             hub.publish("request", value)
         }
-        let inflight = InFlightTable()
+        let inflight = InFlightTable(capture: config.dashboard.capture ? CaptureRing() : nil)
         let instances = LMStudioInstances()
         runners.onNotification { method, data in
             guard method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data) else { return }
@@ -153,6 +153,7 @@ final class GatewayService: Service {
                 ("version", .string(LlamaRunnerVersion.current)), ("apiPort", .int(Int(config.dashboard.apiPort))),
                 ("ollamaPort", .int(config.ollama.enabled ? Int(config.ollama.port) : 0)),
                 ("lmstudioPort", .int(config.lmstudio.enabled ? Int(config.lmstudio.port) : 0)),
+                ("capture", .bool(config.dashboard.capture)),
             ])))
             web.get("/dashboard-config.json") { _, _ in siteConfig }
             if let root = StaticFiles.locate(configured: config.dashboard.webRoot, configDir: context.paths.configDir) {

@@ -214,7 +214,8 @@ final class RunnerRelay: Sendable {
                 audioSeconds: Double? = nil, error: String? = nil) {
         let now = monotonicNanos()
         // A cancel from the dashboard's in-flight table says so, whatever the stream's own error was.
-        let cancelled = InFlightTicket.current?.isCancelled == true
+        let ticket = InFlightTicket.current
+        let cancelled = ticket?.isCancelled == true
         let error = cancelled ? InFlightTicket.cancelledMessage(call.model.id) : error
         let recorded = cancelled ? 499 : error != nil && status < 400 ? HTTPStatus.badGateway.code : status
         let record = RequestRecord(
@@ -222,7 +223,7 @@ final class RunnerRelay: Sendable {
             timeToFirstByteMs: Double((firstByteAt ?? now) &- call.receivedAt) / 1e6, durationMs: Double(now &- call.receivedAt) / 1e6,
             promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, cachedTokens: usage.cachedTokens,
             loadMs: call.grant.loadDurationMs, overheadMs: call.overheadMs, clientDisconnected: clientGone, audioSeconds: audioSeconds,
-            error: error)
+            error: error, requestId: ticket.map { String($0.id) })
         metrics.notify(MetricsRPC.Record.self, record)
         onRecord(record)
     }

@@ -29,6 +29,7 @@ enum ConfigShapes {
             .init("admin_token", .anyOf([.nonEmptyString, .null], hint: "a non-empty string or null"), "required for writes when set"),
             .init("web_root", .nonEmptyString, "folder of the web dashboard's files (default: the repository's dashboard/)"),
             .init("cors_origins", .array(.nonEmptyString), "origins allowed to call the dashboard API (patterns as for the proxies); default: the web dashboard's own"),
+            .init("capture", .boolean, "keep the bodies of the last model requests and their answers in memory (at most 200, 64 KiB each, Authorization and API keys left out) for the Activity page's detail view (default false)"),
         ], others: .warn), "the dashboard"),
         .init("http", .object([
             .init("max_header_bytes", .integer(min: 1024), "request line and headers (431 beyond)"),

@@ -50,11 +50,13 @@ public struct AppConfig: Codable, Sendable, Equatable {
         public var webRoot: String?
         /// Origins allowed to call the dashboard API; nil = only the web dashboard's own.
         public var corsOrigins: [String]?
+        /// Keep the last model requests' bodies and answers in memory for the Activity page (off by default).
+        public var capture = false
 
         public init() {}
         enum CodingKeys: String, CodingKey {
             case enabled, host, apiPort = "api_port", webPort = "web_port", adminToken = "admin_token", webRoot = "web_root"
-            case corsOrigins = "cors_origins"
+            case corsOrigins = "cors_origins", capture
         }
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -65,6 +67,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             adminToken = try c.decodeIfPresent(String.self, forKey: .adminToken)
             webRoot = try c.decodeIfPresent(String.self, forKey: .webRoot)
             corsOrigins = try c.decodeIfPresent([String].self, forKey: .corsOrigins)
+            capture = try c.decodeIfPresent(Bool.self, forKey: .capture) ?? false
         }
     }
 

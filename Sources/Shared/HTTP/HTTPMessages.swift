@@ -54,11 +54,20 @@ public final class HTTPRequestBody {
         memory = bytes
     }
 
+    /// Told each chunk as the handler reads it (the dashboard's request capture); nil = nobody listens.
+    public var tap: ((ArraySlice<UInt8>) -> Void)?
+
     /// The next chunk, or nil when the body is complete.
     public func read() async throws -> [UInt8]? {
-        if let source { return try await source.readBodyChunk() }
-        defer { memory = nil }
-        return memory.flatMap { $0.isEmpty ? nil : $0 }
+        let chunk: [UInt8]?
+        if let source {
+            chunk = try await source.readBodyChunk()
+        } else {
+            chunk = memory.flatMap { $0.isEmpty ? nil : $0 }
+            memory = nil
+        }
+        if let tap, let chunk { tap(chunk[...]) }
+        return chunk
     }
 
     /// Reads the whole body; more than `limit` bytes is a 413 `HTTPError`.

@@ -1,7 +1,7 @@
 // Activity: the requests being served now (with a cancel button each) and every finished request live,
 // with its real figures — surface, model, route, status, time to first token, prompt/cached/completion
 // tokens, tokens/s, load time, duration, client disconnects — filters, a detail view and a JSON export.
-import { api, el } from "../api.js";
+import { api, el, siteConfig } from "../api.js";
 
 let unsubscribe = null;
 let timer = null;
@@ -79,10 +79,25 @@ export async function render(main, { onEvent }) {
       ["Load", r.loadMs ? ms(r.loadMs) : "none"], ["Gateway overhead", `${r.overheadMs.toFixed(2)} ms`],
       ["Client left early", r.clientDisconnected ? "yes" : "no"], ...(r.audioSeconds ? [["Audio", `${r.audioSeconds.toFixed(1)} s`]] : []),
       ["Error", r.error || "none"]];
+    const bodies = el("div", { id: "capture" });
     detail.hidden = false;
     detail.replaceChildren(el("div", { class: "card-head" }, el("h2", {}, "Request"),
       el("button", { id: "detail-close", onclick: () => { detail.hidden = true; selected = null; } }, "Close")),
-      el("dl", { class: "fields" }, fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)])));
+      el("dl", { class: "fields" }, fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)])), bodies);
+    if (!r.requestId) return;
+    // The bodies, when the gateway captures them (dashboard.capture).
+    siteConfig().then((site) => {
+      if (!site.capture) throw new Error("request bodies are not captured: set dashboard.capture to true in app_config.json");
+      return api(`/api/captures/${encodeURIComponent(r.requestId)}`);
+    }).then((c) => {
+      if (selected !== row) return;
+      const pretty = (text) => { try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return text; } };
+      const headers = Object.entries(c.requestHeaders).map(([k, v]) => `${k}: ${v}`).join("\n");
+      bodies.replaceChildren(
+        el("h2", {}, "Request body"), el("pre", { class: "body", id: "capture-request" }, pretty(c.requestBody) + (c.requestTruncated ? "\n… (cut at 64 KiB)" : "")),
+        el("details", {}, el("summary", {}, "Request headers (credentials left out)"), el("pre", { class: "body", id: "capture-headers" }, headers)),
+        el("h2", {}, `Answer${c.status ? ` (${c.status})` : ""}`), el("pre", { class: "body", id: "capture-response" }, pretty(c.responseBody) + (c.responseTruncated ? "\n… (cut at 64 KiB)" : "")));
+    }).catch((e) => { if (selected === row) bodies.replaceChildren(el("div", { class: "muted", id: "capture-off" }, e.message)); });
   }
 
   function exportRows() {

@@ -21,9 +21,12 @@ public struct RequestRecord: Codable, Sendable, Equatable {
     /// Why the request failed after its head was sent (the status then says 502), or why the runner
     /// refused it; nil when it succeeded.
     public var error: String?
+    /// The gateway's id for the exchange (its in-flight entry, and its captured bodies when the dashboard keeps them).
+    public var requestId: String?
     public init(model: String, api: String, route: String, status: Int, timeToFirstByteMs: Double, durationMs: Double,
                 promptTokens: Int, completionTokens: Int, cachedTokens: Int? = nil, loadMs: Int, overheadMs: Double,
-                clientDisconnected: Bool, audioSeconds: Double? = nil, error: String? = nil) {
+                clientDisconnected: Bool, audioSeconds: Double? = nil, error: String? = nil, requestId: String? = nil) {
+        self.requestId = requestId
         self.cachedTokens = cachedTokens
         self.error = error
         self.model = model
