@@ -4,6 +4,7 @@ the restart it needs done through the launcher), pinned toggles that survive a r
 turns and side-by-side run, the logs page's level filter and highlighted search, and Chromium's own
 accessibility tree naming every control on every page, at desktop and phone width."""
 import json
+import signal
 import os
 import time
 
@@ -207,3 +208,20 @@ def test_the_logs_page_filters_by_level_and_highlights_the_search(site):
     marks = driver.execute_script("return [...document.querySelectorAll('#log-lines mark')].map(m => m.textContent.toLowerCase())")
     assert set(marks) == {"starting runner"}, marks
     assert console_errors(driver) == []
+
+
+def test_a_service_that_stops_answering_is_said_on_every_page_until_it_is_back(site):
+    m, driver = site
+    open_page(driver, m, "models")
+    pid = next(s for s in rpc(m, "launcher.sock", "launcher.status")["services"] if s["name"] == "metrics-service")["pid"]
+    os.kill(pid, signal.SIGSTOP)  # a hung service: its socket accepts, nothing answers
+    try:
+        wait(driver, lambda d: d.execute_script("const b = document.getElementById('banner'); return !b.hidden && b.dataset.down"), timeout=20)
+        assert "metrics-service is not answering" in driver.find_element(By.ID, "banner").text
+        driver.execute_script("location.hash = '#/activity'")
+        assert driver.find_element(By.ID, "banner").is_displayed(), "the banner stays across pages"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait(driver, lambda d: d.execute_script("return document.getElementById('banner').hidden"), timeout=30)
+    errors = console_errors(driver)
+    assert all(e["source"] == "network" for e in errors), errors

@@ -22,7 +22,7 @@ async function connectEvents() {
   const live = document.getElementById("live");
   const source = new EventSource(`${await apiBase()}/api/events`);
   const banner = document.getElementById("banner");
-  source.onopen = () => { live.textContent = "live"; live.className = "badge ok"; banner.hidden = true; };
+  source.onopen = () => { live.textContent = "live"; live.className = "badge ok"; watchHealth(); };
   source.onerror = () => {
     live.textContent = "reconnecting…";
     live.className = "badge bad";
@@ -49,6 +49,25 @@ async function route() {
   await page.render(main, { onEvent });
 }
 
+// A service that stops answering is said at the top of every page until it is back (the launcher
+// restarts it by itself); the event stream's own outage is said by connectEvents.
+async function watchHealth() {
+  const banner = document.getElementById("banner");
+  try {
+    const response = await fetch(`${await apiBase()}/api/health`);
+    const report = await response.json();
+    const down = report.down || [];
+    banner.hidden = down.length === 0;
+    banner.textContent = down.length ? `${down.join(", ")} ${down.length > 1 ? "are" : "is"} not answering: what depends on ${down.length > 1 ? "them" : "it"} waits until the launcher has restarted ${down.length > 1 ? "them" : "it"}.` : "";
+    banner.dataset.down = down.join(",");
+  } catch {
+    banner.hidden = false;
+    banner.textContent = "The gateway's dashboard API is not answering: reconnecting by itself…";
+  }
+}
+
 window.addEventListener("hashchange", route);
 connectEvents();
 route();
+watchHealth();
+setInterval(watchHealth, 3000);

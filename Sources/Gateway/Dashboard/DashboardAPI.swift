@@ -171,10 +171,16 @@ struct DashboardAPI: Sendable {
         let runnerList = (try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
         let docs = try? await registry.call(RegistryRPC.Documents.self, Empty(), timeout: 5)
         let snap = catalog.current
+        // Before a load: the estimate per device, on the GPU a load would go to now (the freest) or the CPU.
+        let freest = (try? await runners.call(RunnersRPC.Hardware.self, Empty(), timeout: 2))?.gpus.max { $0.freeBytes < $1.freeBytes }
         var list: [JSONValue] = []
         for m in snap.models {
             var o = JSONObject()
             if let v = try? JSONCoder.encodeValue(m) { o["model"] = v }
+            if m.kind != .audio {
+                let estimate = MemoryEstimate.of(metadata: m.metadata, parameters: m.parameters, gpus: freest.map { [$0.id] } ?? [])
+                o["estimate"] = .object(JSONObject(estimate.devices.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.int($0.value.total)) }))
+            }
             if let r = runnerList.first(where: { $0.model == m.id }), let v = try? JSONCoder.encodeValue(r) {
                 o["runner"] = v
             }

@@ -69,6 +69,8 @@ export async function render(main, { onEvent }) {
     const meta = model.metadata || {};
     const memory = runner && runner.memoryByDevice && Object.keys(runner.memoryByDevice).length
       ? Object.entries(runner.memoryByDevice).map(([d, n]) => el("div", { class: "device", "data-device": d }, `${d === "cpu" ? "RAM" : d.slice(0, 12)}: ${bytes(n)}`))
+      : m.estimate ? Object.entries(m.estimate).map(([d, n]) => el("div", { class: "device estimate", "data-device": d, title: "estimate before a load" },
+          `${d === "cpu" ? "RAM" : d.slice(0, 12)}: ~${bytes(n)}`))
       : [el("span", { class: "muted" }, "–")];
     const measured = runner && runner.measuredMemory;
     const placement = runner && runner.devices ? (runner.devices.length ? runner.devices.join(", ") : "CPU") : model.devices && model.devices.length ? `wants ${model.devices.join(", ")}` : "–";
@@ -87,7 +89,7 @@ export async function render(main, { onEvent }) {
       el("td", {}, bytes(meta.fileSize), el("div", { class: "muted" }, meta.quantization || "")),
       el("td", {}, String((runner && runner.contextLength) || (model.parameters && model.parameters.ctx_size) || meta.contextLength || "–")),
       el("td", { class: "memory", title: measured ? "measured: what llama-server reported allocating" : runner ? "estimate" : "" }, ...memory,
-        runner ? el("div", { class: "muted" }, measured ? "measured" : runner.state === "ready" ? "" : "estimate") : ""),
+        el("div", { class: "muted" }, measured ? "measured" : "estimate")),
       el("td", { class: "placement" }, placement),
       el("td", { class: "queue" }, runner ? `${runner.activeLeases} active · ${runner.queued} queued` : "–"),
       el("td", { class: "ttl", "data-expires": ttl == null ? "" : String(ttl) }, model.pinned ? "pinned" : countdown(ttl)),
@@ -143,7 +145,8 @@ export async function render(main, { onEvent }) {
     text.addEventListener("input", () => {
       clearTimeout(checkTimer);
       checkTimer = setTimeout(() => {
-        try { JSON.parse(text.value); errors.textContent = ""; text.removeAttribute("aria-invalid"); }
+        // Clears only its own message: the registry's answer to a save stays until the next save.
+        try { JSON.parse(text.value); if (errors.textContent.startsWith("not valid JSON")) errors.textContent = ""; text.removeAttribute("aria-invalid"); }
         catch (e) { errors.textContent = `not valid JSON: ${e.message}`; text.setAttribute("aria-invalid", "true"); }
       }, 250);
     });
