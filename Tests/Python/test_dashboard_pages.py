@@ -67,7 +67,8 @@ def test_every_page_names_every_control_and_fits_a_phone(site):
             assert total > 0 and bad == [], f"{page}{suffix}: {len(bad)} of {total} controls have no name: {bad}"
             assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"), f"{page}{suffix} scrolls sideways"
             assert console_errors(driver) == [], f"{page}{suffix}: console errors"
-            driver.save_screenshot(os.path.join(SHOTS, f"{page}{suffix}.png"))
+            if suffix:  # (desktop captures come from the tests that fill each page with real traffic)
+                driver.save_screenshot(os.path.join(SHOTS, f"{page}{suffix}.png"))
     driver.set_window_size(1280, 900)
 
 
@@ -225,3 +226,39 @@ def test_a_service_that_stops_answering_is_said_on_every_page_until_it_is_back(s
     wait(driver, lambda d: d.execute_script("return document.getElementById('banner').hidden"), timeout=30)
     errors = console_errors(driver)
     assert all(e["source"] == "network" for e in errors), errors
+
+
+def test_a_backup_is_compared_with_the_current_file_before_it_is_restored(site):
+    m, driver = site
+    config_file = os.path.join(m.config, "app_config.json")
+    current = json.load(open(config_file))
+    open_page(driver, m, "config")
+    # The newest app_config backup is the file before the saved stream_loading_progress change.
+    row = wait(driver, lambda d: d.execute_script(
+        "const r = [...document.querySelectorAll('#backups tr[data-backup]')].find(r => r.children[1].textContent === 'app_config.json'); "
+        "if (r) r.querySelector('button.restore').click(); return !!r"))
+    assert row
+    wait(driver, lambda d: d.execute_script("return document.querySelectorAll('#backup-changes tr').length") > 1)
+    rows = driver.execute_script("return [...document.querySelectorAll('#backup-changes tr')].slice(1).map(r => [...r.children].map(c => c.textContent))")
+    assert ["proxies.ollama.stream_loading_progress", "true", "(not set)"] in rows, rows
+    assert open(config_file).read() == open(config_file).read() and json.load(open(config_file)) == current, "comparing changes nothing"
+    driver.find_element(By.ID, "backup-restore").click()
+    wait(driver, lambda d: d.find_element(By.ID, "config-notice").text.startswith("restored "))
+    assert "stream_loading_progress" not in json.load(open(config_file)).get("proxies", {}).get("ollama", {})
+    # The restart box says so again: the gateway runs with what it read at its restart.
+    wait(driver, lambda d: not d.find_element(By.ID, "config-restart").get_attribute("hidden"))
+    assert console_errors(driver) == []
+
+
+def test_the_overview_charts_give_a_reading_under_the_pointer(site):
+    m, driver = site
+    open_page(driver, m, "overview")
+    wait(driver, lambda d: d.execute_script("const s = document.querySelector('#chart-requests_per_second svg'); return s && Number(s.dataset.points) > 1"), timeout=30)
+    reading = driver.execute_script("""
+        const svg = document.querySelector('#chart-requests_per_second svg');
+        const box = svg.getBoundingClientRect();
+        svg.dispatchEvent(new MouseEvent('mousemove', {clientX: box.left + box.width - 10, clientY: box.top + 20, bubbles: true}));
+        return document.querySelector('#chart-requests_per_second .readout').textContent;""")
+    assert reading.endswith(" req/s") and " · " in reading, reading
+    assert driver.execute_script("return document.querySelector('#chart-requests_per_second .dot').getAttribute('visibility')") == "visible"
+    assert console_errors(driver) == []

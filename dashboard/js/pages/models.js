@@ -83,7 +83,9 @@ export async function render(main, { onEvent }) {
     const deletable = !!entry && !model.autoDiscovered;
     return el("tr", { "data-model": model.id },
       el("td", {}, el("b", {}, model.id), model.aliases.length ? el("div", { class: "muted" }, model.aliases.join(", ")) : "",
-        el("div", { class: "muted source", title: model.path || "" }, `${model.source || "–"} · ${(model.path || "").split("/").pop()}`)),
+        el("div", { class: "muted", title: model.path || "" }, el("span", { class: "source" }, model.source || "–"), " · ",
+          el("span", { class: "file" }, (model.path || "").split("/").pop()),
+          model.mmproj ? el("div", { class: "file mmproj", title: model.mmproj }, `+ ${model.mmproj.split("/").pop()}`) : "")),
       el("td", {}, el("span", { class: `state ${state === "ready" ? "ok" : state === "failed" || state === "missing" ? "bad" : ""}` }, state),
         runner && runner.detail && state !== "ready" ? el("div", { class: "muted detail", title: runner.detail }, runner.detail.slice(0, 90)) : ""),
       el("td", {}, bytes(meta.fileSize), el("div", { class: "muted" }, meta.quantization || "")),
