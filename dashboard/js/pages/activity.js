@@ -7,10 +7,11 @@ let unsubscribe = null;
 let timer = null;
 const KEEP = 1000;
 
-/** Generation speed of a record: completion tokens over the time after the first byte. */
+/** Generation speed of a streamed record: completion tokens over the time after the first byte. A
+ *  non-streamed answer arrives whole (its first byte comes after the generation), so it has none. */
 export function tokensPerSecond(r) {
   const seconds = (r.durationMs - r.timeToFirstByteMs) / 1000;
-  return r.completionTokens > 1 && seconds > 0 ? r.completionTokens / seconds : null;
+  return r.completionTokens > 1 && seconds >= 0.02 ? r.completionTokens / seconds : null;
 }
 
 const ms = (v) => (v == null ? "–" : v >= 10000 ? `${(v / 1000).toFixed(1)} s` : `${v.toFixed(0)} ms`);
