@@ -262,3 +262,29 @@ def test_the_overview_charts_give_a_reading_under_the_pointer(site):
     assert reading.endswith(" req/s") and " · " in reading, reading
     assert driver.execute_script("return document.querySelector('#chart-requests_per_second .dot').getAttribute('visibility')") == "visible"
     assert console_errors(driver) == []
+
+
+def test_a_model_entry_is_edited_in_a_form_from_the_schema(site):
+    m, driver = site
+    models_file = os.path.join(m.config, "models_config.json")
+    open_page(driver, m, "models")
+    wait(driver, lambda d: d.execute_script("const b = document.querySelector('tr[data-model=\"smol-b\"] button.edit'); if (b) b.click(); return !!b"))
+    aliases = wait(driver, lambda d: d.find_element(By.ID, "entry-aliases"))
+    aliases.send_keys("bad alias")
+    driver.find_element(By.ID, "param-save").click()
+    wait(driver, lambda d: d.find_element(By.ID, "entry-aliases-error").text)
+    assert aliases.get_attribute("aria-invalid") == "true"
+    before = json.load(open(models_file))["models"]["smol-b"]
+    assert "aliases" not in before, "a refused edit changes nothing"
+    aliases.clear()
+    aliases.send_keys("tiny-b")
+    ttl = driver.find_element(By.ID, "entry-ttl-seconds")
+    ttl.clear()
+    ttl.send_keys("123")
+    driver.find_element(By.ID, "param-save").click()
+    wait(driver, lambda d: d.find_element(By.ID, "notice").text == "smol-b: saved")
+    after = json.load(open(models_file))["models"]["smol-b"]
+    assert after["aliases"] == ["tiny-b"] and after["ttl_seconds"] == 123 and after["parameters"] == before["parameters"], after
+    assert set(after) == set(before) | {"aliases", "ttl_seconds"}, "only what changed is written"
+    errors = console_errors(driver)
+    assert all(e["source"] == "network" and "422" in e["message"] for e in errors), errors

@@ -3,9 +3,8 @@
 // JSON as another view, backups with a diff against the current file before a restore, and a restart
 // button when a saved change needs one (through the launcher, with the admin token when one is set).
 import { api, el } from "../api.js";
+import { schemaForm, same, clone } from "../schemaform.js";
 
-const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
-const clone = (v) => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)));
 
 /** Every leaf that differs between two documents, as [path, before, after]. */
 export function diff(before, after, path = "") {
@@ -42,7 +41,6 @@ export async function render(main) {
     el("div", { class: "card" }, el("h2", {}, "Backups"), backups, backupDiff));
 
   let schema = null, current = null, effective = {}, revision = "", raw = false;
-  const controls = new Map();  // path → {get(), set(message)}
 
   async function load() {
     const c = await api("/api/config");
@@ -61,93 +59,12 @@ export async function render(main) {
   }
 
   const ORDER = ["proxies", "dashboard", "limits", "paths", "hardware", "hub", "resident_model", "allowed_hosts", "http", "runtimes", "log_levels", "discovery_interval_seconds"];
+  let built = null;
   function buildForm() {
-    controls.clear();
-    const keys = Object.keys(schema.properties).sort((a, b) => (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99));
-    form.replaceChildren(...keys.map((k, i) => field(k, schema.properties[k], current[k], effective[k], i === 0)));
+    built = schemaForm(schema, current, effective, { idPrefix: "cfg", sections: true, order: ORDER });
+    form.replaceChildren(...built.nodes);
   }
-
-  // One field per schema node: objects as sections, booleans as checkboxes, enums as selects, numbers
-  // and strings as inputs, string lists one per line, maps and unions as small JSON or text inputs.
-  // A field shows the file's value, or the effective default in its place; it writes only when changed.
-  function field(path, node, value, fallback, open = false) {
-    const name = path.split(".").pop();
-    const id = `cfg-${path.replace(/[^A-Za-z0-9]+/g, "-")}`;
-    const help = node.description ? el("div", { class: "help muted", id: `${id}-help` }, node.description) : "";
-    const message = el("div", { class: "error field-error", id: `${id}-error` });
-    const describe = [node.description ? `${id}-help` : "", `${id}-error`].filter(Boolean).join(" ");
-    if (node.type === "object" && node.properties) {
-      const children = Object.entries(node.properties).map(([k, n]) =>
-        field(`${path}.${k}`, n, value ? value[k] : undefined, fallback ? fallback[k] : undefined));
-      if (!path.includes(".")) {
-        return el("details", { class: "section", "data-path": path, open }, el("summary", {}, name, node.description ? el("span", { class: "muted" }, ` — ${node.description}`) : ""), ...children);
-      }
-      return el("fieldset", { "data-path": path }, el("legend", {}, name), help, ...children);
-    }
-    const shown = value !== undefined ? value : fallback;
-    let control, read;
-    if (node.type === "boolean") {
-      control = el("input", { type: "checkbox", id, checked: shown === true, "aria-describedby": describe });
-      read = () => control.checked;
-    } else if (node.enum) {
-      control = el("select", { id, "aria-describedby": describe }, el("option", { value: "" }, "(default)"),
-        node.enum.map((v) => el("option", { value: String(v), selected: v === shown }, String(v))));
-      read = () => (control.value === "" ? undefined : control.value);
-    } else if (node.type === "integer" || node.type === "number") {
-      control = el("input", { type: "number", id, value: shown == null ? "" : String(shown), step: node.type === "integer" ? "1" : "any",
-                              ...(node.minimum != null ? { min: String(node.minimum) } : {}), ...(node.maximum != null ? { max: String(node.maximum) } : {}),
-                              "aria-describedby": describe });
-      read = () => (control.value === "" ? undefined : Number(control.value));
-    } else if (node.type === "string") {
-      control = el("input", { id, value: shown == null ? "" : shown, "aria-describedby": describe });
-      read = () => (control.value === "" ? undefined : control.value);
-    } else if (node.type === "array" && node.items && node.items.type === "string") {
-      control = el("textarea", { id, style: "min-height:48px", "aria-describedby": describe, placeholder: "one per line" });
-      control.value = (shown || []).join("\n");
-      read = () => control.value.split("\n").map((t) => t.trim()).filter(Boolean);
-    } else if (node.anyOf) {
-      // A union (bytes or a share, a path or false, a name or null): typed when it reads as a number or a boolean.
-      const kinds = node.anyOf.map((o) => o.type);
-      control = el("input", { id, value: shown == null ? "" : typeof shown === "string" ? shown : JSON.stringify(shown), "aria-describedby": describe,
-                              placeholder: kinds.join(" or ") });
-      read = () => {
-        const t = control.value.trim();
-        if (t === "") return kinds.includes("null") ? null : undefined;
-        if ((kinds.includes("integer") || kinds.includes("number")) && /^-?\d+(\.\d+)?$/.test(t)) return Number(t);
-        if (kinds.includes("boolean") && (t === "true" || t === "false")) return t === "true";
-        return t;
-      };
-    } else {
-      control = el("textarea", { id, style: "min-height:48px", "aria-describedby": describe, "data-json": "true" });
-      control.value = shown === undefined ? "" : JSON.stringify(shown, null, 1);
-      read = () => { const t = control.value.trim(); if (!t) return undefined; try { return JSON.parse(t); } catch { throw new Error(`${path}: not valid JSON`); } };
-    }
-    const initial = read();
-    // Unchanged, the file keeps what it had (a default stays unwritten); changed, the new value.
-    const get = () => { const now = read(); return same(now, initial) ? value : now; };
-    control.dataset.path = path;
-    controls.set(path, { get, message, control });
-    return el("div", { class: "config-field", "data-path": path }, el("label", { for: id }, name), control, help, message);
-  }
-
-  // The document the form describes: the current file with each field's value set (or removed).
-  function fromForm() {
-    const doc = clone(current);
-    for (const [path, c] of controls) {
-      const v = c.get();
-      const keys = path.split(".");
-      const last = keys.pop();
-      let o = doc;
-      // Sections are made only for a value to go in: removing from one that is not there changes nothing.
-      for (const k of keys) {
-        if (o[k] == null || typeof o[k] !== "object") { if (v === undefined) { o = null; break; } o[k] = {}; }
-        o = o[k];
-      }
-      if (!o) continue;
-      if (v === undefined) delete o[last]; else o[last] = v;
-    }
-    return doc;
-  }
+  const fromForm = () => built.collect(current);
 
   function setRaw(on) {
     if (on) editor.value = JSON.stringify(safely(fromForm) || current, null, 2);
@@ -164,7 +81,7 @@ export async function render(main) {
 
   function clearMessages() {
     errors.textContent = "";
-    for (const c of controls.values()) { c.message.textContent = ""; c.control.removeAttribute("aria-invalid"); }
+    if (built) built.clear();
   }
 
   // Before saving: what changes, field by field.
@@ -196,13 +113,7 @@ export async function render(main) {
       const details = e.details && e.details.length ? e.details : [e.message];
       errors.textContent = details.join("\n");
         // The registry names the file and the setting first ("app_config.json: limits.max_loaded_models: …"): shown there too.
-      for (const line of details) {
-        const d = line.replace(/^[a-z_]+\.json: /, "");
-        const at = d.indexOf(": ");
-        const path = at > 0 ? d.slice(0, at) : "";
-        const target = [...controls.entries()].find(([p]) => path === p || path.startsWith(`${p}.`) || path.startsWith(`${p}[`));
-        if (target) { target[1].message.textContent = d.slice(at + 2); target[1].control.setAttribute("aria-invalid", "true"); }
-      }
+      built.showErrors(details);
       if (e.status === 409) await load();
     }
   }

@@ -4,10 +4,12 @@
 // validator's errors inline; a search box and sorting; discovery on demand; pulls from the Hugging Face
 // Hub with live progress and cancel. State changes and pull progress arrive live.
 import { api, el, bytes } from "../api.js";
+import { schemaForm, same } from "../schemaform.js";
 
 let unsubscribe = null;
 let ticker = null;
 let revision = "";
+let entrySchema = null;
 
 const SORTS = {
   name: (a, b) => a.model.id.localeCompare(b.model.id),
@@ -135,13 +137,17 @@ export async function render(main, { onEvent }) {
     await refresh();
   }
 
-  function edit(id, entry, model) {
+  // The entry's own settings as a form from the registry's schema; its llama-server parameters as JSON
+  // (any option llama-server takes). A save sends only what changed, merged onto the entry.
+  async function edit(id, entry, model) {
     const text = el("textarea", { id: "param-editor", "aria-label": `parameters of ${id}` });
     text.value = JSON.stringify((entry && entry.parameters) || {}, null, 2);
-    const aliases = el("input", { id: "alias-editor", value: ((entry && entry.aliases) || []).join(", "), "aria-label": "aliases, separated by commas" });
-    const ttl = el("input", { id: "ttl-editor", type: "number", value: entry && entry.ttl_seconds != null ? String(entry.ttl_seconds) : "",
-                              placeholder: "default", "aria-label": "seconds idle before unloading" });
     const errors = el("div", { class: "error", id: "param-error", role: "alert" });
+    if (!entrySchema) {
+      try { entrySchema = (await api("/api/config/schema/models")).properties.models.additionalProperties; }
+      catch (e) { notice.textContent = `the models schema is unavailable: ${e.message}`; return; }
+    }
+    const form = schemaForm(entrySchema, entry || {}, {}, { idPrefix: "entry", skip: ["parameters", "source", "auto_discovered", "model_path"] });
     let checkTimer = null;
     // Inline validation while typing: the JSON itself here; the registry's own rules on save.
     text.addEventListener("input", () => {
@@ -154,10 +160,17 @@ export async function render(main, { onEvent }) {
     });
     const save = el("button", { class: "primary", id: "param-save", onclick: async () => {
       errors.textContent = "";
+      form.clear();
       let parameters;
       try { parameters = JSON.parse(text.value); } catch (e) { errors.textContent = `not valid JSON: ${e.message}`; return; }
-      const names = aliases.value.split(",").map((a) => a.trim()).filter(Boolean);
-      const body = { revision, parameters, aliases: names.length ? names : null, ttl_seconds: ttl.value === "" ? null : Number(ttl.value) };
+      let next;
+      try { next = form.collect(entry || {}); } catch (e) { errors.textContent = e.message; return; }
+      next.parameters = parameters;
+      const before = entry || {};
+      const body = { revision };
+      for (const k of new Set([...Object.keys(before), ...Object.keys(next)])) {
+        if (!same(before[k], next[k])) body[k] = next[k] === undefined ? null : next[k];
+      }
       try {
         await api(`/api/models/${encodeURIComponent(id)}`, { method: "PUT", body: JSON.stringify(body) });
         errors.textContent = "";
@@ -165,14 +178,17 @@ export async function render(main, { onEvent }) {
         notice.textContent = `${id}: saved`;
         await refresh();
       } catch (e) {
-        errors.textContent = e.details && e.details.length ? e.details.join("\n") : e.message;
+        const details = e.details && e.details.length ? e.details : [e.message];
+        errors.textContent = details.join("\n");
+        form.showErrors(details, `models.${id}.`);
         if (e.status === 409) await refresh();
       }
     } }, "Save");
     editor.hidden = false;
     editor.replaceChildren(el("h2", {}, `Edit ${id}`),
-      el("label", { for: "param-editor" }, "Parameters (llama-server options)"), text,
-      el("div", { class: "row" }, el("label", { for: "alias-editor" }, "Aliases"), aliases, el("label", { for: "ttl-editor" }, "TTL (s)"), ttl),
+      el("div", { class: "muted" }, `file: ${model.path || "–"}`),
+      el("label", { for: "param-editor" }, "Parameters (llama-server options, JSON)"), text,
+      el("details", { class: "section", open: true }, el("summary", {}, "Entry settings"), ...form.nodes),
       errors, el("div", { class: "row" }, save, el("button", { onclick: () => { editor.hidden = true; } }, "Cancel")));
     text.focus();
   }
