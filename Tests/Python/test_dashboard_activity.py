@@ -86,7 +86,9 @@ def test_a_cancel_in_the_in_flight_table_ends_the_stream_and_frees_the_lease(bro
     finally:
         worker.join(60)
     assert outcome["done"] < 1400 and outcome.get("finish") != "length", outcome
-    assert "cancelled from the Llama Runner dashboard" in outcome.get("error", ""), outcome
+    # The stream's last event says why, unless the client's socket was full at that moment (the write of the
+    # error is then cancelled too, and the stream just ends); the record below says it either way.
+    assert "cancelled from the Llama Runner dashboard" in outcome.get("error", "cancelled from the Llama Runner dashboard"), outcome
     deadline = time.time() + 10
     while True:
         runner = next(r for r in rpc(mesh, "runners.sock", "runners.list") if r["model"] == "smol")
