@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test test-deploy bench bench-http bench-runners bench-gateway bench-load bench-audio bench-loop bench-scheduling bench-lmstudio bench-pull
+.PHONY: up test test-deploy bench bench-overhead bench-http bench-runners bench-gateway bench-load bench-audio bench-loop bench-scheduling bench-lmstudio bench-pull
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -54,6 +54,11 @@ bench-audio:
 # discovery scans 2,000 GGUF files.
 bench-loop:
 	python3 scripts/bench_loop.py
+
+# The gateway's own time per streamed request (its x-llama-runner-overhead-ms), one build or two
+# (BENCH_B=<bin dir of another build>) in alternating rounds.
+bench-overhead:
+	python3 scripts/bench_overhead.py $(if $(BENCH_B),--b $(BENCH_B))
 
 # Every benchmark above but bench-runners, gathered into docs/benchmarks.md with the machine described.
 bench:

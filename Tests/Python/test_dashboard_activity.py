@@ -85,6 +85,7 @@ def test_a_cancel_in_the_in_flight_table_ends_the_stream_and_frees_the_lease(bro
         assert not worker.is_alive(), "the stream did not end after the cancel"
     finally:
         worker.join(60)
+    print(f"after the cancel: {outcome}")
     assert outcome["done"] < 1400 and outcome.get("finish") != "length", outcome
     # The stream's last event says why, unless the client's socket was full at that moment (the write of the
     # error is then cancelled too, and the stream just ends); the record below says it either way.

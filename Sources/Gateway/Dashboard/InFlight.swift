@@ -89,7 +89,15 @@ final class InFlightTicket: Sendable {
     private let startedAt = unixMillis()
     /// Its bodies, when the dashboard captures them.
     let recorder: CaptureRing.Recorder?
-    private let state = Mutex<(model: String?, phase: Phase, cancelled: Bool, waiter: CheckedContinuation<Void, Never>?)>((nil, .waiting, false, nil))
+    private let state = Mutex<(model: String?, phase: Phase, cancelled: Bool, running: RunningTask?)>((nil, .waiting, false, nil))
+
+    /// The task running a `cancelling` operation, registered only while the operation runs in it.
+    struct RunningTask: @unchecked Sendable {
+        // @unchecked Sendable: an UnsafeCurrentTask is valid while its task runs; it is set by that task
+        // before the operation and cleared by it after, both under the ticket's lock, and only used
+        // (cancelled) under that lock in between.
+        let task: UnsafeCurrentTask
+    }
 
     fileprivate init(id: UInt64, table: InFlightTable, port: String, method: String, path: String, recorder: CaptureRing.Recorder?) {
         self.id = id
@@ -126,52 +134,25 @@ final class InFlightTicket: Sendable {
     }
 
     func cancel() {
-        state.withLock { s -> CheckedContinuation<Void, Never>? in
+        state.withLock { s in
             s.cancelled = true
-            return s.waiter.take()
-        }?.resume()
-    }
-
-    /// Returns once the ticket is cancelled, or the waiting task is.
-    private func cancelled() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { s -> Bool in
-                    if s.cancelled || Task.isCancelled { return true }
-                    s.waiter = c
-                    return false
-                }
-                if now { c.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.waiter.take() }?.resume()
+            s.running?.task.cancel()
         }
     }
 
-    private enum Outcome<T: Sendable>: Sendable {
-        case done(T)
-        case cancelSignal
-    }
-
-    /// Runs `operation`; a cancel of the ticket cancels it (which ends it as a departed client would),
-    /// and its own outcome is returned either way.
-    func cancelling<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        if isCancelled { throw CancellationError() }
-        return try await withThrowingTaskGroup(of: Outcome<T>.self) { group in
-            group.addTask { .done(try await operation()) }
-            group.addTask { await self.cancelled(); return .cancelSignal }
-            while let next = try await group.next() {
-                switch next {
-                case .done(let value):
-                    group.cancelAll()
-                    return value
-                case .cancelSignal:
-                    // The ticket was cancelled (or this task was): stop the operation, then take its outcome.
-                    group.cancelAll()
-                }
+    /// Runs `operation` in this task; a cancel of the ticket meanwhile cancels the task, which ends the
+    /// operation as a departed client's would (waits give up, reads and writes fail). No child task is
+    /// made: the operation runs where it was called.
+    func cancelling<T>(_ operation: () async throws -> T) async throws -> T {
+        let cancelledAlready = withUnsafeCurrentTask { task -> Bool in
+            state.withLock { s in
+                if let task, !s.cancelled { s.running = RunningTask(task: task) }
+                return s.cancelled
             }
-            throw CancellationError()
         }
+        if cancelledAlready { throw CancellationError() }
+        defer { state.withLock { $0.running = nil } }
+        return try await operation()
     }
 }
 
@@ -185,18 +166,16 @@ struct InFlightHandler: HTTPHandler {
         guard request.method == "POST" else { return try await next.handle(request) }
         let ticket = table.begin(port: port, method: request.method, path: String(request.path), headers: request.headers)
         if let recorder = ticket.recorder { request.body.tap = { recorder.request($0) } }
-        let next = self.next
-        let box = RequestBox(request)
         var response = try await InFlightTicket.$current.withValue(ticket) {
-            try await ticket.cancelling { try await next.handle(box.request) }
+            try await ticket.cancelling { try await next.handle(request) }
         }
         ticket.recorder?.response(status: response.status.code)
         switch response.body {
         case .stream(let length, let producer):
             response.body = .stream(contentLength: length) { writer in
-                let sink = WriterBox(ticket.recorder.map { CapturingWriter(writer, recorder: $0) } ?? writer)
+                let sink: any HTTPBodyWriter = ticket.recorder.map { CapturingWriter(writer, recorder: $0) } ?? writer
                 try await InFlightTicket.$current.withValue(ticket) {
-                    try await ticket.cancelling { try await producer(sink.writer) }
+                    try await ticket.cancelling { try await producer(sink) }
                 }
             }
         case .bytes(let bytes):
@@ -206,18 +185,4 @@ struct InFlightHandler: HTTPHandler {
         }
         return response
     }
-}
-
-/// Hands the request to the one child task that handles it.
-private struct RequestBox: @unchecked Sendable {
-    // @unchecked Sendable: the request is used by the handler's child task alone while the parent waits.
-    let request: HTTPRequest
-    init(_ request: HTTPRequest) { self.request = request }
-}
-
-/// Hands the response writer to the one child task that produces the body.
-private struct WriterBox: @unchecked Sendable {
-    // @unchecked Sendable: the writer is used by the producing child task alone while the parent waits.
-    let writer: any HTTPBodyWriter
-    init(_ writer: any HTTPBodyWriter) { self.writer = writer }
 }
