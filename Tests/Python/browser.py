@@ -1,7 +1,17 @@
 """Headless Chromium for the dashboard tests (Debian's chromium and chromedriver, which scripts/test.sh
 installs), with the browser console captured so a test can assert there are no errors."""
+import os
+
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import ROOT
+
+# Where the dashboard tests save their screenshots: .build/screenshots/, or with UPDATE_SCREENSHOTS=1 the
+# committed docs/screenshots/ (shown by the README), so a plain test run leaves the checkout clean.
+SHOTS = os.path.join(ROOT, "docs", "screenshots") if os.environ.get("UPDATE_SCREENSHOTS") == "1" \
+    else os.path.join(ROOT, ".build", "screenshots")
 
 
 def headless_chromium(width=1280, height=900):
@@ -17,3 +27,14 @@ def headless_chromium(width=1280, height=900):
 
 def console_errors(driver):
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def open_page(driver, mesh, page):
+    """The dashboard of `mesh` at `page`, once the page has drawn something."""
+    driver.get(f"{mesh.url(mesh.web)}/#/{page}")
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script(
+        f"const m = document.querySelector('main[data-page=\"{page}\"]'); return m && m.children.length > 0"))
+
+
+def wait(driver, condition, timeout=30):
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))

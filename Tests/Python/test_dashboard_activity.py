@@ -10,11 +10,10 @@ import ollama
 import openai
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-from browser import console_errors, headless_chromium
+from browser import SHOTS, console_errors, headless_chromium, open_page, wait
 from conftest import rpc
-from test_dashboard_browser import SHOTS, open_page
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +23,6 @@ def browser():
     driver.quit()
 
 
-def wait(driver, condition, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
 
 
 def cell(driver, selector, attr="textContent"):

@@ -8,13 +8,10 @@ import urllib.request
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-from browser import console_errors, headless_chromium
-from conftest import ROOT
+from browser import SHOTS, console_errors, headless_chromium, open_page, wait
 
-SHOTS = os.path.join(ROOT, "docs", "screenshots") if os.environ.get("UPDATE_SCREENSHOTS") == "1" \
-    else os.path.join(ROOT, ".build", "screenshots")
 PAGES = ["overview", "models", "logs", "config", "playground"]
 
 
@@ -25,14 +22,8 @@ def browser():
     driver.quit()
 
 
-def open_page(driver, mesh, page):
-    driver.get(f"{mesh.url(mesh.web)}/#/{page}")
-    WebDriverWait(driver, 20).until(lambda d: d.execute_script(
-        f"const m = document.querySelector('main[data-page=\"{page}\"]'); return m && m.children.length > 0"))
 
 
-def wait(driver, condition, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
 
 
 def test_every_page_loads_without_console_errors_and_is_captured(browser, mesh):

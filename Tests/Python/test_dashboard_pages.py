@@ -10,11 +10,10 @@ import time
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-from browser import console_errors, headless_chromium
+from browser import SHOTS, console_errors, headless_chromium, open_page, wait
 from conftest import MODEL, rpc, start_mesh, stop_mesh
-from test_dashboard_browser import SHOTS
 
 PAGES = ["overview", "activity", "models", "logs", "config", "playground"]
 CONTROL_ROLES = {"button", "textbox", "searchbox", "combobox", "checkbox", "spinbutton", "link", "slider", "radio", "switch", "listbox"}
@@ -32,14 +31,8 @@ def site():
     stop_mesh(m)
 
 
-def open_page(driver, m, page):
-    driver.get(f"{m.url(m.web)}/#/{page}")
-    WebDriverWait(driver, 20).until(lambda d: d.execute_script(
-        f"const m = document.querySelector('main[data-page=\"{page}\"]'); return m && m.children.length > 0"))
 
 
-def wait(driver, condition, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
 
 
 def unnamed_controls(driver):

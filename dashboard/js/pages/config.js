@@ -3,7 +3,7 @@
 // JSON as another view, backups with a diff against the current file before a restore, and a restart
 // button when a saved change needs one (through the launcher, with the admin token when one is set).
 import { api, el } from "../api.js";
-import { schemaForm, same, clone } from "../schemaform.js";
+import { schemaForm, same } from "../schemaform.js";
 
 
 /** Every leaf that differs between two documents, as [path, before, after]. */
