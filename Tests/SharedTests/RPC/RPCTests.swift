@@ -204,8 +204,10 @@ enum TickNotification: RPCNotification {
         try await withTemporaryDirectory { dir in
             let path = dir + "/s.sock"
             let outcomes = Mutex<[String]>([])
+            let started = Mutex<Set<Int>>([])
             let server = RPCServer(path: path)
             server.register(SlowMethod.self) { p in
+                started.withLock { _ = $0.insert(p.ms) }
                 do {
                     try await EventLoop.shared.sleep(seconds: Double(p.ms) / 1000)
                     outcomes.withLock { $0.append("finished \(p.ms)") }
@@ -224,7 +226,10 @@ enum TickNotification: RPCNotification {
             let other = RPCClient(path: path)
             other.start()
             let pending = Task { try await other.call(SlowMethod.self, Delay(ms: 6000)) }
-            try await EventLoop.shared.sleep(seconds: 0.2)
+            // Dropped only once the server runs the call: a fixed pause raced a busy machine, where the
+            // connection could close before the call had even been sent.
+            let running = deadline(after: 10)
+            while !started.withLock({ $0.contains(6000) }) && monotonicNanos() < running { try await EventLoop.shared.sleep(seconds: 0.01) }
             await other.close()
             _ = await pending.result
             let until = deadline(after: 3)
