@@ -143,12 +143,15 @@ import Testing
 
     /// The services test patterns without Swift's Regex; each predicate must agree with the expression
     /// the JSON Schema carries, on ordinary, edge and hostile inputs.
-    @Test(arguments: [TextPattern.percentage, TextPattern.optionName, TextPattern.modelID])
+    @Test(arguments: [TextPattern.percentage, TextPattern.optionName, TextPattern.modelID, TextPattern.peerName, TextPattern.httpURL])
     func textPatternsAgreeWithTheirRegularExpressions(pattern: TextPattern) throws {
         let samples = ["", "80%", "12.5%", "0%", "100", "%", ".5%", "5.%", "1.2.3%", "١٢%", " 80%", "80 %", "80%%",
                        "flash_attn", "n-gpu-layers", "N-GPU", "_x", "-x", "a", "9b", "a b", "ä",
                        "smollm2:135m", "model/with/slash", "with space", "tab\there", "quo\"te", "ünïcödé-名前",
-                       "e\u{301}", String(repeating: "x", count: 200), String(repeating: "x", count: 201), "line\nbreak", "nb\u{a0}sp"]
+                       "e\u{301}", String(repeating: "x", count: 200), String(repeating: "x", count: 201), "line\nbreak", "nb\u{a0}sp",
+                       "box2", "Box.2_a-b", ".box", String(repeating: "p", count: 64), String(repeating: "p", count: 65),
+                       "http://10.0.0.2:8080", "https://vllm.lab/v1", "http://", "http:///v1", "ftp://x", "http://a b", "http://user@h",
+                       "https://h/v1?x=1", "http://h/ü", "HTTP://h"]
         let regex = try Regex("^(?:\(pattern.regex))$")
         for s in samples {
             #expect(pattern.matches(s) == (s.wholeMatch(of: regex) != nil), "\(pattern.regex) on \(s.debugDescription)")

@@ -1,6 +1,7 @@
 import Shared
 
-/// The secrets of `app_config.json` — `dashboard.admin_token` and each surface's `api_keys` — never
+/// The secrets of `app_config.json` — `dashboard.admin_token`, each surface's `api_keys` and each
+/// peer's `api_key` — never
 /// leave through the dashboard API: reads show `redacted` in their place (anything that can read the
 /// API, a page on another machine included, would otherwise learn the token that guards writes), and a
 /// write that sends `redacted` back keeps the secret that stands at that place in the current file.
@@ -15,6 +16,9 @@ enum ConfigSecrets {
             if let keys = out["proxies"]?[s]?["api_keys"]?.arrayValue {
                 out["proxies"]?[s]?["api_keys"] = .array(keys.map { _ in .string(redacted) })
             }
+        }
+        for name in out["peers"]?.objectValue?.keys ?? [] where out["peers"]?[name]?["api_key"]?.stringValue != nil {
+            out["peers"]?[name]?["api_key"] = .string(redacted)
         }
         return out
     }
@@ -32,6 +36,10 @@ enum ConfigSecrets {
             out["proxies"]?[s]?["api_keys"] = .array(keys.enumerated().compactMap { i, k in
                 k.stringValue == redacted ? (i < old.count ? old[i] : nil) : k
             })
+        }
+        for name in out["peers"]?.objectValue?.keys ?? [] where out["peers"]?[name]?["api_key"]?.stringValue == redacted {
+            // A renamed peer has no key behind its placeholder: the placeholder is dropped.
+            out["peers"]?[name]?["api_key"] = current["peers"]?[name]?["api_key"]
         }
         return out
     }

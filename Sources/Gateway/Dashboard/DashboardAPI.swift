@@ -121,6 +121,7 @@ struct DashboardAPI: Sendable {
         }
         // A service restarted through the launcher's control socket (after a config change that needs it).
         router.post("/api/services/{name}/restart") { r, p in try await write(r) { await restart(p["name"] ?? "") } }
+        router.get("/api/peers") { _, _ in Self.encoded(catalog.peers.statuses) }
         router.get("/api/hardware") { _, _ in await rpc { try await runners.call(RunnersRPC.Hardware.self, Empty(), timeout: 2) } }
         router.get("/api/logs/{name}") { r, p in await logs(p["name"] ?? "", tail: r.head.queryValue("tail").flatMap { Int($0) } ?? 200) }
         router.get("/api/events") { _, _ in events() }
@@ -174,9 +175,18 @@ struct DashboardAPI: Sendable {
         // Before a load: the estimate per device, on the GPU a load would go to now (the freest) or the CPU.
         let freest = (try? await runners.call(RunnersRPC.Hardware.self, Empty(), timeout: 2))?.gpus.max { $0.freeBytes < $1.freeBytes }
         var list: [JSONValue] = []
+        let peerStates = Dictionary(catalog.peers.statuses.map { ($0.name, $0.state.rawValue) }, uniquingKeysWith: { a, _ in a })
         for m in snap.models {
             var o = JSONObject()
             if let v = try? JSONCoder.encodeValue(m) { o["model"] = v }
+            if let ref = m.peer {
+                // Served by another server: its state is the peer's, and nothing here loads or edits it.
+                o["peerState"] = .string(peerStates[ref.peer] ?? PeerState.unknown.rawValue)
+                o["loaded"] = .bool(false)
+                o["entry"] = .null
+                list.append(.object(o))
+                continue
+            }
             if m.kind != .audio {
                 let estimate = MemoryEstimate.of(metadata: m.metadata, parameters: m.parameters, gpus: freest.map { [$0.id] } ?? [])
                 o["estimate"] = .object(JSONObject(estimate.devices.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.int($0.value.total)) }))

@@ -61,6 +61,9 @@ struct LMStudioBackend: Sendable {
     /// that give up after a silence (the sync Python SDK, after 60 s) keep waiting.
     func load(_ model: ResolvedModel, identifier: String? = nil, parameters: JSONValue?, ttlSeconds: Double?,
               progress: @escaping @Sendable (Double) async -> Void) async throws(APIError) -> LMStudioInstances.Instance {
+        if model.peer != nil {
+            throw APIError(.badRequest, "model '\(model.id)' is a peer's: the peer loads it on its first request", param: "model", code: "model_not_supported")
+        }
         let expected = await expectedLoadSeconds(model)
         let started = monotonicNanos()
         let relay = self.relay

@@ -2,10 +2,15 @@ import Shared
 import Synchronization
 
 /// The gateway's copy of the registry's model table, refreshed on `registry.changed` (and on
-/// reconnect), so routing a request costs no RPC. When the registry is down, the last snapshot keeps
-/// serving.
+/// reconnect), so routing a request costs no RPC, with the peers' models (`<peer>/<model>`) after the
+/// local ones. When the registry is down, the last snapshot keeps serving.
 final class ModelCatalog: Sendable {
-    private let snapshot = Mutex(RegistrySnapshot(revision: "", defaultModel: nil, models: []))
+    /// The registry's table, and that table with the peers' models appended (what `current` is);
+    /// both carry the registry's revision, which runner-manager compares with its own.
+    private let snapshot = Mutex((local: RegistrySnapshot(revision: "", defaultModel: nil, models: []),
+                                  merged: RegistrySnapshot(revision: "", defaultModel: nil, models: [])))
+    /// The peers of `app_config.json`, configured at each refresh.
+    let peers = PeerDirectory()
     let registry: RPCClient
     let loop: EventLoop
     /// Told the new revision after each refresh that changed it (the dashboard's event stream).
@@ -19,6 +24,13 @@ final class ModelCatalog: Sendable {
 
     /// Subscribes to changes and loads the first snapshot.
     func start() async {
+        peers.onChange { [self] in
+            let revision = snapshot.withLock { s in
+                s.merged = Self.merge(s.local, peers.models)
+                return s.local.revision
+            }
+            onChange(revision)
+        }
         registry.onNotification { [self] method, _ in
             if method == RegistryRPC.Changed.name { Task(executorPreference: loop) { await self.refresh() } }
         }
@@ -28,19 +40,33 @@ final class ModelCatalog: Sendable {
     }
 
     func refresh() async {
+        if let app = try? await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10) { peers.configure(app.peers) }
         if let fresh = try? await registry.call(RegistryRPC.Snapshot.self, Empty(), timeout: 10) {
+            let peerModels = peers.models
             let changed = snapshot.withLock { s -> Bool in
-                defer { s = fresh }
-                return s.revision != fresh.revision
+                defer { s = (fresh, Self.merge(fresh, peerModels)) }
+                return s.local.revision != fresh.revision
             }
             if changed { onChange(fresh.revision) }
         }
     }
 
-    var current: RegistrySnapshot { snapshot.withLock { $0 } }
+    /// The local table with the peers' entries after it (a local id wins over a peer's of the same name).
+    static func merge(_ local: RegistrySnapshot, _ peerModels: [ResolvedModel]) -> RegistrySnapshot {
+        guard !peerModels.isEmpty else { return local }
+        var merged = local
+        let ids = Set(local.models.map(\.id))
+        merged.models += peerModels.filter { !ids.contains($0.id) }
+        return merged
+    }
 
-    /// Resolves a requested name as every service does (`RegistrySnapshot.resolve`).
-    func resolve(_ requested: String?) -> ResolvedModel? { current.resolve(requested) }
+    var current: RegistrySnapshot { snapshot.withLock { $0.merged } }
+
+    /// Resolves a requested name as every service does (`RegistrySnapshot.resolve`); a `<peer>/<model>`
+    /// of a peer that is not up resolves even when its last list lacked it (to answer with its state).
+    func resolve(_ requested: String?) -> ResolvedModel? {
+        current.resolve(requested) ?? requested.flatMap(peers.placeholder)
+    }
 
     /// Ids a user can ask for (listed models only), for "not found" messages.
     var availableNames: [String] { current.models.filter { !$0.unlisted }.map(\.id) }

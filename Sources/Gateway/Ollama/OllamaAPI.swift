@@ -194,7 +194,9 @@ struct OllamaAPI: Sendable {
         // An empty prompt loads (or, with keep_alive 0, unloads) the model.
         if messages.isEmpty {
             var reason = "load"
-            if keepAlive == 0 {
+            if model.peer != nil {
+                // A peer's model is loaded by the peer, on its first request.
+            } else if keepAlive == 0 {
                 _ = try? await relay.runners.call(RunnersRPC.Unload.self, ModelRef(model: model.id), timeout: 30)
                 reason = "unload"
             } else {
@@ -332,7 +334,10 @@ struct OllamaAPI: Sendable {
             : .object(JSONObject([("embeddings", .bool(true)), ("pooling", .string("mean"))]))
         if inputs.isEmpty {
             do {
+                // (a peer's model is loaded by the peer, on its first request)
+                if model.peer == nil {
                 _ = try await relay.runners.call(RunnersRPC.Load.self, AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters), timeout: 900)
+                }
             } catch {
                 throw relay.acquireError(error, model: model.id)
             }

@@ -50,7 +50,7 @@ struct OpenAIRoutes: Sendable {
     ]
 
     func register(on router: inout Router) {
-        router.get("/v1/models") { _, _ in await models() }
+        router.get("/v1/models") { request, _ in await models(localOnly: request.head.headers[PeerDirectory.listingHeader] != nil) }
         router.get("/v1/models/{id...}") { _, p in await model(p["id"] ?? "") }
         for (path, api) in Self.relayed {
             router.post(path) { request, _ in try await forward(request, path: path, api: api) }
@@ -76,9 +76,10 @@ struct OpenAIRoutes: Sendable {
         (FileStamp.of(m.path)?.modifiedNanos ?? 0) / 1_000_000_000
     }
 
-    func models() async -> HTTPResponse {
+    /// `localOnly`: another Llama Runner reading this one as its peer gets only the models served here.
+    func models(localOnly: Bool = false) async -> HTTPResponse {
         let loaded = await loadedModels()
-        let data = catalog.current.models.filter { !$0.unlisted }.map { entry($0, loaded: loaded) }
+        let data = catalog.current.models.filter { !$0.unlisted && !(localOnly && $0.peer != nil) }.map { entry($0, loaded: loaded) }
         return .json(JSONWriter.bytes(.object(JSONObject([("object", .string("list")), ("data", .array(data))])), pretty: false))
     }
 

@@ -63,6 +63,9 @@ final class GatewayService: Service {
         // until their next transition: their state is read once, on every connection.
         runners.onConnect { Task(executorPreference: context.loop) { await relay.seedReadyRunners() } }
         await relay.seedReadyRunners()
+        // The peers' model lists, read when due (each peer has its own interval).
+        Task(executorPreference: context.loop) { await catalog.peers.readDue() }
+        context.periodic.every(1) { await catalog.peers.readDue() }
         // Metric ticks for the dashboard, only while someone listens.
         context.periodic.every(2) {
             if hub.count > 0, let summary = try? await metrics.call(MetricsRPC.Summary.self, Empty(), timeout: 2),

@@ -9,9 +9,10 @@ import Synchronization
 /// The lease also belongs, in runner-manager, to the gateway's control connection: if the gateway
 /// dies, runner-manager releases it when that connection closes.
 final class RunnerLease: Sendable {
-    /// runner-manager's lease id.
+    /// runner-manager's lease id (0 for `none`).
     let id: UInt64
-    private let runners: RPCClient
+    /// Who granted it; nil when nothing is held (a peer's model: the peer schedules its own runners).
+    private let runners: RPCClient?
     private let released = Atomic<Bool>(false)
 
     init(id: UInt64, runners: RPCClient) {
@@ -19,9 +20,17 @@ final class RunnerLease: Sendable {
         self.runners = runners
     }
 
+    private init() {
+        id = 0
+        runners = nil
+    }
+
+    /// A request that holds nothing here (one relayed to a peer).
+    static var none: RunnerLease { RunnerLease() }
+
     /// Hands the lease back now (idempotent; the first call's usage counts).
     func release(usage: Usage? = nil) {
-        guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        guard !released.exchange(true, ordering: .acquiringAndReleasing), let runners else { return }
         Self.send(id, usage: usage, via: runners)
     }
 

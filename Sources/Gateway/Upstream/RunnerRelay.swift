@@ -122,6 +122,9 @@ final class RunnerRelay: Sendable {
 
     func call(_ request: RequestOrigin, model: ResolvedModel, path: String, upload: HTTPClientRequest.Body, contentType: String,
               keepAlive: Double? = nil, parameters: JSONValue? = nil, accept: String = "application/json") async throws(APIError) -> Call {
+        if let ref = model.peer {
+            return try await callPeer(request, model: model, ref: ref, path: path, upload: upload, contentType: contentType, accept: accept)
+        }
         let audioRoute = Self.audioRoutes.contains(path)
         if audioRoute != (model.kind == .audio) {
             let audio = catalog.current.models.filter { $0.kind == .audio && !$0.unlisted }.map(\.id)
@@ -328,10 +331,13 @@ extension String {
 struct RequestOrigin: Sendable {
     let receivedAt: UInt64
     let disconnect: ClientDisconnect?
+    /// Gateways the request has already passed (`x-llama-runner-hops`, set by a peer that relayed it).
+    var hops = 0
 
     init(_ request: HTTPRequest) {
         receivedAt = request.receivedAt
         disconnect = request.disconnect
+        hops = request.head.headers[PeerDirectory.hopsHeader].flatMap { Int($0) } ?? 0
     }
 
     /// A request that is not an HTTP exchange of its own (a message on a WebSocket): its client's

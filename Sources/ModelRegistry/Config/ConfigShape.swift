@@ -62,6 +62,22 @@ struct TextPattern: Sendable {
         return s.dropFirst().allSatisfy { ascii($0, lowerAlnum + "_-") }
     }
 
+    /// A peer's name, the prefix of its models' ids (`box2/qwen3`): letters, digits, `.`, `_`, `-`.
+    static let peerName = TextPattern(regex: "[A-Za-z0-9][A-Za-z0-9._-]{0,63}") { s in
+        let set = "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + lowerAlnum
+        guard let first = s.first, ascii(first, set), s.count <= 64 else { return false }
+        return s.dropFirst().allSatisfy { ascii($0, set + "._-") }
+    }
+
+    /// An `http://` or `https://` URL with a host and nothing but visible ASCII.
+    static let httpURL = TextPattern(regex: "https?://[!-.0-?A-~]+(/[!-~]*)?") { s in
+        let rest: Substring
+        if s.hasPrefix("http://") { rest = s.dropFirst(7) } else if s.hasPrefix("https://") { rest = s.dropFirst(8) } else { return false }
+        let authority = rest.prefix { $0 != "/" }
+        guard !authority.isEmpty, authority.allSatisfy({ $0.isASCII && $0 > " " && $0 != "@" && $0 <= "~" }) else { return false }
+        return rest.dropFirst(authority.count).allSatisfy { $0.isASCII && $0 > " " && $0 <= "~" }
+    }
+
     /// A model id or alias: 1 to 200 characters, none of them white space or a double quote.
     static let modelID = TextPattern(regex: "[^\\s\"]{1,200}") { s in
         (1...200).contains(s.count) && !s.contains { $0.isWhitespace || $0 == "\"" }

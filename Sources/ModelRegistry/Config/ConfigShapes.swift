@@ -14,6 +14,13 @@ enum ConfigShapes {
         .init("cors_origins", .array(.nonEmptyString), "origins allowed by CORS, as patterns (* matches anything; \"*\" alone allows every origin); default: the local origins Ollama allows (http(s)://localhost, 127.0.0.1, 0.0.0.0 on any port; app://, file://, tauri://, vscode-webview://)"),
     ], others: .warn)
 
+    static let peer = Shape.object([
+        .init("base_url", .pattern(.httpURL, hint: "an http:// or https:// URL"), required: true, "its root or its OpenAI base (…/v1); requests go to <base>/v1/…"),
+        .init("api_key", .nonEmptyString, "sent to the peer as Authorization: Bearer (clients' own credentials are never forwarded)"),
+        .init("models", .array(.nonEmptyString), "which of its models are offered, as patterns (* matches anything); default all"),
+        .init("poll_interval_seconds", .number(min: 1), "seconds between reads of its model list, and so the longest a recovered peer is shown down (default 10)"),
+    ], others: .warn)
+
     static let importSource = Shape.anyOf([.boolean, .nonEmptyString], hint: "true, false or a folder")
 
     static let app = Shape.object([
@@ -78,6 +85,8 @@ enum ConfigShapes {
             .init("sysfs_root", .nonEmptyString, "where AMD GPUs are read from (<root>/class/drm/card*/device; default /sys)"),
             .init("sample_interval_seconds", .number(min: 0.1), "seconds between samples of every device (default 2)"),
         ], others: .warn), "GPU and memory inventory"),
+        .init("peers", .object([], others: .map(peer, keyPattern: .peerName, keyHint: "a peer name: letters, digits, '.', '_' or '-'")),
+              "other OpenAI-compatible servers (another Llama Runner, llama-swap, vLLM, llama-server) whose models are offered here as <name>/<model>"),
         .init("discovery_interval_seconds", .integer(min: 0), "seconds between scans of the models folders (0 = off)"),
         .init("log_levels", .object([], others: .map(logLevel, keyPattern: nil, keyHint: "")), "per service, and \"default\""),
         .init("resident_model", .anyOf([.pattern(.modelID, hint: "a model id"), .null], hint: "a model id or null"), "a model kept loaded: at start, and again once the machine is idle after others displaced it"),

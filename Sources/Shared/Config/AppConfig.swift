@@ -223,6 +223,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
     /// The Hugging Face Hub (or a mirror) pulls download from; `HF_ENDPOINT` overrides it; nil = the public hub.
     public var hubEndpoint: String?
     public var hardware = Hardware()
+    /// Other servers whose models are offered as `<name>/<model>`, by name.
+    public var peers: [String: Peer] = [:]
 
     /// The settings the gateway reads only when it starts (its ports, their limits and guards), by key:
     /// those that differ between `self` (what it started with) and `now` need a gateway restart.
@@ -268,7 +270,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case proxies, dashboard, http, paths, runtimes, limits
         case discoveryIntervalSeconds = "discovery_interval_seconds", logLevels = "log_levels", allowedHosts = "allowed_hosts"
-        case residentModel = "resident_model", hub, hardware
+        case residentModel = "resident_model", hub, hardware, peers
     }
     enum HubKeys: String, CodingKey { case endpoint }
     enum ProxyKeys: String, CodingKey { case ollama, lmstudio }
@@ -300,6 +302,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             hubEndpoint = try c.nestedContainer(keyedBy: HubKeys.self, forKey: .hub).decodeIfPresent(String.self, forKey: .endpoint)
         }
         hardware = try c.decodeIfPresent(Hardware.self, forKey: .hardware) ?? hardware
+        peers = try c.decodeIfPresent([String: Peer].self, forKey: .peers) ?? [:]
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -324,6 +327,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
             try hub.encode(hubEndpoint, forKey: .endpoint)
         }
         if hardware != Hardware() { try c.encode(hardware, forKey: .hardware) }
+        if !peers.isEmpty { try c.encode(peers, forKey: .peers) }
     }
 
     /// The typed view of a validated document.

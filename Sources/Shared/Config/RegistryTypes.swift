@@ -94,6 +94,9 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
     public var minContextSize: Int?
     /// Runs on the CPU when it fits on no GPU (`allow_cpu_fallback`).
     public var allowCPUFallback = false
+    /// Set on the gateway's entries for a peer's models (`<peer>/<model>`): served by that server,
+    /// never loaded here. The registry and runner-manager never hold such an entry.
+    public var peer: PeerModelRef?
 
     public init(id: String, aliases: [String], displayName: String?, path: String, runtime: String, runtimeKind: RuntimeKind, runtimePath: String,
                 parameters: JSONValue, kind: ModelKind, ttlSeconds: Int?, pinned: Bool = false, preload: Bool = false, unlisted: Bool,
@@ -122,7 +125,7 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, aliases, displayName, path, runtime, runtimeKind, runtimePath, parameters, kind, ttlSeconds, pinned, preload, unlisted
         case mmproj, autoDiscovered, autoUpdateModel, state, error, metadata, source, systemPrompt, template
-        case devices, minContextSize, allowCPUFallback
+        case devices, minContextSize, allowCPUFallback, peer
     }
 
     public init(from decoder: any Decoder) throws {
@@ -152,6 +155,17 @@ public struct ResolvedModel: Codable, Sendable, Equatable {
         devices = try c.decodeIfPresent([String].self, forKey: .devices) ?? []
         minContextSize = try c.decodeIfPresent(Int.self, forKey: .minContextSize)
         allowCPUFallback = try c.decodeIfPresent(Bool.self, forKey: .allowCPUFallback) ?? false
+        peer = try c.decodeIfPresent(PeerModelRef.self, forKey: .peer)
+    }
+}
+
+/// A model another server serves: the peer's name in `app_config.json` and the model's id there.
+public struct PeerModelRef: Codable, Sendable, Equatable, Hashable {
+    public var peer: String
+    public var model: String
+    public init(peer: String, model: String) {
+        self.peer = peer
+        self.model = model
     }
 }
 

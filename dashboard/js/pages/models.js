@@ -65,7 +65,19 @@ export async function render(main, { onEvent }) {
       ...list.map((m) => row(m)));
   }
 
+  // A peer's model: served by another server (app_config.json peers), shown with that server's state.
+  function peerRow(m) {
+    const { model, peerState } = m;
+    return el("tr", { "data-model": model.id, class: "peer-model" },
+      el("td", {}, el("b", {}, model.id), el("div", { class: "muted" }, el("span", { class: "source" }, `peer ${model.peer.peer}`), " · ",
+        el("span", { class: "file" }, model.peer.model))),
+      el("td", {}, el("span", { class: `state ${peerState === "up" ? "ok" : peerState === "down" ? "bad" : ""}` }, `peer ${peerState}`)),
+      ...["–", "–", "–", "peer", "–", "–", ""].map((t) => el("td", { class: "muted" }, t)),
+      el("td", { class: "actions muted" }, "served by the peer"));
+  }
+
   function row(m) {
+    if (m.model.peer) return peerRow(m);
     const { model, runner, entry, loaded } = m;
     const state = stateOf(m);
     const meta = model.metadata || {};

@@ -16,7 +16,8 @@ export async function render(main, { onEvent }) {
   const perModel = el("div", { class: "card", id: "per-model" }, el("h2", {}, "Per model (last 5 minutes)"));
   const charts = CHARTS.map(([name]) => el("div", { class: "card chart", id: `chart-${name}` }));
   const recent = el("div", { class: "card", id: "recent" }, el("h2", {}, "Last requests"));
-  main.append(el("div", { class: "grid" }, health, hardware, loaded), el("div", { class: "grid", style: "margin-top:14px" }, charts),
+  const peers = el("div", { class: "card", id: "peers", hidden: true }, el("h2", {}, "Peers"));
+  main.append(el("div", { class: "grid" }, health, hardware, loaded, peers), el("div", { class: "grid", style: "margin-top:14px" }, charts),
               el("div", { class: "grid", style: "margin-top:14px" }, perModel), el("div", { style: "margin-top:14px" }, recent));
   let busy = false;
   const refresh = async () => {
@@ -44,6 +45,14 @@ export async function render(main, { onEvent }) {
                     "aria-valuemin": "0", "aria-valuemax": "100" }, el("span", { style: `width:${share}%` })));
     }) : [el("div", { class: "muted" }, "runner-manager does not answer")]),
       ...(hw && hw.problems.length ? hw.problems.map((p) => el("div", { class: "error" }, p)) : []));
+
+    // Other servers whose models are offered as peer/model (app_config.json peers); hidden when there are none.
+    const peerList = await api("/api/peers").catch(() => []);
+    peers.hidden = !peerList.length;
+    peers.replaceChildren(el("h2", {}, "Peers"), el("table", {}, peerList.map((p) =>
+      el("tr", { "data-peer": p.name }, el("td", {}, el("b", {}, p.name), el("div", { class: "muted" }, p.baseURL)),
+        el("td", { class: p.state === "up" ? "ok" : p.state === "down" ? "bad" : "" }, p.state),
+        el("td", { class: "muted" }, p.state === "down" ? (p.error || "") : `${p.models.length} models${p.latencyMs != null ? ` · ${p.latencyMs.toFixed(0)} ms` : ""}`)))));
 
     const ready = status.runners.filter((r) => r.state === "ready" || r.state === "loading" || r.state === "starting");
     const heldBy = (r) => Object.values(r.memoryByDevice || {}).reduce((a, b) => a + b, 0) || r.rssBytes || r.memoryEstimateBytes;
