@@ -89,12 +89,7 @@ struct SurfaceGuard: HTTPHandler {
         return match
     }
 
-    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        var diff = x.count ^ y.count
-        for i in 0..<max(x.count, y.count) { diff |= Int((i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)) }
-        return diff == 0
-    }
+    static func constantTimeEquals(_ a: String, _ b: String) -> Bool { HMAC.constantTimeEqual(Array(a.utf8), Array(b.utf8)) }
 
     func addCORS(_ r: inout HTTPResponse, origin: String, preflight: Bool) {
         r.headers.set("Access-Control-Allow-Origin", origins.allowsEveryOrigin ? "*" : origin)

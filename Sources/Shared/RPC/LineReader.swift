@@ -11,7 +11,8 @@ final class LineReader {
 
     let connection: Connection
     let buffer = ByteBuffer(capacity: 64 * 1024)
-    let maxBytes: Int
+    /// Raised once a connection's handshake (short lines) is over.
+    var maxBytes: Int
     private var scanned = 0
     private var discarding = false
 
@@ -20,7 +21,8 @@ final class LineReader {
         self.maxBytes = maxBytes
     }
 
-    func next() async throws -> Line {
+    /// The next line; `deadline` (monotonic ns, 0 = none) bounds each wait for more bytes.
+    func next(deadline: UInt64 = 0) async throws -> Line {
         while true {
             let readable = buffer.readable
             if readable.count > scanned,
@@ -41,7 +43,7 @@ final class LineReader {
                 buffer.clear()
                 scanned = 0
             }
-            let n = try await connection.read(into: buffer)
+            let n = try await connection.read(into: buffer, deadline: deadline)
             if n == 0 { return .end }
         }
     }

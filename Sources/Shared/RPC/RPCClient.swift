@@ -25,7 +25,7 @@ public enum RPCError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// A JSON-RPC client for one service's Unix socket. It connects in the background and reconnects
+/// A JSON-RPC client for one service's Unix socket (or a host's authenticated TCP control port). It connects in the background and reconnects
 /// with capped exponential backoff whenever the peer goes away; a call made while disconnected waits
 /// for the reconnect, up to its own timeout. Pipelined calls are matched to replies by id.
 public final class RPCClient: Sendable {
@@ -57,8 +57,14 @@ public final class RPCClient: Sendable {
         var connectHandler: (@Sendable () -> Void)?
     }
 
-    /// The socket path of the service.
+    /// The socket path of the service (for TCP, the address as text).
     public let path: String
+    /// Where the service listens: its Unix socket, or a host's TCP control port.
+    public let address: SocketAddress
+    /// On TCP, the secret the connection must prove before any call (`RPCAuth`).
+    let secret: RPCSecret?
+    /// Why the last connection attempt failed (nil once connected).
+    private let lastFailure = Mutex<String?>(nil)
     let loop: EventLoop
     /// Default per-call timeout, seconds.
     public let defaultTimeout: Double
@@ -68,8 +74,16 @@ public final class RPCClient: Sendable {
     private let state = Mutex(State())
     private let task = Mutex<Task<Void, Never>?>(nil)
 
-    public init(path: String, loop: EventLoop = .shared, defaultTimeout: Double = 10, minBackoff: Double = 0.05, maxBackoff: Double = 2) {
-        self.path = path
+    public convenience init(path: String, loop: EventLoop = .shared, defaultTimeout: Double = 10, minBackoff: Double = 0.05, maxBackoff: Double = 2) {
+        self.init(address: .unix(path: path), secret: nil, loop: loop, defaultTimeout: defaultTimeout, minBackoff: minBackoff, maxBackoff: maxBackoff)
+    }
+
+    /// A client of a TCP control plane (`secret` proven on every connection) or of a Unix socket.
+    public init(address: SocketAddress, secret: RPCSecret?, loop: EventLoop = .shared, defaultTimeout: Double = 10,
+                minBackoff: Double = 0.05, maxBackoff: Double = 2) {
+        self.address = address
+        self.secret = secret
+        if case .unix(let p) = address { path = p } else { path = address.description }
         self.loop = loop
         self.defaultTimeout = defaultTimeout
         self.minBackoff = minBackoff
@@ -106,6 +120,15 @@ public final class RPCClient: Sendable {
 
     /// Whether a connection is up right now.
     public var isConnected: Bool { state.withLock { $0.writer != nil } }
+
+    /// Why the last attempt to connect failed (refused, unreachable, authentication), nil once connected.
+    public var connectFailure: String? { lastFailure.withLock { $0 } }
+
+    /// Drops the current connection (its pending calls fail with `connectionLost`) and connects anew:
+    /// for a TCP peer that stopped answering without closing (a cut link sends no FIN).
+    public func dropConnection() {
+        state.withLock { $0.writer }?.shutdown()
+    }
 
     /// Receives every notification the service pushes (after `subscribe()`), on the event loop thread;
     /// each handler added gets every notification.
@@ -295,13 +318,25 @@ public final class RPCClient: Sendable {
         var backoff = minBackoff
         while !Task.isCancelled && !state.withLock({ $0.closed }) {
             let connection: Connection
+            let reader: LineReader
             do {
-                connection = try await Connection.connect(to: .unix(path: path), loop: loop, deadline: deadline(after: 2))
+                connection = try await Connection.connect(to: address, loop: loop, deadline: deadline(after: 2))
+                reader = LineReader(connection: connection, maxBytes: 64 << 20)
+                if let secret {
+                    do {
+                        try await RPCAuth.prove(connection, reader: reader, secret: secret)
+                    } catch {
+                        connection.close()
+                        throw error
+                    }
+                }
             } catch {
+                lastFailure.withLock { $0 = "\(error)" }
                 try? await loop.sleep(seconds: backoff)
                 backoff = min(backoff * 2, maxBackoff)
                 continue
             }
+            lastFailure.withLock { $0 = nil }
             backoff = minBackoff
             let writer = QueuedWriter(connection: connection, loop: loop)
             let (waiters, subscribed, onConnect) = state.withLock { s in
@@ -315,7 +350,7 @@ public final class RPCClient: Sendable {
                 w.continuation.resume(returning: writer)
             }
             onConnect?()
-            await read(connection)
+            await read(reader)
             let lost = state.withLock { s in
                 s.writer = nil
                 s.abandoned = [:]
@@ -331,8 +366,7 @@ public final class RPCClient: Sendable {
         }
     }
 
-    private func read(_ connection: Connection) async {
-        let reader = LineReader(connection: connection, maxBytes: 64 << 20)
+    private func read(_ reader: LineReader) async {
         while true {
             guard let line = try? await reader.next() else { return }
             switch line {

@@ -13,7 +13,7 @@ public struct RPCCaller: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "connection \(connection)" }
 }
 
-/// A JSON-RPC 2.0 server on a Unix socket: one JSON object per line, requests on one connection
+/// A JSON-RPC 2.0 server on a Unix socket (and, authenticated, on TCP: `startTCP`): one JSON object per line, requests on one connection
 /// handled concurrently, replies in completion order (matched by id). Clients that call
 /// `rpc.subscribe` receive every `notify`.
 ///
@@ -32,8 +32,8 @@ public final class RPCServer: Sendable {
     /// Handler tasks by connection and request id, so `rpc.cancel` and a dropped connection cancel them.
     private let running = Mutex<[UInt64: [RPCID: Task<Void, Never>]]>([:])
     private let connections = ConnectionTable()
-    private let listener = Mutex<Listener?>(nil)
-    private let acceptTask = Mutex<Task<Void, Never>?>(nil)
+    private let listeners = Mutex<[Listener]>([])
+    private let acceptTasks = Mutex<[Task<Void, Never>]>([])
     private let disconnectHandlers = Mutex<[@Sendable (RPCCaller) -> Void]>([])
 
     public init(path: String, loop: EventLoop = .shared, maxMessageBytes: Int = 16 << 20) {
@@ -90,20 +90,47 @@ public final class RPCServer: Sendable {
     public func start() throws {
         let listener = try Listener(.unix(path: path), loop: loop)
         chmod(path, 0o600)
-        self.listener.withLock { $0 = listener }
+        listeners.withLock { $0.append(listener) }
         let task = listener.acceptLoop(into: connections) { [self] connection, id in
-            await serve(connection, id: id)
+            await serve(connection, id: id, reader: LineReader(connection: connection, maxBytes: maxMessageBytes))
         }
-        acceptTask.withLock { $0 = task }
+        acceptTasks.withLock { $0.append(task) }
     }
+
+    /// Also serves the same methods on TCP (another machine's gateway), each connection only after it
+    /// proves `secret` (`RPCAuth`); one that does not is told why and closed, having reached no handler.
+    /// Returns the bound address's port (for port 0).
+    @discardableResult
+    public func startTCP(_ address: SocketAddress, secret: RPCSecret) throws -> UInt16 {
+        let listener = try Listener(address, loop: loop)
+        listeners.withLock { $0.append(listener) }
+        let task = listener.acceptLoop(into: connections) { [self] connection, id in
+            let reader = LineReader(connection: connection, maxBytes: RPCAuth.maxLineBytes)
+            switch await RPCAuth.accept(connection, reader: reader, secret: secret) {
+            case .success:
+                reader.maxBytes = maxMessageBytes
+                await serve(connection, id: id, reader: reader)
+            case .failure(let error):
+                onAuthFailure.withLock { $0 }?(error)
+                connection.close()
+            }
+        }
+        acceptTasks.withLock { $0.append(task) }
+        return listener.port
+    }
+
+    private let onAuthFailure = Mutex<(@Sendable (RPCAuthError) -> Void)?>(nil)
+
+    /// Told each TCP connection that failed the handshake (to log it).
+    public func onAuthenticationFailure(_ handler: @escaping @Sendable (RPCAuthError) -> Void) { onAuthFailure.withLock { $0 = handler } }
 
     /// Stops accepting, drops every connection and removes the socket file.
     public func stop() async {
-        if let task = acceptTask.withLock({ $0 }) {
+        for task in acceptTasks.withLock({ $0 }) {
             task.cancel()
             await task.value
         }
-        listener.withLock { $0?.close() }
+        listeners.withLock { $0.forEach { $0.close() } }
         connections.beginShutdown()
         connections.cancelAll()
         await connections.drain(until: deadline(after: 2), loop: loop)
@@ -119,9 +146,8 @@ public final class RPCServer: Sendable {
     /// Connections subscribed to notifications.
     public var subscriberCount: Int { subscribers.withLock { $0.count } }
 
-    private func serve(_ connection: Connection, id: UInt64) async {
+    private func serve(_ connection: Connection, id: UInt64, reader: LineReader) async {
         let writer = QueuedWriter(connection: connection, loop: loop)
-        let reader = LineReader(connection: connection, maxBytes: maxMessageBytes)
         while true {
             let line: LineReader.Line
             do {
