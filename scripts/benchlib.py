@@ -165,7 +165,7 @@ class Mesh:
     `bindir` runs another build (an older commit's, for before/after); `bootstrap` first installs what
     is missing (the benchmarks do; the tests run after scripts/test.sh did); `env` is added to the
     services' environment (HF_ENDPOINT, HOME for the tests' own caches)."""
-    def __init__(self, prefix, app, models, bindir=None, bootstrap=True, env=None):
+    def __init__(self, prefix, app, models, bindir=None, bootstrap=True, env=None, netns=None):
         if bindir is None:
             if bootstrap:
                 subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
@@ -185,7 +185,11 @@ class Mesh:
             json.dump(models, f)
         self.errors = os.path.join(self.work, "launcher.err")
         self.config = config
-        self.launcher = subprocess.Popen([os.path.join(bindir, "launcher"), "up", "--state-dir", self.state, "--config-dir", config],
+        # `netns`: run it inside that network namespace (a simulated host); `ip netns exec` execs the
+        # launcher in place, so the pid is the launcher's own.
+        self.netns = netns
+        wrap = ["ip", "netns", "exec", netns] if netns else []
+        self.launcher = subprocess.Popen(wrap + [os.path.join(bindir, "launcher"), "up", "--state-dir", self.state, "--config-dir", config],
                                          stdout=subprocess.DEVNULL, stderr=open(self.errors, "w"),
                                          env=dict(os.environ, **(env or {})))
         try:
@@ -198,6 +202,11 @@ class Mesh:
         deadline = time.time() + timeout
         while True:
             try:
+                # Inside a namespace its ports are not on this loopback: the launcher's socket says enough.
+                if self.netns:
+                    if all(s["state"] == "running" for s in rpc(os.path.join(self.state, "run", "launcher.sock"), "launcher.status", timeout=5)["services"]):
+                        return
+                    raise OSError("not all running yet")
                 with urllib.request.urlopen(self.url(self.api) + "/health", timeout=2) as r:
                     if r.status == 200 and all(s["state"] == "running" for s in
                                                rpc(os.path.join(self.state, "run", "launcher.sock"), "launcher.status", timeout=5)["services"]):

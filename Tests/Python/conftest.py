@@ -14,11 +14,11 @@ def bin_dir():
     return benchlib.release_bin_dir()
 
 
-def start_mesh(app_extra, models, env=None):
+def start_mesh(app_extra, models, env=None, netns=None):
     """A whole Llama Runner (benchlib.Mesh, shared with the benchmarks) serving `models`; `env` is added
-    to its services' environment."""
+    to its services' environment; `netns` runs it inside that network namespace (a simulated host)."""
     assert os.path.exists(MODEL), "the demo model is missing: run scripts/bootstrap.sh"
-    return benchlib.Mesh("lr-compat-", app_extra, models, bindir=bin_dir(), env=env)
+    return benchlib.Mesh("lr-compat-", app_extra, models, bindir=bin_dir(), env=env, netns=netns)
 
 
 def stop_mesh(m):

@@ -29,7 +29,7 @@ async function connectEvents() {
     banner.textContent = "The gateway's dashboard API is not answering: reconnecting by itself…";
     banner.hidden = false;
   };
-  for (const type of ["runner", "registry", "metrics", "log", "pull", "request", "hello"]) {
+  for (const type of ["runner", "registry", "metrics", "log", "pull", "request", "host", "hello"]) {
     source.addEventListener(type, (e) => {
       const data = JSON.parse(e.data);
       for (const fn of listeners) fn({ type, data });

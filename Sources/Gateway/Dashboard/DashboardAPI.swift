@@ -8,6 +8,8 @@ struct DashboardAPI: Sendable {
     let catalog: ModelCatalog
     let registry: RPCClient
     let runners: RPCClient
+    /// Every runner-manager (this machine's is `runners`).
+    let hosts: RunnerHosts
     let metrics: RPCClient
     let hub: EventHub
     let bodies: JSONBodyReader
@@ -122,6 +124,7 @@ struct DashboardAPI: Sendable {
         // A service restarted through the launcher's control socket (after a config change that needs it).
         router.post("/api/services/{name}/restart") { r, p in try await write(r) { await restart(p["name"] ?? "") } }
         router.get("/api/peers") { _, _ in Self.encoded(catalog.peers.statuses) }
+        router.get("/api/hosts") { _, _ in Self.encoded(hosts.statuses) }
         router.get("/api/hardware") { _, _ in await rpc { try await runners.call(RunnersRPC.Hardware.self, Empty(), timeout: 2) } }
         router.get("/api/logs/{name}") { r, p in await logs(p["name"] ?? "", tail: r.head.queryValue("tail").flatMap { Int($0) } ?? 200) }
         router.get("/api/events") { _, _ in events() }
@@ -169,7 +172,7 @@ struct DashboardAPI: Sendable {
     }
 
     func models() async -> HTTPResponse {
-        let runnerList = (try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
+        let runnerList = await hosts.allRunners()
         let docs = try? await registry.call(RegistryRPC.Documents.self, Empty(), timeout: 5)
         let snap = catalog.current
         // Before a load: the estimate per device, on the GPU a load would go to now (the freest) or the CPU.
@@ -312,7 +315,7 @@ struct DashboardAPI: Sendable {
     }
 
     /// Server-sent events: `runner` (state changes), `registry` (new revision), `metrics` (every 2 s),
-    /// `request` (each finished model request, as `/api/requests` lists them), `pull`, `log`,
+    /// `request` (each finished model request, as `/api/requests` lists them), `pull`, `log`, `host` (a runner host went up or down),
     /// and a `: ping` comment every 15 s so proxies keep the stream open.
     func events() -> HTTPResponse {
         let hub = self.hub

@@ -5,7 +5,7 @@ import Shared
 struct DashboardStatus: Sendable {
     let health: ServiceHealth
     let catalog: ModelCatalog
-    let runners: RPCClient
+    let hosts: RunnerHosts
     let metrics: RPCClient
 
     func register(on router: inout Router) {
@@ -46,7 +46,7 @@ struct DashboardStatus: Sendable {
         let healthResponse = await health.response()
         var healthDoc = JSONValue.null
         if case .bytes(let b) = healthResponse.body, let doc = try? JSONParser.parse(b).0 { healthDoc = doc }
-        let list = (try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
+        let list = await hosts.allRunners()
         let ready = Set(list.filter { $0.state == .ready }.map(\.model))
         let snap = catalog.current
         let models = snap.models.map { m in

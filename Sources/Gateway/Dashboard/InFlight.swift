@@ -67,6 +67,19 @@ final class InFlightTable: Sendable {
         return true
     }
 
+    /// Ends every request being answered by a runner on `host` (which stopped answering): each ends
+    /// with a well-formed error instead of waiting on a connection that may never say more.
+    @discardableResult
+    func cancel(host: String, reason: String) -> Int {
+        let live = tickets.withLock { t in t.live.values.compactMap(\.ticket) }
+        var n = 0
+        for ticket in live where ticket.host == host {
+            ticket.cancel(.hostDown(host: host, reason: reason))
+            n += 1
+        }
+        return n
+    }
+
     var count: Int { tickets.withLock { $0.live.count } }
 }
 
@@ -89,7 +102,15 @@ final class InFlightTicket: Sendable {
     private let startedAt = unixMillis()
     /// Its bodies, when the dashboard captures them.
     let recorder: CaptureRing.Recorder?
-    private let state = Mutex<(model: String?, phase: Phase, cancelled: Bool, running: RunningTask?)>((nil, .waiting, false, nil))
+    private let state = Mutex<(model: String?, phase: Phase, cancel: CancelReason?, running: RunningTask?, host: String?)>((nil, .waiting, nil, nil, nil))
+
+    /// Why a request was ended from outside.
+    enum CancelReason: Sendable, Equatable {
+        /// The dashboard's cancel button (recorded as 499).
+        case dashboard
+        /// The runner's host stopped answering (502).
+        case hostDown(host: String, reason: String)
+    }
 
     /// The task running a `cancelling` operation, registered only while the operation runs in it.
     struct RunningTask: @unchecked Sendable {
@@ -117,14 +138,29 @@ final class InFlightTicket: Sendable {
     var entry: InFlightTable.Entry? {
         state.withLock { s in
             s.model.map { InFlightTable.Entry(id: String(id), port: port, method: method, path: path, model: $0, phase: s.phase,
-                                              startedAt: startedAt, cancelled: s.cancelled) }
+                                              startedAt: startedAt, cancelled: s.cancel != nil) }
         }
     }
 
-    var isCancelled: Bool { state.withLock { $0.cancelled } }
+    var isCancelled: Bool { state.withLock { $0.cancel != nil } }
+    var cancelReason: CancelReason? { state.withLock { $0.cancel } }
+
+    /// The host whose runner answers it (set once granted).
+    var host: String? { state.withLock { $0.host } }
+    func update(host: String) { state.withLock { $0.host = host } }
 
     /// What a request cancelled from the dashboard is answered and recorded with.
     static func cancelledMessage(_ model: String) -> String { "the request to \(model) was cancelled from the Llama Runner dashboard" }
+
+    /// What this cancelled request is answered and recorded with, and the status it is recorded as.
+    func cancelOutcome(_ model: String) -> (message: String, status: Int)? {
+        switch cancelReason {
+        case nil: nil
+        case .dashboard: (Self.cancelledMessage(model), 499)
+        case .hostDown(let host, let reason):
+            ("host '\(host)' stopped answering (\(reason)); the request to \(model) was ended: send it again to use another host", 502)
+        }
+    }
 
     func update(model: String, phase: Phase) {
         state.withLock { s in
@@ -133,9 +169,9 @@ final class InFlightTicket: Sendable {
         }
     }
 
-    func cancel() {
+    func cancel(_ reason: CancelReason = .dashboard) {
         state.withLock { s in
-            s.cancelled = true
+            if s.cancel == nil { s.cancel = reason }
             s.running?.task.cancel()
         }
     }
@@ -146,8 +182,8 @@ final class InFlightTicket: Sendable {
     func cancelling<T>(_ operation: () async throws -> T) async throws -> T {
         let cancelledAlready = withUnsafeCurrentTask { task -> Bool in
             state.withLock { s in
-                if let task, !s.cancelled { s.running = RunningTask(task: task) }
-                return s.cancelled
+                if let task, s.cancel == nil { s.running = RunningTask(task: task) }
+                return s.cancel != nil
             }
         }
         if cancelledAlready { throw CancellationError() }

@@ -11,6 +11,8 @@ final class ModelCatalog: Sendable {
                                   merged: RegistrySnapshot(revision: "", defaultModel: nil, models: [])))
     /// The peers of `app_config.json`, configured at each refresh.
     let peers = PeerDirectory()
+    /// Models only other hosts (`hosts`) have, from their registries.
+    private let hostModels = Mutex<[ResolvedModel]>([])
     let registry: RPCClient
     let loop: EventLoop
     /// Told the new revision after each refresh that changed it (the dashboard's event stream).
@@ -24,13 +26,7 @@ final class ModelCatalog: Sendable {
 
     /// Subscribes to changes and loads the first snapshot.
     func start() async {
-        peers.onChange { [self] in
-            let revision = snapshot.withLock { s in
-                s.merged = Self.merge(s.local, peers.models)
-                return s.local.revision
-            }
-            onChange(revision)
-        }
+        peers.onChange { [self] in remerge() }
         registry.onNotification { [self] method, _ in
             if method == RegistryRPC.Changed.name { Task(executorPreference: loop) { await self.refresh() } }
         }
@@ -42,21 +38,40 @@ final class ModelCatalog: Sendable {
     func refresh() async {
         if let app = try? await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10) { peers.configure(app.peers) }
         if let fresh = try? await registry.call(RegistryRPC.Snapshot.self, Empty(), timeout: 10) {
-            let peerModels = peers.models
+            let others = hostModels.withLock { $0 } + peers.models
             let changed = snapshot.withLock { s -> Bool in
-                defer { s = (fresh, Self.merge(fresh, peerModels)) }
+                defer { s = (fresh, Self.merge(fresh, others)) }
                 return s.local.revision != fresh.revision
             }
             if changed { onChange(fresh.revision) }
         }
     }
 
-    /// The local table with the peers' entries after it (a local id wins over a peer's of the same name).
-    static func merge(_ local: RegistrySnapshot, _ peerModels: [ResolvedModel]) -> RegistrySnapshot {
-        guard !peerModels.isEmpty else { return local }
+    /// Takes the models only other hosts have (after a heartbeat brought a host's new table).
+    func setHostModels(_ models: [ResolvedModel]) {
+        let changed = hostModels.withLock { old -> Bool in
+            defer { old = models }
+            return old != models
+        }
+        if changed { remerge() }
+    }
+
+    private func remerge() {
+        let others = hostModels.withLock { $0 } + peers.models
+        let revision = snapshot.withLock { s in
+            s.merged = Self.merge(s.local, others)
+            return s.local.revision
+        }
+        onChange(revision)
+    }
+
+    /// The local table with other hosts' and then the peers' entries after it (the first of an id wins:
+    /// a local model over a host's or a peer's of the same name).
+    static func merge(_ local: RegistrySnapshot, _ others: [ResolvedModel]) -> RegistrySnapshot {
+        guard !others.isEmpty else { return local }
         var merged = local
-        let ids = Set(local.models.map(\.id))
-        merged.models += peerModels.filter { !ids.contains($0.id) }
+        var ids = Set(local.models.map(\.id))
+        for m in others where ids.insert(m.id).inserted { merged.models.append(m) }
         return merged
     }
 

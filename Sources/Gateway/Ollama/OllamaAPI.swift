@@ -96,7 +96,7 @@ struct OllamaAPI: Sendable {
     }
 
     func ps() async -> HTTPResponse {
-        let list = (try? await relay.runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
+        let list = await relay.runnerList() ?? []
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let now = ts.tv_sec * 1_000_000_000 + ts.tv_nsec

@@ -59,7 +59,7 @@ struct OpenAIRoutes: Sendable {
     }
 
     func loadedModels() async -> Set<String>? {
-        guard let list = try? await relay.runners.call(RunnersRPC.List.self, Empty(), timeout: 2) else { return nil }
+        guard let list = await relay.runnerList() else { return nil }
         return Set(list.filter { $0.state == .ready }.map(\.model))
     }
 

@@ -43,22 +43,43 @@ final class GatewayService: Service {
         let pulls = PullTracker(registry: registry, catalog: catalog) { status in
             if let value = try? JSONCoder.encodeValue(status) { hub.publish("pull", value) }
         }
+        // The runner-managers models are placed on: this machine's, and those of `hosts`.
+        let remote = config.hosts.map { name, h in
+            (name: name, address: h.socketAddress,
+             secret: Result { () throws(ConfigError) in try RPCSecret.load(file: resolvePath(h.secretFile, configDir: paths.configDir)) })
+        }
+        let hosts = RunnerHosts(local: runners, remote: remote, loop: context.loop)
         // Each request's record also goes to the dashboard's live Activity, as `request` events.
-        let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog) { record in
+        let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog, hosts: hosts) { record in
             guard hub.count > 0, let value = try? JSONCoder.encodeValue(TimedRecord(at: Double(unixMillis()) / 1000, record: record)) else { return }
             hub.publish("request", value)
         }
         let inflight = InFlightTable(capture: config.dashboard.capture ? CaptureRing() : nil)
         let instances = LMStudioInstances()
-        runners.onNotification { method, data in
-            guard method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data) else { return }
-            relay.runnerStateChanged(state)
-            instances.runnerStateChanged(model: state.model, state: state.state)
-            if let value = try? JSONCoder.encodeValue(state) {
-                hub.publish("runner", value)
+        for host in hosts.hosts {
+            host.client.onNotification { method, data in
+                guard method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data) else { return }
+                relay.runnerStateChanged(state)
+                instances.runnerStateChanged(model: state.model, state: state.state)
+                if let value = try? JSONCoder.encodeValue(state) {
+                    hub.publish("runner", value)
+                }
             }
+            host.client.subscribe()
         }
-        runners.subscribe()
+        // A host that went down ends the requests its runners were answering; its models come and go.
+        hosts.onChange { host, wentDown in
+            if wentDown {
+                let ended = inflight.cancel(host: host.name, reason: host.lastError ?? "no heartbeat")
+                context.logger.warning("host is down", ("host", host.name), ("ended", ended))
+            } else {
+                context.logger.info("host is up", ("host", host.name))
+            }
+            catalog.setHostModels(hosts.remoteModels)
+            hub.publish("host", .object(JSONObject([("name", .string(host.name)), ("state", .string(wentDown ? "down" : "up"))])))
+        }
+        hosts.start(on: context.periodic)
+        context.rpc.register(GatewayRPC.Hosts.self) { _ in hosts.statuses }
         // Runners that were ready before this gateway (adopted, or a reconnect) send no notification
         // until their next transition: their state is read once, on every connection.
         runners.onConnect { Task(executorPreference: context.loop) { await relay.seedReadyRunners() } }
@@ -137,8 +158,8 @@ final class GatewayService: Service {
         }
         if config.dashboard.enabled {
             var api = baseRouter()
-            DashboardStatus(health: health, catalog: catalog, runners: runners, metrics: metrics).register(on: &api)
-            DashboardAPI(catalog: catalog, registry: registry, runners: runners, metrics: metrics, hub: hub, bodies: openAI.bodies,
+            DashboardStatus(health: health, catalog: catalog, hosts: relay.hosts, metrics: metrics).register(on: &api)
+            DashboardAPI(catalog: catalog, registry: registry, runners: runners, hosts: relay.hosts, metrics: metrics, hub: hub, bodies: openAI.bodies,
                          paths: context.paths, adminToken: config.dashboard.adminToken,
                          loopbackOnly: HostPolicy.isLoopback(config.dashboard.host), loop: context.loop, pulls: pulls,
                          inflight: inflight, startedWith: config).register(on: &api)

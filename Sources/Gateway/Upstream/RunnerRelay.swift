@@ -5,9 +5,12 @@ import Synchronization
 /// answering 5xx), send, relay or hand over the response, release, and a `metrics.record`
 /// notification that never delays the request.
 final class RunnerRelay: Sendable {
+    /// This machine's runner-manager (also `hosts.local`).
     let runners: RPCClient
     let metrics: RPCClient
     let catalog: ModelCatalog
+    /// Every runner-manager requests are placed on: this machine's, and those of `hosts`.
+    let hosts: RunnerHosts
     /// Keep-alive connections per runner endpoint, and the endpoint each model was last granted on.
     private let pools = Mutex<(clients: [String: HTTPClient], endpoints: [String: String])>(([:], [:]))
     /// Models whose runner is ready, from runner-manager's `runners.state` notifications, with the
@@ -20,8 +23,10 @@ final class RunnerRelay: Sendable {
     /// Told each request's record as it goes to metrics-service (the dashboard's live Activity).
     let onRecord: @Sendable (RequestRecord) -> Void
 
-    init(runners: RPCClient, metrics: RPCClient, catalog: ModelCatalog, onRecord: @escaping @Sendable (RequestRecord) -> Void = { _ in }) {
+    init(runners: RPCClient, metrics: RPCClient, catalog: ModelCatalog, hosts: RunnerHosts? = nil,
+         onRecord: @escaping @Sendable (RequestRecord) -> Void = { _ in }) {
         self.runners = runners
+        self.hosts = hosts ?? RunnerHosts(local: runners, remote: [], loop: catalog.loop)
         self.metrics = metrics
         self.catalog = catalog
         self.onRecord = onRecord
@@ -38,15 +43,22 @@ final class RunnerRelay: Sendable {
         let receivedAt: UInt64
         /// The gateway's own time up to the response head (no load, no upstream).
         let overheadMs: Double
+        /// The host whose runner answers, when the gateway uses several (`x-llama-runner-host`).
+        var host: String? = nil
     }
 
-    func client(_ endpoint: String, model: String) -> HTTPClient {
-        pools.withLock { p in
-            p.endpoints[model] = endpoint
-            if let c = p.clients[endpoint] { return c }
-            let port = UInt16(endpoint.split(separator: ":").last ?? "") ?? 0
-            let c = HTTPClient(address: .tcp(host: "127.0.0.1", port: port), maxIdleConnections: 64)
-            p.clients[endpoint] = c
+    /// The keep-alive pool of the runner at `endpoint` (`http://host:port`), sending its key when it
+    /// has one (a runner on another host); pooled by endpoint and key, so a runner started again on
+    /// the same port with a new key gets a new pool.
+    func client(_ endpoint: String, model: String, apiKey: String? = nil) -> HTTPClient {
+        let key = apiKey.map { endpoint + " " + $0 } ?? endpoint
+        return pools.withLock { p in
+            p.endpoints[model] = key
+            if let c = p.clients[key] { return c }
+            let url = HTTPURL(endpoint)
+            let c = HTTPClient(address: .tcp(host: url?.host ?? "127.0.0.1", port: url?.port ?? 0), maxIdleConnections: 64,
+                               defaultHeaders: apiKey.map { ["Authorization": "Bearer \($0)"] } ?? HTTPHeaders())
+            p.clients[key] = c
             return c
         }
     }
@@ -81,8 +93,15 @@ final class RunnerRelay: Sendable {
     /// runner-manager's runners by model (empty when it does not answer within 2 s): what the listings
     /// of every surface show as loaded.
     func runnerTable() async -> [String: RunnerInfo] {
-        let list = (try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)) ?? []
-        return Dictionary(list.map { ($0.model, $0) }, uniquingKeysWith: { a, _ in a })
+        let list = await hosts.allRunners()
+        // A model ready on one host and stopped on another shows as ready.
+        return Dictionary(list.map { ($0.model, $0) }, uniquingKeysWith: { a, b in a.state == .ready ? a : b })
+    }
+
+    /// Every host's runners; nil when this machine's runner-manager does not answer on one machine.
+    func runnerList() async -> [RunnerInfo]? {
+        if hosts.isMultiHost { return await hosts.allRunners() }
+        return try? await runners.call(RunnersRPC.List.self, Empty(), timeout: 2)
     }
 
     /// Takes the ready runners from `runners.list` (at start and after a reconnect: runners already
@@ -138,27 +157,32 @@ final class RunnerRelay: Sendable {
         ticket?.update(model: model.id, phase: .waiting)
         let acquireStart = monotonicNanos()
         let grant: AcquireResult
+        let host: RunnerHosts.Host
         do {
             let params = AcquireRequest(model: model.id, keepAlive: keepAlive, parameters: parameters, revision: catalog.current.revision)
             // A client that leaves while its model loads gives up its place at once (and, if it was
             // the load's last waiter, the load itself when another model needs the room).
             if let disconnect = request.disconnect {
-                grant = try await disconnect.cancelling { try await self.acquire(params) }
+                (grant, host) = try await disconnect.cancelling { try await self.place(params) }
             } else {
-                grant = try await acquire(params)
+                (grant, host) = try await place(params)
             }
         } catch is CancellationError {
             if ticket?.isCancelled == true { throw APIError(HTTPStatus(499), InFlightTicket.cancelledMessage(model.id)) }
             throw APIError(HTTPStatus(499), "the client closed the connection while waiting for \(model.id)")
+        } catch let error as APIError {
+            throw error
         } catch {
             throw acquireError(error, model: model.id)
         }
-        let lease = RunnerLease(id: grant.lease, runners: runners)
+        let lease = RunnerLease(id: grant.lease, runners: host.client)
         ticket?.update(model: model.id, phase: .answering)
+        // A remote host that stops answering ends this request (its runner may never say more).
+        if !host.isLocal { ticket?.update(host: host.name) }
         let acquireEnd = monotonicNanos()
         let upstream: HTTPClientResponse
         do {
-            upstream = try await client(grant.endpoint, model: model.id).send(HTTPClientRequest(method: "POST", target: path,
+            upstream = try await client(grant.endpoint, model: model.id, apiKey: grant.apiKey).send(HTTPClientRequest(method: "POST", target: path,
                                                                                headers: ["Content-Type": contentType, "Accept": accept],
                                                                                body: upload), timeout: 900)
         } catch let error as HTTPError {
@@ -170,7 +194,8 @@ final class RunnerRelay: Sendable {
         }
         let head = monotonicNanos()
         let overhead = Double((head &- request.receivedAt) &- (acquireEnd &- acquireStart) &- (head &- acquireEnd)) / 1e6
-        return Call(model: model, grant: grant, lease: lease, upstream: upstream, receivedAt: request.receivedAt, overheadMs: max(0, overhead))
+        return Call(model: model, grant: grant, lease: lease, upstream: upstream, receivedAt: request.receivedAt, overheadMs: max(0, overhead),
+                    host: hosts.isMultiHost ? host.name : nil)
     }
 
     /// How long a request may wait for its runner (a load included) before it fails.
@@ -180,8 +205,8 @@ final class RunnerRelay: Sendable {
     /// again to the next instance (which adopts the running runners) within the request's own deadline.
     /// Safe to repeat: whatever the lost instance granted died with it. A grant that arrives after this
     /// request gave up (client gone, timed out) is handed straight back.
-    func acquire(_ params: AcquireRequest) async throws -> AcquireResult {
-        let runners = self.runners
+    func acquire(_ params: AcquireRequest, via runners: RPCClient? = nil) async throws -> AcquireResult {
+        let runners = runners ?? self.runners
         let until = monotonicNanos() &+ UInt64(Self.acquireSeconds * 1e9)
         while true {
             let left = Double(until &- min(until, monotonicNanos())) / 1e9
@@ -218,9 +243,9 @@ final class RunnerRelay: Sendable {
         let now = monotonicNanos()
         // A cancel from the dashboard's in-flight table says so, whatever the stream's own error was.
         let ticket = InFlightTicket.current
-        let cancelled = ticket?.isCancelled == true
-        let error = cancelled ? InFlightTicket.cancelledMessage(call.model.id) : error
-        let recorded = cancelled ? 499 : error != nil && status < 400 ? HTTPStatus.badGateway.code : status
+        let cancelled = ticket?.cancelOutcome(call.model.id)
+        let error = cancelled?.message ?? error
+        let recorded = cancelled?.status ?? (error != nil && status < 400 ? HTTPStatus.badGateway.code : status)
         let record = RequestRecord(
             model: call.model.id, api: api, route: route, status: recorded,
             timeToFirstByteMs: Double((firstByteAt ?? now) &- call.receivedAt) / 1e6, durationMs: Double(now &- call.receivedAt) / 1e6,
@@ -235,6 +260,7 @@ final class RunnerRelay: Sendable {
     func timingHeaders(_ call: Call) -> HTTPHeaders {
         var h: HTTPHeaders = ["x-llama-runner-overhead-ms": String(format3: call.overheadMs)]
         if call.grant.loadDurationMs > 0 { h.add("x-llama-runner-load-ms", String(call.grant.loadDurationMs)) }
+        if let host = call.host { h.add("x-llama-runner-host", host) }
         return h
     }
 
@@ -290,7 +316,7 @@ final class RunnerRelay: Sendable {
 
     /// Why a relayed stream ended early: a cancel from the dashboard's in-flight table, or the runner's failure.
     static func midStreamFailure(_ model: String, _ error: any Error) -> String {
-        InFlightTicket.current?.isCancelled == true ? InFlightTicket.cancelledMessage(model) : "the runner for \(model) failed mid-stream: \(error)"
+        InFlightTicket.current?.cancelOutcome(model)?.message ?? "the runner for \(model) failed mid-stream: \(error)"
     }
 
     /// The message of an error body (`{"error":{"message"}}`, `{"error":"…"}`) or its text.

@@ -22,6 +22,14 @@ enum ControlCommands {
         do {
             let report = try await client.call(LauncherRPC.Status.self, Empty())
             print(StatusTable.render(report))
+            // The runner hosts, when the gateway uses others besides this machine's.
+            let gateway = RPCClient(path: options.paths.socket(.gateway), defaultTimeout: 2)
+            gateway.start()
+            if let hosts = try? await gateway.call(GatewayRPC.Hosts.self, Empty(), timeout: 2), hosts.count > 1 {
+                print("")
+                print(StatusTable.render(hosts: hosts))
+            }
+            await gateway.close()
             return report.services.allSatisfy { $0.state == .running } ? ExitCode.ok : ExitCode.failure
         } catch {
             printError("launcher status: \(error)")
@@ -88,6 +96,24 @@ enum StatusTable {
         }
         for s in report.services { if let m = s.message { lines.append("\(s.name): \(m)") } }
         lines.append("launcher pid \(report.launcherPid), up \(duration(report.uptimeSeconds))")
+        return lines.joined(separator: "\n")
+    }
+
+    /// The hosts table: each runner-manager the gateway places models on, its state, models and runners.
+    static func render(hosts: [HostStatus]) -> String {
+        var rows: [[String]] = [["HOST", "ADDRESS", "STATE", "FREE", "MODELS", "RUNNERS"]]
+        for h in hosts {
+            var free = "-"
+            if let bytes = h.freeBytes {
+                let tenths = (bytes * 10) >> 30
+                free = "\(tenths / 10).\(tenths % 10) GiB"
+            }
+            let runners = h.runners.map { "\($0.model) (\($0.state.rawValue))" }.joined(separator: ", ")
+            rows.append([h.name, h.address, h.state.rawValue, free, String(h.models.count), runners.isEmpty ? "-" : runners])
+        }
+        let widths = (0..<6).map { col in rows.map { $0[col].count }.max()! }
+        var lines = rows.map { row in row.enumerated().map { i, cell in i == 5 ? cell : cell.padding(toLength: widths[i] + 2) }.joined() }
+        for h in hosts where h.state != .up { if let e = h.error { lines.append("\(h.name): \(e)") } }
         return lines.joined(separator: "\n")
     }
 

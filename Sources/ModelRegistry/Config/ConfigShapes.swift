@@ -87,6 +87,18 @@ enum ConfigShapes {
         ], others: .warn), "GPU and memory inventory"),
         .init("peers", .object([], others: .map(peer, keyPattern: .peerName, keyHint: "a peer name: letters, digits, '.', '_' or '-'")),
               "other OpenAI-compatible servers (another Llama Runner, llama-swap, vLLM, llama-server) whose models are offered here as <name>/<model>"),
+        .init("runner_host", .object([
+            .init("host", .nonEmptyString, required: true, "the address runner-manager's control plane and its runners bind: this machine's address on the gateway's network"),
+            .init("port", port, "the control plane's TCP port (default 7070)"),
+            .init("secret_file", .nonEmptyString, required: true, "file holding the shared secret the gateway must prove (at least 16 bytes, not readable by other users; relative to the config directory)"),
+            .init("advertise_host", .nonEmptyString, "the address the gateway reaches the runners at, when host is 0.0.0.0 or ::"),
+            .init("name", .nonEmptyString, "this host's name in the gateway's listings (default the machine's host name)"),
+        ], others: .warn), "serve another machine's gateway: runner-manager listens on TCP (authenticated) and its runners on host, each with its own API key"),
+        .init("hosts", .object([], others: .map(.object([
+            .init("address", .nonEmptyString, required: true, "host:port of that machine's runner_host"),
+            .init("secret_file", .nonEmptyString, required: true, "file holding the same secret as that host's runner_host.secret_file (relative to the config directory)"),
+        ], others: .warn), keyPattern: .peerName, keyHint: "a host name: letters, digits, '.', '_' or '-'")),
+              "other machines' runner-managers this gateway places models on, besides its own (\"local\"); a restart of the gateway applies a change"),
         .init("discovery_interval_seconds", .integer(min: 0), "seconds between scans of the models folders (0 = off)"),
         .init("log_levels", .object([], others: .map(logLevel, keyPattern: nil, keyHint: "")), "per service, and \"default\""),
         .init("resident_model", .anyOf([.pattern(.modelID, hint: "a model id"), .null], hint: "a model id or null"), "a model kept loaded: at start, and again once the machine is idle after others displaced it"),

@@ -36,6 +36,10 @@ final class RunnerProcess: @unchecked Sendable {
     let kind: RuntimeKind
     let spawnedAt = monotonicNanos()
     let health: HTTPClient
+    /// The address in its endpoint (loopback, or a host's address for remote gateways).
+    let host: String
+    /// Its API key (a runner reached from other machines), sent by whoever calls it.
+    let apiKey: String?
     /// True while the load is watched by `waitReady`; its exit is then that method's to report.
     var loading = true
     /// The latest meaningful log line while loading (shown as progress).
@@ -44,11 +48,14 @@ final class RunnerProcess: @unchecked Sendable {
     var notifiedProgress: String?
 
     var pid: Int32 { identity.pid }
-    var endpoint: String { "http://127.0.0.1:\(port)" }
+    var endpoint: String { host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)" }
     var adopted: Bool { child == nil }
 
     private init(model: String, identity: ProcessIdentity, port: UInt16, argv: [String], fingerprint: String,
-                 log: RunnerLog, child: ChildProcess?, kind: RuntimeKind, loop: EventLoop) {
+                 log: RunnerLog, child: ChildProcess?, kind: RuntimeKind, loop: EventLoop, host: String = "127.0.0.1",
+                 localHost: String = "127.0.0.1", apiKey: String? = nil) {
+        self.host = host
+        self.apiKey = apiKey
         self.model = model
         self.identity = identity
         self.port = port
@@ -57,7 +64,8 @@ final class RunnerProcess: @unchecked Sendable {
         self.log = log
         self.child = child
         self.kind = kind
-        health = HTTPClient(address: .tcp(host: "127.0.0.1", port: port), loop: loop, maxIdleConnections: 1, connectTimeout: 1)
+        health = HTTPClient(address: .tcp(host: localHost, port: port), loop: loop, maxIdleConnections: 1, connectTimeout: 1,
+                            defaultHeaders: apiKey.map { ["Authorization": "Bearer \($0)"] } ?? HTTPHeaders())
     }
 
     static func locate(_ runtime: String) -> String? { RuntimeLocator.locate(runtime) }
@@ -69,15 +77,17 @@ final class RunnerProcess: @unchecked Sendable {
     ///   - fingerprint: the spec's (of the model as configured, before placement), what adoption and
     ///     the slot cache match on; by default the model's own.
     static func spawn(_ model: ResolvedModel, logsDir: String, extraArguments: [String] = [], environment placed: [String: String] = [:],
-                      fingerprint: String? = nil, loop: EventLoop) throws -> RunnerProcess {
+                      fingerprint: String? = nil, network: RunnerNetwork = .loopback, loop: EventLoop) throws -> RunnerProcess {
         guard let binary = locate(model.runtimePath) else {
             throw RunnerError.runtimeMissing("runtime \(model.runtime) (\(model.runtimePath)) not found: run scripts/bootstrap.sh, or set its path in app_config.json runtimes")
         }
         guard access(model.path, R_OK) == 0 else {
             throw RunnerError.spawnFailed("model file \(model.path) is missing: run scripts/bootstrap.sh for the demo model, or fix model_path")
         }
-        let port = try freePort()
-        let arguments = RunnerArguments.build(model, host: "127.0.0.1", port: port) + extraArguments
+        let address = network.addresses(model.runtimeKind)
+        let port = try freePort(on: address.bind)
+        let key = network.isRemote(model.runtimeKind) ? try network.issueKey(model: model.id) : nil
+        let arguments = RunnerArguments.build(model, host: address.bind, port: port) + extraArguments + (key?.arguments ?? [])
         try makeDirectories(logsDir)
         let logPath = "\(logsDir)/\(safeName(model.id)).log"
         let log = RunnerLog(path: logPath, startAtEnd: true)
@@ -93,20 +103,24 @@ final class RunnerProcess: @unchecked Sendable {
         }
         let identity = ProcessIdentity.of(child.pid) ?? ProcessIdentity(pid: child.pid, startTime: 0)
         return RunnerProcess(model: model.id, identity: identity, port: port, argv: [binary] + arguments,
-                             fingerprint: fingerprint ?? RunnerArguments.fingerprint(model), log: log, child: child, kind: model.runtimeKind, loop: loop)
+                             fingerprint: fingerprint ?? RunnerArguments.fingerprint(model), log: log, child: child, kind: model.runtimeKind, loop: loop,
+                             host: address.reachable, localHost: address.local, apiKey: key?.key)
     }
 
     /// Takes over a runner a previous manager started.
     static func adopt(_ record: RunnerRecord, kind: RuntimeKind, loop: EventLoop) -> RunnerProcess {
         let log = RunnerLog(path: record.logPath, startAtEnd: true)
+        let local = record.host.map { $0 == "0.0.0.0" ? "127.0.0.1" : $0 } ?? "127.0.0.1"
         let p = RunnerProcess(model: record.model, identity: record.process, port: record.port, argv: record.argv,
-                              fingerprint: record.fingerprint, log: log, child: nil, kind: kind, loop: loop)
+                              fingerprint: record.fingerprint, log: log, child: nil, kind: kind, loop: loop,
+                              host: record.host ?? "127.0.0.1", localHost: local, apiKey: record.apiKey)
         p.loading = false
         return p
     }
 
     var record: RunnerRecord {
-        RunnerRecord(model: model, process: identity, port: port, fingerprint: fingerprint, argv: argv, logPath: log.path)
+        RunnerRecord(model: model, process: identity, port: port, fingerprint: fingerprint, argv: argv, logPath: log.path,
+                     host: host == "127.0.0.1" ? nil : host, apiKey: apiKey)
     }
 
     var isAlive: Bool { child.map(\.isRunning) ?? identity.isAlive }
@@ -175,8 +189,8 @@ final class RunnerProcess: @unchecked Sendable {
 
     var rssBytes: Int? { ProcessIdentity.residentBytes(pid) }
 
-    static func freePort() throws -> UInt16 {
-        let l = try Listener(.tcp(host: "127.0.0.1", port: 0), loop: .shared)
+    static func freePort(on host: String = "127.0.0.1") throws -> UInt16 {
+        let l = try Listener(.tcp(host: host, port: 0), loop: .shared)
         defer { l.close() }
         return l.port
     }

@@ -26,7 +26,8 @@ extension RunnerManager {
                 // (queueing behind busy leases afterwards is not load time).
                 let ready = readyAt[model] ?? 0
                 let waited = p.startedAt < ready ? Int((ready - p.startedAt) / 1_000_000) : 0
-                p.continuation.resume(returning: AcquireResult(model: model, endpoint: process.endpoint, lease: lease, loadDurationMs: waited))
+                p.continuation.resume(returning: AcquireResult(model: model, endpoint: process.endpoint, lease: lease, loadDurationMs: waited,
+                                                                       apiKey: process.apiKey))
             case .reject(let request, let error):
                 guard let p = pending.removeValue(forKey: request) else { continue }
                 let code = if case .busy = error { RPCFault.busyCode } else { RPCFault.unavailableCode }
@@ -194,7 +195,7 @@ extension RunnerManager {
         if let slots { try? makeDirectories(slots.directory, mode: 0o700) }  // llama-server requires it to exist
         do {
             process = try RunnerProcess.spawn(model, logsDir: logsDir, extraArguments: slots?.arguments(configured) ?? [],
-                                              environment: spec.placement?.environment ?? [:], fingerprint: spec.fingerprint, loop: loop)
+                                              environment: spec.placement?.environment ?? [:], fingerprint: spec.fingerprint, network: network, loop: loop)
         } catch {
             context.logger.error("cannot start \(spec.id): \(error)")
             return .failed("\(error)", log: [])

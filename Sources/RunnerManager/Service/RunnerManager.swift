@@ -53,6 +53,11 @@ actor RunnerManager {
     /// cleared whenever the snapshot changes.
     var specCache: [String: (ModelSpec, ResolvedModel)] = [:]
     var detached = false
+    /// Where runners listen: loopback, or this host's address with a key each (`runner_host`, read
+    /// once at start: a change needs a restart of runner-manager).
+    var network = RunnerNetwork.loopback
+    /// This host's name for gateways (`runner_host.name`, else the machine's host name).
+    var hostName = "local"
     /// The loop timer that wakes the scheduler when a waiting request's patience runs out, and when.
     var decisionTimer: (id: UInt64, at: Double)?
     /// Seconds without load progress before a load is abandoned.
@@ -291,6 +296,27 @@ actor RunnerManager {
 
     func list() -> [RunnerInfo] {
         Set(scheduler.runners.keys).union(status.keys).sorted().map(info)
+    }
+
+    /// Takes `runner_host` (once, at start): where runners listen and this host's name.
+    func configureNetwork(_ config: AppConfig.RunnerHost?) {
+        network = RunnerNetwork.of(config, runDir: context.paths.runDir)
+        hostName = config?.name ?? Self.machineName() ?? "local"
+    }
+
+    static func machineName() -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return nil }
+        let name = String(cString: buffer)
+        return name.isEmpty ? nil : name
+    }
+
+    /// `runners.host`: what a gateway places by (its heartbeat). Audio models are left out when the
+    /// host serves remote gateways: their runners stay on loopback.
+    func hostInfo() -> HostInfo {
+        let remote = network.keyDirectory != nil
+        let models = snapshot.models.filter { $0.state == .available && (!remote || network.isRemote($0.runtimeKind)) }.map(\.id)
+        return HostInfo(name: hostName, revision: snapshot.revision, models: models, hardware: inventory.current, runners: list(), remote: remote)
     }
 
     func info(_ model: String) -> RunnerInfo {

@@ -29,6 +29,8 @@ final class RunnerService: Service {
         // `refresh` samples the devices first: the scheduler's budgets and placements come from them.
         await manager.refresh()
         let inventory = manager.inventory
+        let runnerHost = await manager.appConfig.runnerHost
+        await manager.configureNetwork(runnerHost)
         await manager.adopt()
 
         let rpc = context.rpc
@@ -42,12 +44,26 @@ final class RunnerService: Service {
         rpc.register(RunnersRPC.Logs.self) { try await manager.logs($0) }
         rpc.register(RunnersRPC.Detach.self) { _ in await manager.detach(); return Empty() }
         rpc.register(RunnersRPC.Hardware.self) { _ in inventory.current }
+        rpc.register(RunnersRPC.Host.self) { _ in await manager.hostInfo() }
+        rpc.register(RunnersRPC.Models.self) { _ in await manager.snapshot }
+        if let runnerHost { try serveRemoteGateways(runnerHost) }
 
         context.periodic.every(1) { await manager.tick() }
         context.periodic.every(interval: { await manager.appConfig.hardware.sampleIntervalSeconds }) {
             await inventory.sample()
             await manager.hardwareSampled()
         }
+    }
+
+    /// The control plane on TCP for other machines' gateways (`runner_host`), behind the shared
+    /// secret; a secret that cannot be read stops runner-manager with the reason (exit 78).
+    func serveRemoteGateways(_ config: AppConfig.RunnerHost) throws {
+        let path = resolvePath(config.secretFile, configDir: context.paths.configDir)
+        let secret = try RPCSecret.load(file: path)
+        let logger = context.logger
+        context.rpc.onAuthenticationFailure { error in logger.warning("refused a control connection: \(error)") }
+        let port = try context.rpc.startTCP(.tcp(host: config.host, port: config.port), secret: secret)
+        logger.info("serving remote gateways", ("address", "\(config.host):\(port)"), ("runners", config.reachableHost))
     }
 
     func stop() async {

@@ -225,6 +225,10 @@ public struct AppConfig: Codable, Sendable, Equatable {
     public var hardware = Hardware()
     /// Other servers whose models are offered as `<name>/<model>`, by name.
     public var peers: [String: Peer] = [:]
+    /// This machine's runner-manager serving another machine's gateway (nil: loopback only).
+    public var runnerHost: RunnerHost?
+    /// Other machines' runner-managers this gateway uses besides its own, by name.
+    public var hosts: [String: RemoteHost] = [:]
 
     /// The settings the gateway reads only when it starts (its ports, their limits and guards), by key:
     /// those that differ between `self` (what it started with) and `now` need a gateway restart.
@@ -237,6 +241,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
         if allowedHosts != now.allowedHosts { keys.append("allowed_hosts") }
         if limits.requestBodyBytes != now.limits.requestBodyBytes { keys.append("limits.request_body_bytes") }
         if limits.defaultTTLSeconds != now.limits.defaultTTLSeconds { keys.append("limits.default_ttl_seconds") }
+        if hosts != now.hosts { keys.append("hosts") }
         return keys
     }
 
@@ -270,7 +275,7 @@ public struct AppConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case proxies, dashboard, http, paths, runtimes, limits
         case discoveryIntervalSeconds = "discovery_interval_seconds", logLevels = "log_levels", allowedHosts = "allowed_hosts"
-        case residentModel = "resident_model", hub, hardware, peers
+        case residentModel = "resident_model", hub, hardware, peers, runnerHost = "runner_host", hosts
     }
     enum HubKeys: String, CodingKey { case endpoint }
     enum ProxyKeys: String, CodingKey { case ollama, lmstudio }
@@ -303,6 +308,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
         }
         hardware = try c.decodeIfPresent(Hardware.self, forKey: .hardware) ?? hardware
         peers = try c.decodeIfPresent([String: Peer].self, forKey: .peers) ?? [:]
+        runnerHost = try c.decodeIfPresent(RunnerHost.self, forKey: .runnerHost)
+        hosts = try c.decodeIfPresent([String: RemoteHost].self, forKey: .hosts) ?? [:]
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -328,6 +335,8 @@ public struct AppConfig: Codable, Sendable, Equatable {
         }
         if hardware != Hardware() { try c.encode(hardware, forKey: .hardware) }
         if !peers.isEmpty { try c.encode(peers, forKey: .peers) }
+        try c.encodeIfPresent(runnerHost, forKey: .runnerHost)
+        if !hosts.isEmpty { try c.encode(hosts, forKey: .hosts) }
     }
 
     /// The typed view of a validated document.

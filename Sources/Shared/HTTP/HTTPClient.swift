@@ -38,6 +38,8 @@ public final class HTTPClient: Sendable {
     public let tlsHost: String?
     /// The `Host` header sent when a request has none.
     let hostHeader: String
+    /// Sent with every request that does not set them itself (a runner's `Authorization`).
+    let defaultHeaders: HTTPHeaders
     let loop: EventLoop
     let maxIdle: Int
     let connectTimeout: Double
@@ -46,8 +48,9 @@ public final class HTTPClient: Sendable {
     /// `tlsHost` makes every connection TLS, verified for that name; `hostHeader` defaults to the
     /// address (`host:port`).
     public init(address: SocketAddress, loop: EventLoop = .shared, maxIdleConnections: Int = 32, connectTimeout: Double = 5,
-                tlsHost: String? = nil, hostHeader: String? = nil) {
+                tlsHost: String? = nil, hostHeader: String? = nil, defaultHeaders: HTTPHeaders = HTTPHeaders()) {
         self.address = address
+        self.defaultHeaders = defaultHeaders
         self.loop = loop
         maxIdle = maxIdleConnections
         self.connectTimeout = connectTimeout
@@ -115,6 +118,12 @@ public final class HTTPClient: Sendable {
         if request.headers["host"] == nil {
             out.append("Host: " as StaticString)
             out.append(hostHeader)
+            out.append("\r\n" as StaticString)
+        }
+        for field in defaultHeaders where request.headers[field.name] == nil {
+            out.append(field.name)
+            out.append(": " as StaticString)
+            out.append(field.value)
             out.append("\r\n" as StaticString)
         }
         for field in request.headers where !HTTPHeaders.isFraming(field.name) {

@@ -60,8 +60,8 @@ public enum RPCAuth {
     /// How long the handshake may take.
     public static let timeoutSeconds = 5.0
 
-    /// 32 bytes from the kernel's random source, hex.
-    static func nonce() -> String {
+    /// 32 bytes from the kernel's random source, hex (challenges, nonces, runner keys).
+    public static func nonce() -> String {
         var rng = SystemRandomNumberGenerator()
         return SHA256.hex((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &rng) })
     }

@@ -105,6 +105,8 @@ public final class RPCServer: Sendable {
         let listener = try Listener(address, loop: loop)
         listeners.withLock { $0.append(listener) }
         let task = listener.acceptLoop(into: connections) { [self] connection, id in
+            // A gateway whose link was cut sends no FIN: keepalive ends its connection, and its leases.
+            Sockets.setKeepAlive(connection.fd)
             let reader = LineReader(connection: connection, maxBytes: RPCAuth.maxLineBytes)
             switch await RPCAuth.accept(connection, reader: reader, secret: secret) {
             case .success:

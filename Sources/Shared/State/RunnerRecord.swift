@@ -9,8 +9,15 @@ public struct RunnerRecord: Codable, Sendable, Equatable {
     public var fingerprint: String
     public var argv: [String]
     public var logPath: String
+    /// The address it listens on, when not loopback (a host serving remote gateways).
+    public var host: String?
+    /// Its API key, when it has one (the file is private to runner-manager's user).
+    public var apiKey: String?
 
-    public init(model: String, process: ProcessIdentity, port: UInt16, fingerprint: String, argv: [String], logPath: String) {
+    public init(model: String, process: ProcessIdentity, port: UInt16, fingerprint: String, argv: [String], logPath: String,
+                host: String? = nil, apiKey: String? = nil) {
+        self.host = host
+        self.apiKey = apiKey
         self.model = model
         self.process = process
         self.port = port

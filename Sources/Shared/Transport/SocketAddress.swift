@@ -159,6 +159,18 @@ public enum Sockets {
         }
     }
 
+    /// Probes an idle TCP connection (after `idle` seconds, every `interval`, `count` times) so one to a
+    /// machine that vanished without a FIN (a cut link) ends by itself, with what it held.
+    public static func setKeepAlive(_ fd: Int32, idle: Int32 = 10, interval: Int32 = 3, count: Int32 = 3) {
+        var one: Int32 = 1
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, size)
+        var (i, n, c) = (idle, interval, count)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &i, size)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &n, size)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, &c, size)
+    }
+
     /// Disables Nagle's algorithm: responses and relayed events must leave at once.
     static func setNoDelay(_ fd: Int32) {
         var one: Int32 = 1

@@ -87,7 +87,8 @@ export async function render(main, { onEvent }) {
           `${d === "cpu" ? "RAM" : d.slice(0, 12)}: ~${bytes(n)}`))
       : [el("span", { class: "muted" }, "–")];
     const measured = runner && runner.measuredMemory;
-    const placement = runner && runner.devices ? (runner.devices.length ? runner.devices.join(", ") : "CPU") : model.devices && model.devices.length ? `wants ${model.devices.join(", ")}` : "–";
+    const where = runner && runner.devices ? (runner.devices.length ? runner.devices.join(", ") : "CPU") : model.devices && model.devices.length ? `wants ${model.devices.join(", ")}` : "–";
+    const placement = runner && runner.host ? `${runner.host}: ${where}` : where;
     const ttl = runner && runner.expiresInSeconds != null ? runner.expiresInSeconds - (performance.now() - fetchedAt) / 1000 : null;
     const flag = (name, on, title) => el("label", { class: "flag", title },
       el("input", { type: "checkbox", class: `toggle-${name}`, checked: on, "aria-label": `${name} ${model.id}`,

@@ -17,7 +17,8 @@ export async function render(main, { onEvent }) {
   const charts = CHARTS.map(([name]) => el("div", { class: "card chart", id: `chart-${name}` }));
   const recent = el("div", { class: "card", id: "recent" }, el("h2", {}, "Last requests"));
   const peers = el("div", { class: "card", id: "peers", hidden: true }, el("h2", {}, "Peers"));
-  main.append(el("div", { class: "grid" }, health, hardware, loaded, peers), el("div", { class: "grid", style: "margin-top:14px" }, charts),
+  const hostsCard = el("div", { class: "card", id: "hosts", hidden: true }, el("h2", {}, "Hosts"));
+  main.append(el("div", { class: "grid" }, health, hardware, loaded, hostsCard, peers), el("div", { class: "grid", style: "margin-top:14px" }, charts),
               el("div", { class: "grid", style: "margin-top:14px" }, perModel), el("div", { style: "margin-top:14px" }, recent));
   let busy = false;
   const refresh = async () => {
@@ -45,6 +46,16 @@ export async function render(main, { onEvent }) {
                     "aria-valuemin": "0", "aria-valuemax": "100" }, el("span", { style: `width:${share}%` })));
     }) : [el("div", { class: "muted" }, "runner-manager does not answer")]),
       ...(hw && hw.problems.length ? hw.problems.map((p) => el("div", { class: "error" }, p)) : []));
+
+    // The runner-managers models are placed on (app_config.json hosts); hidden on one machine.
+    const hostList = await api("/api/hosts").catch(() => []);
+    hostsCard.hidden = hostList.length < 2;
+    hostsCard.replaceChildren(el("h2", {}, "Hosts"), el("table", {}, hostList.map((h) =>
+      el("tr", { "data-host": h.name }, el("td", {}, el("b", {}, h.name), el("div", { class: "muted" }, h.address)),
+        el("td", { class: h.state === "up" ? "ok" : h.state === "down" ? "bad" : "" }, h.state),
+        el("td", { class: "muted" }, h.state === "down" ? (h.error || "") :
+          `${h.freeBytes != null ? bytes(h.freeBytes) + " free · " : ""}${h.models.length} models · ` +
+          (h.runners.filter((r) => r.state === "ready").map((r) => r.model).join(", ") || "nothing loaded"))))));
 
     // Other servers whose models are offered as peer/model (app_config.json peers); hidden when there are none.
     const peerList = await api("/api/peers").catch(() => []);
@@ -87,7 +98,7 @@ export async function render(main, { onEvent }) {
         el("td", {}, tokensPerSecond(r.record) == null ? "–" : tokensPerSecond(r.record).toFixed(1)))))));
   };
   await refresh();
-  unsubscribe = onEvent(({ type }) => { if (type === "metrics" || type === "runner") refresh().catch(() => {}); });
+  unsubscribe = onEvent(({ type }) => { if (type === "metrics" || type === "runner" || type === "host") refresh().catch(() => {}); });
 }
 
 export function leave() { if (unsubscribe) unsubscribe(); }

@@ -28,11 +28,14 @@ public struct AcquireResult: Codable, Sendable, Equatable {
     public var lease: UInt64
     /// Time spent waiting for a load this request caused or joined; 0 when the runner was ready.
     public var loadDurationMs: Int
-    public init(model: String, endpoint: String, lease: UInt64, loadDurationMs: Int) {
+    /// The runner's own API key (`Authorization: Bearer`), on a host that serves remote gateways.
+    public var apiKey: String?
+    public init(model: String, endpoint: String, lease: UInt64, loadDurationMs: Int, apiKey: String? = nil) {
         self.model = model
         self.endpoint = endpoint
         self.lease = lease
         self.loadDurationMs = loadDurationMs
+        self.apiKey = apiKey
     }
 }
 
@@ -98,6 +101,8 @@ public struct RunnerInfo: Codable, Sendable, Equatable {
     /// Bytes it holds on each device (`cpu`, GPU ids) as the scheduler counts them: the estimate
     /// while it loads, the measured figures once it is ready.
     public var memoryByDevice: [String: Int]?
+    /// The host it runs on, set by a gateway that uses several (`hosts`); nil on one machine.
+    public var host: String?
     public init(model: String, state: RunnerPhase, pid: Int32?, endpoint: String?, memoryEstimateBytes: Int, rssBytes: Int?, activeLeases: Int,
                 queued: Int, idleSeconds: Double?, expiresInSeconds: Double?, loadDurationMs: Int?, detail: String?, adopted: Bool,
                 contextLength: Int? = nil, slotCache: SlotCacheCounts? = nil, measuredMemory: MeasuredMemory? = nil) {
@@ -208,9 +213,52 @@ public enum RunnersRPC {
         public static let name = "runners.detach"
     }
 
+    /// What a gateway places requests by, in one call (its heartbeat to each host): the host's name,
+    /// the models its registry has, its devices' free memory and its runners.
+    public enum Host: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = HostInfo
+        public static let name = "runners.host"
+    }
+
+    /// The host's model table in full (fetched when `HostInfo.revision` changes).
+    public enum Models: RPCMethod {
+        public typealias Params = Empty
+        public typealias Result = RegistrySnapshot
+        public static let name = "runners.models"
+    }
+
     public enum StateChanged: RPCNotification {
         public typealias Params = RunnerState
         public static let name = "runners.state"
+    }
+}
+
+/// A runner-manager as a gateway sees it (`runners.host`).
+public struct HostInfo: Codable, Sendable, Equatable {
+    /// Its name (`runner_host.name`, else the machine's host name).
+    public var name: String
+    /// Its registry's revision (its models changed when this does).
+    public var revision: String
+    /// The ids of the models whose files it has.
+    public var models: [String]
+    public var hardware: HardwareInfo
+    public var runners: [RunnerInfo]
+    /// Whether it serves remote gateways (`runner_host`): its runners are reached at their endpoint
+    /// with the key each grant carries.
+    public var remote: Bool
+    public init(name: String, revision: String, models: [String], hardware: HardwareInfo, runners: [RunnerInfo], remote: Bool) {
+        self.name = name
+        self.revision = revision
+        self.models = models
+        self.hardware = hardware
+        self.runners = runners
+        self.remote = remote
+    }
+
+    /// The most free memory of one device models go to: its freest GPU, else system RAM.
+    public var freeBytes: Int {
+        hardware.gpus.map(\.freeBytes).max() ?? hardware.devices.first { !$0.isGPU }?.freeBytes ?? 0
     }
 }
 

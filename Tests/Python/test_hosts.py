@@ -1,0 +1,260 @@
+"""Runner hosts: two simulated machines (network namespaces joined by veth pairs, made and removed here),
+each running a whole Llama Runner whose runner-manager serves remote gateways (`runner_host`) with the
+real llama-server, and a gateway in this namespace that places models on them (`hosts`). Each host's GPU
+is a fake AMD card (a sysfs tree) with a different amount of free memory; the models are real."""
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+import benchlib
+from conftest import MODEL, bin_dir, start_mesh, stop_mesh
+from fakedevices import amd_card
+from netns import Fleet
+
+pytestmark = pytest.mark.skipif(not Fleet.available(), reason="network namespaces need root (ip netns add failed)")
+
+SECRET = "9c1f4e2a7b3d5e6f8091a2b3c4d5e6f7"
+CONTROL_PORT = 7070
+
+
+def get(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def wait_for(what, check, timeout=30, every=0.05):
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    work = tmp_path_factory.mktemp("fleet")
+    secret = work / "secret"
+    secret.write_text(SECRET + "\n")
+    os.chmod(secret, 0o600)
+    net = Fleet(2)
+    meshes = []
+    try:
+        # Host 1: 4 GiB free on its GPU; host 2: 14 GiB free. Both have smol and smol-b; only host 2 has smol-h2.
+        def start_host(i):
+            models = {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 512}},
+                      "smol-b": {"model_path": MODEL, "parameters": {"ctx_size": 256}}}
+            if i == 2:
+                models["smol-h2"] = {"model_path": MODEL, "parameters": {"ctx_size": 256}}
+            m = start_mesh({
+                "runner_host": {"host": net.hosts[i - 1]["address"], "port": CONTROL_PORT, "secret_file": str(secret), "name": f"machine{i}"},
+                "hardware": {"nvml": False, "nvidia_smi": "", "sysfs_root": str(work / f"sys{i}"), "sample_interval_seconds": 0.5},
+                "limits": {"max_loaded_models": 3},
+            }, {"models": models}, netns=net.hosts[i - 1]["ns"])
+            meshes.append(m)
+            return m
+
+        for i, used in ((1, 12 << 10), (2, 2 << 10)):
+            amd_card(str(work / f"sys{i}"), 0, f"0000:0{i}:00.0", 16 << 10, used)
+            start_host(i)
+        front = start_mesh({"hosts": {f"h{i}": {"address": f"{net.hosts[i - 1]['address']}:{CONTROL_PORT}", "secret_file": str(secret)}
+                                      for i in (1, 2)}}, {"models": {}})
+        meshes.append(front)
+        yield {"net": net, "hosts": meshes[:2], "front": front, "work": work, "start_host": start_host}
+    finally:
+        for m in meshes:
+            try:
+                stop_mesh(m)
+            except Exception as e:  # a host a test killed parts of still has its launcher to stop
+                print("stopping a mesh:", e)
+        net.remove()
+
+
+def hosts_of(front):
+    return {h["name"]: h for h in get(front.url(front.api) + "/api/hosts")}
+
+
+def chat(front, model, **kw):
+    oai = openai.OpenAI(base_url=front.url(front.ollama) + "/v1", api_key="x", max_retries=0)
+    raw = oai.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "Say hi"}],
+                                                         max_tokens=4, temperature=0, **kw)
+    return raw.headers.get("x-llama-runner-host"), raw.parse()
+
+
+def test_hosts_are_reported_with_their_models(fleet):
+    front = fleet["front"]
+    hosts = wait_for("both hosts up", lambda: (lambda h: h if all(h.get(n, {}).get("state") == "up" for n in ("h1", "h2")) else None)(hosts_of(front)))
+    assert hosts["h2"]["reportedName"] == "machine2" and "smol-h2" in hosts["h2"]["models"] and "smol-h2" not in hosts["h1"]["models"]
+    assert hosts["h2"]["freeBytes"] > hosts["h1"]["freeBytes"] and hosts["local"]["state"] == "up"
+    ids = [m["id"] for m in get(front.url(front.ollama) + "/v1/models")["data"]]
+    assert "smol" in ids and "smol-h2" in ids, ids
+    out = subprocess.run([os.path.join(bin_dir(), "launcher"), "status", "--state-dir", front.state, "--config-dir", front.config],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert "HOST" in out and any(line.startswith("h2") and " up " in line for line in out.splitlines()), out
+
+
+def test_placement_prefers_loaded_then_free_memory(fleet):
+    front = fleet["front"]
+    host, r = chat(front, "smol")
+    assert host == "h2" and r.choices[0].message.content is not None  # the most free GPU memory
+    assert chat(front, "smol-h2")[0] == "h2"  # the only host with the file
+    # Host 2 fills up; smol stays where it is loaded, a model loaded nowhere goes to the freer host 1 now.
+    sysfs2 = fleet["work"] / "sys2" / "class" / "drm" / "card0" / "device" / "mem_info_vram_used"
+    sysfs2.write_text(f"{(16 << 10) - 512 << 20}\n")
+    wait_for("host 2 fuller", lambda: hosts_of(front)["h2"]["freeBytes"] < hosts_of(front)["h1"]["freeBytes"])
+    assert chat(front, "smol")[0] == "h2"
+    assert chat(front, "smol-b")[0] == "h1"
+    # (The hosts' runner lists come with their heartbeats, every half second.)
+    ready = lambda: {(h["name"], r["model"]) for h in hosts_of(front).values() for r in h["runners"] if r["state"] == "ready"}
+    wait_for("the runners where they were placed", lambda: {("h2", "smol"), ("h2", "smol-h2"), ("h1", "smol-b")} <= ready(), timeout=5)
+    sysfs2.write_text(f"{2 << 30}\n")
+    wait_for("host 2 freer again", lambda: hosts_of(front)["h2"]["freeBytes"] > hosts_of(front)["h1"]["freeBytes"])
+
+
+def test_a_runner_port_is_closed_without_its_key(fleet):
+    """The runners listen on the host's address, reachable from here, but answer only with their own key."""
+    front = fleet["front"]
+    runner = next(r for r in hosts_of(front)["h2"]["runners"] if r["model"] == "smol")
+    assert runner["endpoint"].startswith("http://" + fleet["net"].hosts[1]["address"] + ":")
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode()
+    for headers in ({}, {"Authorization": "Bearer lr-guess"}):
+        req = urllib.request.Request(runner["endpoint"] + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json", **headers})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=10)
+        assert refused.value.code == 401
+
+
+def test_the_dashboard_shows_the_hosts(fleet):
+    """The Overview's Hosts card (in a real headless Chromium) lists every host with its state and what it runs."""
+    from browser import SHOTS, console_errors, headless_chromium, open_page, wait
+    front = fleet["front"]
+    driver = headless_chromium()
+    try:
+        open_page(driver, front, "overview")
+        rows = wait(driver, lambda d: d.execute_script(
+            "return [...document.querySelectorAll('#hosts tr[data-host]')].map(r => [r.dataset.host, r.children[1].textContent, r.textContent])"
+            ).__len__() == 3 and d.execute_script(
+            "return [...document.querySelectorAll('#hosts tr[data-host]')].map(r => [r.dataset.host, r.children[1].textContent, r.textContent])"))
+        states = {name: state for name, state, _ in rows}
+        assert states == {"local": "up", "h1": "up", "h2": "up"}, rows
+        assert "smol" in next(text for name, _, text in rows if name == "h2")
+        assert not driver.find_element("id", "hosts").get_attribute("hidden")
+        os.makedirs(SHOTS, exist_ok=True)
+        driver.save_screenshot(os.path.join(SHOTS, "overview-hosts.png"))
+        assert console_errors(driver) == []
+    finally:
+        driver.quit()
+
+
+def handshake(address, answer):
+    """Speaks the control plane's handshake by hand; `answer(challenge)` gives the line to send back."""
+    s = socket.create_connection((address, CONTROL_PORT), timeout=10)
+    f = s.makefile("rwb")
+    hello = json.loads(f.readline())
+    f.write(answer(hello["challenge"]))
+    f.flush()
+    verdict = json.loads(f.readline() or b"{}")
+    # A refused connection is closed by the server; an accepted one stays open for calls.
+    closed = "error" in verdict and f.readline() == b""
+    s.close()
+    return hello, verdict, closed
+
+
+def test_the_control_plane_refuses_a_wrong_secret_and_a_replayed_answer(fleet):
+    address = fleet["net"].hosts[0]["address"]
+    tag = lambda key, *parts: hmac.new(key, " ".join(("llama-runner-rpc-1",) + parts).encode(), hashlib.sha256).hexdigest()
+    nonce = os.urandom(32).hex()
+    lines = {}
+
+    def right(challenge):
+        lines["answer"] = (json.dumps({"nonce": nonce, "response": tag(SECRET.encode(), "client", challenge, nonce)}) + "\n").encode()
+        return lines["answer"]
+
+    hello, verdict, _ = handshake(address, right)
+    assert verdict["ok"] is True and verdict["proof"] == tag(SECRET.encode(), "server", nonce, hello["challenge"])
+    # The same answer again: a new challenge, so it is refused, and the connection closed before any call.
+    hello2, verdict, closed = handshake(address, lambda challenge: lines["answer"])
+    assert hello2["challenge"] != hello["challenge"] and "wrong secret" in verdict["error"] and closed
+    _, verdict, closed = handshake(address, lambda c: (json.dumps({"nonce": nonce, "response": tag(b"not the secret at all!!", "client", c, nonce)}) + "\n").encode())
+    assert "wrong secret" in verdict["error"] and closed
+    # A JSON-RPC call without the handshake is not served either.
+    _, verdict, closed = handshake(address, lambda c: b'{"jsonrpc":"2.0","id":1,"method":"runners.list"}\n')
+    assert "authentication failed" in verdict["error"] and closed
+
+
+def test_a_cut_link_fails_over_and_the_host_rejoins(fleet):
+    """Host 2's link goes down mid-stream: within 2 s it is down, the stream ends with an error event, the
+    next request for its model is served by host 1; once the link is back, host 2 is used again."""
+    front, net = fleet["front"], fleet["net"]
+    assert chat(front, "smol")[0] == "h2"
+    events, ended = [], threading.Event()
+
+    def stream():
+        body = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Tell a very long story."}], "max_tokens": 2000, "stream": True})
+        req = urllib.request.Request(front.url(front.ollama) + "/v1/chat/completions", data=body.encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                for line in r:
+                    events.append(line.decode().strip())
+        finally:
+            ended.set()
+
+    t = threading.Thread(target=stream)
+    t.start()
+    wait_for("the stream to start", lambda: sum(e.startswith("data: ") for e in events) >= 3, timeout=30)
+    cut_at = time.time()
+    net.cut(2)
+    try:
+        wait_for("host 2 down", lambda: hosts_of(front)["h2"]["state"] == "down", timeout=10, every=0.02)
+        down_after = time.time() - cut_at
+        assert ended.wait(10), "the stream did not end"
+        errors = [json.loads(e[6:]) for e in events if e.startswith("data: {") and '"error"' in e]
+        assert errors and "h2" in errors[-1]["error"]["message"], events[-3:]
+        host, r = chat(front, "smol")
+        gap = time.time() - cut_at
+        assert host == "h1" and r.choices
+        print(f"host marked down {down_after:.2f} s after the cut; first success elsewhere {gap:.2f} s after it")
+        assert down_after < 2.5
+        # While host 2 is down, its only model answers 503 at once.
+        start = time.time()
+        with pytest.raises(openai.APIStatusError) as unavailable:
+            chat(front, "smol-h2")
+        assert unavailable.value.status_code == 503 and "h2" in unavailable.value.message and time.time() - start < 2
+    finally:
+        net.mend(2)
+        t.join(30)
+    wait_for("host 2 back", lambda: hosts_of(front)["h2"]["state"] == "up", timeout=20)
+    assert chat(front, "smol-h2")[0] == "h2"
+
+
+def test_a_host_whose_processes_die_fails_over_and_comes_back(fleet):
+    """Every process of host 1 is killed (its launcher, services and runners, as a power cut would): it is
+    down within 2 s and its model is served by host 2; a Llama Runner started there again rejoins by itself."""
+    front, h1 = fleet["front"], fleet["hosts"][0]
+    assert chat(front, "smol-b")[0] == "h1"
+    tree, frontier = [], [h1.launcher.pid]
+    while frontier:
+        pid = frontier.pop()
+        tree.append(pid)
+        frontier += [p for p, _ in benchlib.children(pid)]
+    killed_at = time.time()
+    for pid in tree:
+        os.kill(pid, 9)
+    wait_for("host 1 down", lambda: hosts_of(front)["h1"]["state"] == "down", timeout=10, every=0.02)
+    down_after = time.time() - killed_at
+    assert chat(front, "smol-b")[0] == "h2"
+    print(f"host marked down {down_after:.2f} s after its processes were killed; served elsewhere {time.time() - killed_at:.2f} s after")
+    assert down_after < 2.5
+    fleet["start_host"](1)
+    wait_for("host 1 back", lambda: hosts_of(front)["h1"]["state"] == "up", timeout=30)
