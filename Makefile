@@ -1,5 +1,5 @@
 # The two commands of the README, plus benchmarks.
-.PHONY: up test test-deploy bench bench-overhead bench-http bench-runners bench-gateway bench-load bench-audio bench-loop bench-scheduling bench-lmstudio bench-pull
+.PHONY: up test test-deploy bench bench-overhead bench-hosts bench-http bench-runners bench-gateway bench-load bench-audio bench-loop bench-scheduling bench-lmstudio bench-pull
 
 # Install what is missing and run Llama Runner on the default config.
 up:
@@ -59,6 +59,11 @@ bench-loop:
 # (BENCH_B=<bin dir of another build>) in alternating rounds.
 bench-overhead:
 	python3 scripts/bench_overhead.py $(if $(BENCH_B),--b $(BENCH_B))
+
+# One gateway in front of runners on 1, 2 and 3 simulated hosts (network namespaces: root), and the
+# failover gap when a host's link is cut.
+bench-hosts:
+	python3 scripts/bench_hosts.py
 
 # Every benchmark above but bench-runners, gathered into docs/benchmarks.md with the machine described.
 bench:

@@ -36,6 +36,11 @@ final class MetricsService: Service {
         let services = self.services
         let launcher = self.launcher
         let sampler = SamplerBox()
+        // Other machines' runner-managers the gateway uses (`hosts`): their state, free memory and runners.
+        let hosts = await Self.remoteHosts(services.first { $0.0 == ServiceName.registry.rawValue }?.1, configDir: context.paths.configDir, loop: context.loop)
+        if !hosts.isEmpty {
+            context.periodic.every(2) { await Self.sampleHosts(hosts, into: store) }
+        }
         context.periodic.every(2) {
                 let now = MetricsStore.unixNow()
                 // Runners: RSS and CPU% from /proc, active requests from runner-manager.
@@ -104,6 +109,44 @@ final class MetricsService: Service {
                 await store.setGauge("llama_runner_service_cpu_percent", help: "CPU use of each Llama Runner process over the last 2 s.", values: cpu)
                 await store.sample()
         }
+    }
+
+    /// A client per `hosts` entry of the app config (read once: a change needs a restart, as for the
+    /// gateway); a host whose secret cannot be read is left out (the gateway shows why).
+    static func remoteHosts(_ registry: RPCClient?, configDir: String, loop: EventLoop) async -> [(String, RPCClient)] {
+        guard let app = try? await registry?.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10) else { return [] }
+        return app.hosts.sorted { $0.key < $1.key }.compactMap { name, h in
+            guard let address = h.socketAddress, let secret = try? RPCSecret.load(file: resolvePath(h.secretFile, configDir: configDir)) else { return nil }
+            let client = RPCClient(address: address, secret: secret, loop: loop, defaultTimeout: 2, maxBackoff: 2)
+            client.start()
+            return (name, client)
+        }
+    }
+
+    /// `runners.host` of each remote host, as gauges labelled by host.
+    static func sampleHosts(_ hosts: [(String, RPCClient)], into store: MetricsStore) async {
+        var up: [MetricsStore.Key: Double] = [:]
+        var free: [MetricsStore.Key: Double] = [:]
+        var active: [MetricsStore.Key: Double] = [:]
+        var memory: [MetricsStore.Key: Double] = [:]
+        for (name, client) in hosts {
+            let info = try? await client.call(RunnersRPC.Host.self, Empty(), timeout: 1)
+            up[MetricsStore.key([("host", name)])] = info == nil ? 0 : 1
+            guard let info else { continue }
+            free[MetricsStore.key([("host", name)])] = Double(info.freeBytes)
+            for r in info.runners where r.state == .ready {
+                active[MetricsStore.key([("host", name), ("model", r.model)])] = Double(r.activeLeases)
+            }
+            for d in info.hardware.gpus {
+                for (kind, bytes) in [("total", d.totalBytes), ("used", d.usedBytes), ("free", d.freeBytes)] {
+                    memory[MetricsStore.key([("host", name), ("device", d.id), ("kind", kind)])] = Double(bytes)
+                }
+            }
+        }
+        await store.setGauge("llama_runner_host_up", help: "Whether each remote runner host (app_config.json hosts) answered its last sample.", values: up)
+        await store.setGauge("llama_runner_host_free_bytes", help: "Free memory on each remote host's freest GPU (or RAM without one).", values: free)
+        await store.setGauge("llama_runner_host_active_requests", help: "Requests each ready runner on a remote host is serving, by host and model.", values: active)
+        await store.setGauge("llama_runner_host_gpu_memory_bytes", help: "GPU memory of remote hosts, by host, device and kind (total, used, free).", values: memory)
     }
 
     func stop() async {

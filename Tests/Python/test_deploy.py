@@ -177,3 +177,78 @@ def test_each_service_health_probe_answers_for_a_running_instance(mesh):
     probe = subprocess.run([os.path.join(bin_dir(), "gateway"), "--health", "--state-dir", empty],
                            capture_output=True, text=True, timeout=30)
     assert probe.returncode == 1 and "gateway is not answering on" in probe.stderr and "gateway.sock" in probe.stderr
+
+
+# --- Kubernetes ------------------------------------------------------------------------------------
+
+KUBE = os.path.join(DEPLOY, "kubernetes")
+
+
+def kube_documents():
+    docs = []
+    for name in sorted(os.listdir(KUBE)):
+        if name.endswith(".yaml"):
+            docs += [(name, d) for d in yaml.safe_load_all(open(os.path.join(KUBE, name))) if d]
+    return docs
+
+
+def test_kubernetes_manifests_are_valid_for_the_api():
+    """Every manifest against the Kubernetes 1.37 OpenAPI schemas, strictly (no unknown fields), offline."""
+    import kubernetes_validate
+    docs = kube_documents()
+    assert {d["kind"] for _, d in docs} == {"Namespace", "Secret", "ConfigMap", "DaemonSet", "Deployment", "Service"}
+    for name, d in docs:
+        kubernetes_validate.validate(d, "1.37.0", strict=True)
+        assert d["metadata"].get("namespace", "llama-runner") == "llama-runner" or d["kind"] == "Namespace", name
+
+
+def containers_of(doc):
+    return {c["name"]: c for c in doc["spec"]["template"]["spec"]["containers"]}
+
+
+def test_kubernetes_runner_hosts_and_gateway_are_wired_together():
+    """The DaemonSet runs registry and runner-manager on GPU nodes (the GPU resource, the node's models, the
+    secret from the Secret, not readable by others); the Deployment runs the four services with --health
+    probes behind the Service; each pod's config (from its ConfigMap) passes the registry's validator and
+    names the mounted secret; every flag a container passes is one its executable accepts."""
+    docs = {(d["kind"], d["metadata"]["name"]): d for _, d in kube_documents()}
+    hosts, gateway = docs[("DaemonSet", "llama-runner-host")], docs[("Deployment", "llama-runner-gateway")]
+    service, secret = docs[("Service", "llama-runner")], docs[("Secret", "llama-runner-control")]
+    host_pod, gateway_pod = hosts["spec"]["template"]["spec"], gateway["spec"]["template"]["spec"]
+    assert set(containers_of(hosts)) == {"model-registry", "runner-manager"}
+    assert set(containers_of(gateway)) == SERVICES
+    manager = containers_of(hosts)["runner-manager"]
+    assert manager["resources"]["limits"]["nvidia.com/gpu"] >= 1 and host_pod["hostNetwork"] is True
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in manager["env"]}
+    assert env == {"LLAMA_RUNNER_ADVERTISE_HOST": "status.hostIP", "LLAMA_RUNNER_HOST_NAME": "spec.nodeName"}
+    for pod, doc in ((host_pod, hosts), (gateway_pod, gateway)):
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["control-secret"]["secret"]["secretName"] == secret["metadata"]["name"]
+        assert volumes["control-secret"]["secret"]["defaultMode"] & 0o007 == 0, "the secret must not be readable by others"
+        for name, c in containers_of(doc).items():
+            assert c["command"][0] == name
+            options = help_text(name)
+            for flag in [a for a in c["command"][1:] if a.startswith("--")]:
+                assert flag in options, f"{name} does not accept {flag}"
+            probe = c["livenessProbe"]["exec"]["command"]
+            assert probe[:2] == [name, "--health"] and c["readinessProbe"]["exec"]["command"][:2] == [name, "--health"]
+    assert {v["name"] for v in host_pod["volumes"]} >= {"models", "state", "config", "control-secret"}
+    ports = {p["name"]: p["containerPort"] for p in containers_of(gateway)["gateway"]["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == set(ports)
+    assert service["spec"]["selector"].items() <= gateway["spec"]["template"]["metadata"]["labels"].items(), "the Service selects the gateway's pods"
+
+    maps = {name: d for (kind, name), d in docs.items() if kind == "ConfigMap"}
+    host_app = json.loads(maps["llama-runner-host"]["data"]["app_config.json"])
+    gateway_app = json.loads(maps["llama-runner-gateway"]["data"]["app_config.json"])
+    secret_path = "/etc/llama-runner-secret/secret"
+    assert host_app["runner_host"]["secret_file"] == secret_path and manager["ports"][0]["containerPort"] == host_app["runner_host"]["port"]
+    assert gateway_app["hosts"] and all(h["secret_file"] == secret_path and h["address"].endswith(f":{host_app['runner_host']['port']}")
+                                        for h in gateway_app["hosts"].values())
+    assert ports == {"ollama": gateway_app["proxies"]["ollama"]["port"], "lmstudio": gateway_app["proxies"]["lmstudio"]["port"],
+                     "dashboard-api": gateway_app["dashboard"]["api_port"], "dashboard": gateway_app["dashboard"]["web_port"]}
+    for name, cm in maps.items():
+        with tempfile.TemporaryDirectory() as config:
+            for file, text in cm["data"].items():
+                open(os.path.join(config, file), "w").write(text)
+            check = subprocess.run([os.path.join(bin_dir(), "model-registry"), "--check", "--config-dir", config], capture_output=True, text=True)
+            assert "fail  app_config.json" not in check.stdout and "fail  models_config.json" not in check.stdout, (name, check.stdout)

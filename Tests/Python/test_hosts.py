@@ -19,7 +19,7 @@ import pytest
 import benchlib
 from conftest import MODEL, bin_dir, start_mesh, stop_mesh
 from fakedevices import amd_card
-from netns import Fleet
+from netns import Fleet  # scripts/netns.py (shared with scripts/bench_hosts.py)
 
 pytestmark = pytest.mark.skipif(not Fleet.available(), reason="network namespaces need root (ip netns add failed)")
 
@@ -56,7 +56,8 @@ def fleet(tmp_path_factory):
             models = {"smol": {"model_path": MODEL, "parameters": {"ctx_size": 512}},
                       "smol-b": {"model_path": MODEL, "parameters": {"ctx_size": 256}}}
             if i == 2:
-                models["smol-h2"] = {"model_path": MODEL, "parameters": {"ctx_size": 256}}
+                # Preloaded: started at runner-manager's start, which must already listen on the host's address with a key.
+                models["smol-h2"] = {"model_path": MODEL, "preload": True, "parameters": {"ctx_size": 256}}
             m = start_mesh({
                 "runner_host": {"host": net.hosts[i - 1]["address"], "port": CONTROL_PORT, "secret_file": str(secret), "name": f"machine{i}"},
                 "hardware": {"nvml": False, "nvidia_smi": "", "sysfs_root": str(work / f"sys{i}"), "sample_interval_seconds": 0.5},
@@ -104,6 +105,20 @@ def test_hosts_are_reported_with_their_models(fleet):
     assert "HOST" in out and any(line.startswith("h2") and " up " in line for line in out.splitlines()), out
 
 
+def test_metrics_carry_the_hosts(fleet):
+    """metrics-service samples the remote hosts too: their state, free memory and GPUs, by host."""
+    front = fleet["front"]
+
+    def scraped():
+        with urllib.request.urlopen(front.url(front.api) + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        up = 'llama_runner_host_up{host="h1"} 1' in text and 'llama_runner_host_up{host="h2"} 1' in text
+        return text if up and 'llama_runner_host_gpu_memory_bytes{device="0000:02:00.0",host="h2",kind="total"} 17179869184' in text else None
+
+    text = wait_for("the hosts and their GPUs in /metrics", scraped, timeout=15, every=0.5)
+    assert 'llama_runner_host_free_bytes{host="h2"} ' in text
+
+
 def test_placement_prefers_loaded_then_free_memory(fleet):
     front = fleet["front"]
     host, r = chat(front, "smol")
@@ -125,10 +140,11 @@ def test_placement_prefers_loaded_then_free_memory(fleet):
 def test_a_runner_port_is_closed_without_its_key(fleet):
     """The runners listen on the host's address, reachable from here, but answer only with their own key."""
     front = fleet["front"]
-    runner = next(r for r in hosts_of(front)["h2"]["runners"] if r["model"] == "smol")
-    assert runner["endpoint"].startswith("http://" + fleet["net"].hosts[1]["address"] + ":")
+    runners = {r["model"]: r for r in hosts_of(front)["h2"]["runners"] if r["state"] == "ready"}
+    assert {"smol", "smol-h2"} <= set(runners), runners
+    assert all(r["endpoint"].startswith("http://" + fleet["net"].hosts[1]["address"] + ":") for r in runners.values())
     body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode()
-    for headers in ({}, {"Authorization": "Bearer lr-guess"}):
+    for runner, headers in [(r, h) for r in runners.values() for h in ({}, {"Authorization": "Bearer lr-guess"})]:
         req = urllib.request.Request(runner["endpoint"] + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json", **headers})
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(req, timeout=10)

@@ -36,6 +36,9 @@ final class RunnerHosts: Sendable {
 
     let hosts: [Host]
     let local: Host
+    /// This gateway's requests holding a lease, by host and model: counted at once, where the
+    /// heartbeat's figures are up to half a second old (what spreads a burst over hosts).
+    private let holding = Mutex<[String: Int]>([:])
     /// Told of each change of a host's state or models (the catalog merges models, the dashboard hears).
     private let listener = Mutex<(@Sendable (_ host: Host, _ wentDown: Bool) -> Void)?>(nil)
 
@@ -128,13 +131,23 @@ final class RunnerHosts: Sendable {
         }
     }
 
+    /// Counts a granted lease of this gateway's on `host`; the returned closure (the lease's release) uncounts it.
+    func track(_ host: Host, model: String) -> @Sendable () -> Void {
+        let key = host.name + "\u{0}" + model
+        holding.withLock { $0[key, default: 0] += 1 }
+        return { [self] in holding.withLock { $0[key, default: 1] -= 1 } }
+    }
+
     /// The hosts to try for `model`, best first (`HostPlacement`).
     func candidates(for model: String) -> [Host] {
+        let held = holding.withLock { $0 }
         let views = hosts.map { h -> HostPlacement.View in
             let (state, info) = h.state.withLock { ($0.state, $0.info) }
             let runner = info?.runners.first { $0.model == model }
+            // Busy: this gateway's own leases there now, and what others queued by the last heartbeat.
+            let mine = held[h.name + "\u{0}" + model] ?? 0
             return HostPlacement.View(name: h.name, up: state == .up, hasModel: info?.models.contains(model) ?? false,
-                                      runner: runner?.state, busy: (runner?.activeLeases ?? 0) + (runner?.queued ?? 0), freeBytes: info?.freeBytes ?? 0)
+                                      runner: runner?.state, busy: mine + (runner?.queued ?? 0), freeBytes: info?.freeBytes ?? 0)
         }
         return HostPlacement.order(views).compactMap { host(named: $0) }
     }

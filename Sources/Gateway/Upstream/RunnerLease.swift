@@ -14,15 +14,19 @@ final class RunnerLease: Sendable {
     /// Who granted it; nil when nothing is held (a peer's model: the peer schedules its own runners).
     private let runners: RPCClient?
     private let released = Atomic<Bool>(false)
+    /// Told once when the lease goes back (the gateway's count of its requests on each host).
+    private let onRelease: (@Sendable () -> Void)?
 
-    init(id: UInt64, runners: RPCClient) {
+    init(id: UInt64, runners: RPCClient, onRelease: (@Sendable () -> Void)? = nil) {
         self.id = id
         self.runners = runners
+        self.onRelease = onRelease
     }
 
     private init() {
         id = 0
         runners = nil
+        onRelease = nil
     }
 
     /// A request that holds nothing here (one relayed to a peer).
@@ -31,6 +35,7 @@ final class RunnerLease: Sendable {
     /// Hands the lease back now (idempotent; the first call's usage counts).
     func release(usage: Usage? = nil) {
         guard !released.exchange(true, ordering: .acquiringAndReleasing), let runners else { return }
+        onRelease?()
         Self.send(id, usage: usage, via: runners)
     }
 

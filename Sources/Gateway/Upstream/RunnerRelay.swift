@@ -175,7 +175,7 @@ final class RunnerRelay: Sendable {
         } catch {
             throw acquireError(error, model: model.id)
         }
-        let lease = RunnerLease(id: grant.lease, runners: host.client)
+        let lease = RunnerLease(id: grant.lease, runners: host.client, onRelease: hosts.isMultiHost ? hosts.track(host, model: model.id) : nil)
         ticket?.update(model: model.id, phase: .answering)
         // A remote host that stops answering ends this request (its runner may never say more).
         if !host.isLocal { ticket?.update(host: host.name) }

@@ -26,11 +26,13 @@ final class RunnerService: Service {
         registry.onConnect { Task(executorPreference: loop) { await manager.refresh() } }
         registry.subscribe()
         registry.start()
+        // Where runners listen comes first: the first refresh may start preloaded models.
+        let app = try? await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 30)
+        let runnerHost = app?.runnerHost?.overridden(by: ProcessEnvironment.all())
+        await manager.configureNetwork(runnerHost)
         // `refresh` samples the devices first: the scheduler's budgets and placements come from them.
         await manager.refresh()
         let inventory = manager.inventory
-        let runnerHost = await manager.appConfig.runnerHost
-        await manager.configureNetwork(runnerHost)
         await manager.adopt()
 
         let rpc = context.rpc

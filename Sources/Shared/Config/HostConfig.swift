@@ -34,6 +34,16 @@ extension AppConfig {
             name = try c.decodeIfPresent(String.self, forKey: .name)
         }
 
+        /// The config with the environment's say over what differs per machine when one config serves
+        /// many (a Kubernetes DaemonSet: `LLAMA_RUNNER_ADVERTISE_HOST` from the pod's IP,
+        /// `LLAMA_RUNNER_HOST_NAME` from its node's name).
+        public func overridden(by environment: [String: String]) -> RunnerHost {
+            var c = self
+            if let a = environment["LLAMA_RUNNER_ADVERTISE_HOST"], !a.isEmpty { c.advertiseHost = a }
+            if let n = environment["LLAMA_RUNNER_HOST_NAME"], !n.isEmpty { c.name = n }
+            return c
+        }
+
         /// Where runners are reached from another machine.
         public var reachableHost: String {
             if let advertiseHost { return advertiseHost }
