@@ -102,7 +102,12 @@ def test_the_overview_chart_updates_after_requests(browser, mesh):
     # Read in one step: the charts re-render on every metrics tick.
     points = lambda d: d.execute_script("const s = document.querySelector('#chart-requests_per_second svg'); return s ? Number(s.dataset.points) : -1")
     value = lambda d: d.execute_script("const v = document.querySelector('#chart-requests_per_second .value'); return v ? v.textContent : null")
+    # (The charts draw after the page's first fetches.)
+    wait(browser, lambda d: value(d) is not None and d.execute_script("return document.querySelectorAll('#chart-error_rate .tick').length > 0"), timeout=10)
     before_points, before_value = points(browser), value(browser)
+    # A chart with nothing but zeros (or no points) has a plain 0–1 axis, and its clock times do not overprint.
+    ticks = browser.execute_script("return [...document.querySelectorAll('.chart svg .tick')].map(t => t.textContent)")
+    assert not any("e-" in t for t in ticks), ticks
     for _ in range(4):
         body = json.dumps({"model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}).encode()
         urllib.request.urlopen(urllib.request.Request(mesh.url(mesh.ollama) + "/api/generate", data=body, method="POST"), timeout=60).read()

@@ -69,8 +69,10 @@ def fleet(tmp_path_factory):
         for i, used in ((1, 12 << 10), (2, 2 << 10)):
             amd_card(str(work / f"sys{i}"), 0, f"0000:0{i}:00.0", 16 << 10, used)
             start_host(i)
-        front = start_mesh({"hosts": {f"h{i}": {"address": f"{net.hosts[i - 1]['address']}:{CONTROL_PORT}", "secret_file": str(secret)}
-                                      for i in (1, 2)}}, {"models": {}})
+        hosts = {f"h{i}": {"address": f"{net.hosts[i - 1]['address']}:{CONTROL_PORT}", "secret_file": str(secret)} for i in (1, 2)}
+        # A host whose secret file is missing: shown down with the reason, never contacted.
+        hosts["nosecret"] = {"address": f"{net.hosts[0]['address']}:{CONTROL_PORT}", "secret_file": str(work / "missing")}
+        front = start_mesh({"hosts": hosts}, {"models": {}})
         meshes.append(front)
         yield {"net": net, "hosts": meshes[:2], "front": front, "work": work, "start_host": start_host}
     finally:
@@ -98,6 +100,7 @@ def test_hosts_are_reported_with_their_models(fleet):
     hosts = wait_for("both hosts up", lambda: (lambda h: h if all(h.get(n, {}).get("state") == "up" for n in ("h1", "h2")) else None)(hosts_of(front)))
     assert hosts["h2"]["reportedName"] == "machine2" and "smol-h2" in hosts["h2"]["models"] and "smol-h2" not in hosts["h1"]["models"]
     assert hosts["h2"]["freeBytes"] > hosts["h1"]["freeBytes"] and hosts["local"]["state"] == "up"
+    assert hosts["nosecret"]["state"] == "down" and "cannot read the shared secret file" in hosts["nosecret"]["error"]
     ids = [m["id"] for m in get(front.url(front.ollama) + "/v1/models")["data"]]
     assert "smol" in ids and "smol-h2" in ids, ids
     out = subprocess.run([os.path.join(bin_dir(), "launcher"), "status", "--state-dir", front.state, "--config-dir", front.config],
@@ -159,13 +162,15 @@ def test_the_dashboard_shows_the_hosts(fleet):
     try:
         open_page(driver, front, "overview")
         rows = wait(driver, lambda d: d.execute_script(
-            "return [...document.querySelectorAll('#hosts tr[data-host]')].map(r => [r.dataset.host, r.children[1].textContent, r.textContent])"
-            ).__len__() == 3 and d.execute_script(
-            "return [...document.querySelectorAll('#hosts tr[data-host]')].map(r => [r.dataset.host, r.children[1].textContent, r.textContent])"))
+            "return [...document.querySelectorAll('#hosts tr[data-host]')].map(r => [r.dataset.host, r.lastChild.textContent, r.textContent])"
+            ).__len__() == 4 and d.execute_script(
+            "return [...document.querySelectorAll('#hosts tr[data-host]')].map(r => [r.dataset.host, r.lastChild.textContent, r.textContent])"))
         states = {name: state for name, state, _ in rows}
-        assert states == {"local": "up", "h1": "up", "h2": "up"}, rows
+        assert states == {"local": "up", "h1": "up", "h2": "up", "nosecret": "down"}, rows
         assert "smol" in next(text for name, _, text in rows if name == "h2")
         assert not driver.find_element("id", "hosts").get_attribute("hidden")
+        # The card holds its rows: nothing runs past its right edge.
+        assert driver.execute_script("const c = document.getElementById('hosts'); return c.scrollWidth <= c.clientWidth + 1")
         os.makedirs(SHOTS, exist_ok=True)
         driver.save_screenshot(os.path.join(SHOTS, "overview-hosts.png"))
         assert console_errors(driver) == []

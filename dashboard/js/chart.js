@@ -7,7 +7,9 @@ export function lineChart(container, points, { label, unit = "", color = "#4a6cf
   const w = Math.max(220, Math.round(container.clientWidth || 300) - 28), h = 130;
   const m = { left: 40, right: 8, top: 8, bottom: 20 };
   const ys = values.map((p) => p[1]);
-  const max = niceMax(Math.max(1e-9, ...ys));
+  // All zeros (or nothing yet): a 0–1 axis rather than one scaled to a vanishing maximum.
+  const top = Math.max(0, ...ys);
+  const max = niceMax(top > 0 ? top : 1);
   const xs = values.map((p) => p[0]);
   const x0 = xs.length ? Math.min(...xs) : 0, x1 = xs.length ? Math.max(...xs) : 1;
   const sx = (x) => (x1 === x0 ? (m.left + w - m.right) / 2 : m.left + ((x - x0) / (x1 - x0)) * (w - m.left - m.right));
@@ -32,8 +34,9 @@ export function lineChart(container, points, { label, unit = "", color = "#4a6cf
   const ticks = [0, max / 2, max].map((v) =>
     `<line x1="${m.left}" y1="${sy(v)}" x2="${w - m.right}" y2="${sy(v)}" stroke="#e3e6ef"/>` +
     `<text x="${m.left - 4}" y="${sy(v) + 4}" text-anchor="end" class="tick">${escapeText(format(v))}</text>`).join("");
-  const times = xs.length ? [x0, (x0 + x1) / 2, x1].map((t, i) =>
-    `<text x="${sx(t)}" y="${h - 4}" text-anchor="${["start", "middle", "end"][i]}" class="tick">${clock(t)}</text>`).join("") : "";
+  // Three clock times when the points span more than a minute, else one (they would print on top of each other).
+  const times = xs.length ? (x1 - x0 > 60 ? [x0, (x0 + x1) / 2, x1] : [x1]).map((t, i, all) =>
+    `<text x="${all.length === 1 ? w - m.right : sx(t)}" y="${h - 4}" text-anchor="${all.length === 1 ? "end" : ["start", "middle", "end"][i]}" class="tick">${clock(t)}</text>`).join("") : "";
   svg.innerHTML = ticks + times +
     (path ? `<path d="${path}" fill="none" stroke="${color}" stroke-width="2"/>` : "") +
     `<line class="cursor" y1="${m.top}" y2="${h - m.bottom}" stroke="#9aa3b5" visibility="hidden"/>` +

@@ -13,14 +13,18 @@ final class RunnerHosts: Sendable {
         let client: RPCClient
         let isLocal: Bool
         let address: String
+        /// Its `hosts` entry cannot be used (no port, an unreadable secret): never contacted, shown down with why.
+        let misconfigured: Bool
         fileprivate let state = Mutex<(state: HostState, info: HostInfo?, error: String?, seenAt: Double?, models: RegistrySnapshot?)>(
             (.unknown, nil, nil, nil, nil))
 
-        init(name: String, client: RPCClient, isLocal: Bool, address: String) {
+        init(name: String, client: RPCClient, isLocal: Bool, address: String, misconfigured: String? = nil) {
             self.name = name
             self.client = client
             self.isLocal = isLocal
             self.address = address
+            self.misconfigured = misconfigured != nil
+            if let misconfigured { state.withLock { $0 = (.down, nil, misconfigured, nil, nil) } }
         }
 
         var isUp: Bool { state.withLock { $0.state } == .up }
@@ -53,13 +57,11 @@ final class RunnerHosts: Sendable {
                 let c = RPCClient(address: address, secret: secret, loop: loop, defaultTimeout: 10, maxBackoff: 1)
                 all.append(Host(name: r.name, client: c, isLocal: false, address: address.description))
             case (let address, .failure(let error)):
-                let h = Host(name: r.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false, address: address?.description ?? "?")
-                h.state.withLock { $0 = (.down, nil, "\(error)", nil, nil) }
-                all.append(h)
+                all.append(Host(name: r.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false,
+                                address: address?.description ?? "?", misconfigured: "\(error)"))
             case (nil, _):
-                let h = Host(name: r.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false, address: "?")
-                h.state.withLock { $0 = (.down, nil, "hosts.\(r.name).address needs host:port", nil, nil) }
-                all.append(h)
+                all.append(Host(name: r.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false, address: "?",
+                                misconfigured: "app_config.json: hosts.\(r.name).address: expected host:port"))
             }
         }
         hosts = all
@@ -75,11 +77,11 @@ final class RunnerHosts: Sendable {
 
     /// Starts the remote clients and the heartbeats.
     func start(on periodic: PeriodicWork) {
-        for h in remote where h.state.withLock({ $0.state }) != .down || h.state.withLock({ $0.error }) == nil { h.client.start() }
+        for h in remote where !h.misconfigured { h.client.start() }
         guard isMultiHost else { return }
         periodic.every(Self.heartbeatInterval) { [self] in
             await withTaskGroup(of: Void.self) { group in
-                for h in hosts { group.addTask { await self.beat(h) } }
+                for h in hosts where !h.misconfigured { group.addTask { await self.beat(h) } }
             }
         }
     }

@@ -50,12 +50,16 @@ export async function render(main, { onEvent }) {
     // The runner-managers models are placed on (app_config.json hosts); hidden on one machine.
     const hostList = await api("/api/hosts").catch(() => []);
     hostsCard.hidden = hostList.length < 2;
-    hostsCard.replaceChildren(el("h2", {}, "Hosts"), el("table", {}, hostList.map((h) =>
-      el("tr", { "data-host": h.name }, el("td", {}, el("b", {}, h.name), el("div", { class: "muted" }, h.address)),
-        el("td", { class: h.state === "up" ? "ok" : h.state === "down" ? "bad" : "" }, h.state),
-        el("td", { class: "muted" }, h.state === "down" ? (h.error || "") :
-          `${h.freeBytes != null ? bytes(h.freeBytes) + " free · " : ""}${h.models.length} models · ` +
-          (h.runners.filter((r) => r.state === "ready").map((r) => r.model).join(", ") || "nothing loaded"))))));
+    // One row per host: its name and address with what it holds (or why it is down) under them, and its state.
+    hostsCard.replaceChildren(el("h2", {}, "Hosts"), el("table", {}, hostList.map((h) => {
+      const detail = h.state === "down" ? (h.error || "not answering") :
+        `${h.freeBytes != null ? bytes(h.freeBytes) + " free · " : ""}${h.models.length} models · ` +
+        (h.runners.filter((r) => r.state === "ready").map((r) => r.model).join(", ") || "nothing loaded");
+      return el("tr", { "data-host": h.name },
+        el("td", {}, el("b", {}, h.name), " ", el("span", { class: "muted" }, h.address === "local" ? "this machine" : h.address),
+          el("div", { class: "muted detail", title: detail, style: "overflow-wrap:anywhere" }, detail.length > 140 ? detail.slice(0, 140) + "…" : detail)),
+        el("td", { class: h.state === "up" ? "ok" : h.state === "down" ? "bad" : "" }, h.state));
+    })));
 
     // Other servers whose models are offered as peer/model (app_config.json peers); hidden when there are none.
     const peerList = await api("/api/peers").catch(() => []);
@@ -70,7 +74,7 @@ export async function render(main, { onEvent }) {
     const most = Math.max(1, ...ready.map(heldBy));
     loaded.replaceChildren(el("h2", {}, "Loaded models"), ready.length ? el("div", {}, ready.map((r) =>
       el("div", { style: "margin-bottom:8px", "data-model": r.model }, el("b", {}, r.model), " ",
-         el("span", { class: "muted" }, `${r.state} · ${bytes(heldBy(r))}${r.devices && r.devices.length ? " on " + r.devices.map((d) => d.slice(0, 12)).join(", ") : ""} · ${r.activeLeases} active · ${r.queued} queued`),
+         el("span", { class: "muted" }, `${r.host ? r.host + " · " : ""}${r.state} · ${bytes(heldBy(r))}${r.devices && r.devices.length ? " on " + r.devices.map((d) => d.slice(0, 12)).join(", ") : ""} · ${r.activeLeases} active · ${r.queued} queued`),
          el("div", { class: "bar", role: "meter", "aria-label": `${r.model} memory`, "aria-valuenow": String(heldBy(r)), "aria-valuemin": "0", "aria-valuemax": String(most) },
             el("span", { style: `width:${Math.round(100 * heldBy(r) / most)}%` }))))) : el("div", { class: "muted" }, "none"));
 
