@@ -71,3 +71,15 @@ def sha256_of(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def wait_for(what, check, timeout=30, every=0.05):
+    """`check()`'s first truthy value, polled every `every` s; fails naming `what` after `timeout` s."""
+    import time
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 import benchlib
-from conftest import MODEL, bin_dir, start_mesh, stop_mesh
+from conftest import MODEL, bin_dir, start_mesh, stop_mesh, wait_for
 from fakedevices import amd_card
 from netns import Fleet  # scripts/netns.py (shared with scripts/bench_hosts.py)
 
@@ -32,14 +32,6 @@ def get(url, timeout=10):
         return json.loads(r.read())
 
 
-def wait_for(what, check, timeout=30, every=0.05):
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import ollama
 import openai
 import pytest
 
-from conftest import MODEL, free_ports, start_mesh, stop_mesh
+from conftest import MODEL, free_ports, start_mesh, stop_mesh, wait_for
 
 PEER_KEY = "sk-peer-key"
 
@@ -25,14 +25,6 @@ def call(method, url, body=None, headers=None, timeout=120):
         return e.code, json.loads(e.read())
 
 
-def wait_for(what, check, timeout=30):
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
