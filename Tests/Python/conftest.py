@@ -1,7 +1,7 @@
 """A whole Llama Runner for the compatibility tests: `launcher up` from the release build (what `make up`
 runs, so optimiser-only faults show here; the Swift suites cover the debug build) on free ports
 and a temporary state directory, serving the demo model with the real llama-server."""
-import os, sys
+import json, os, sys, urllib.error, urllib.request
 
 import pytest
 
@@ -14,11 +14,23 @@ def bin_dir():
     return benchlib.release_bin_dir()
 
 
-def start_mesh(app_extra, models, env=None, netns=None):
+def start_mesh(app_extra, models, env=None, netns=None, wrap=None):
     """A whole Llama Runner (benchlib.Mesh, shared with the benchmarks) serving `models`; `env` is added
-    to its services' environment; `netns` runs it inside that network namespace (a simulated host)."""
+    to its services' environment; `netns` runs it inside that network namespace (a simulated host);
+    `wrap` is a command that execs it (e.g. in a private mount namespace)."""
     assert os.path.exists(MODEL), "the demo model is missing: run scripts/bootstrap.sh"
-    return benchlib.Mesh("lr-compat-", app_extra, models, bindir=bin_dir(), env=env, netns=netns)
+    return benchlib.Mesh("lr-compat-", app_extra, models, bindir=bin_dir(), env=env, netns=netns, wrap=wrap)
+
+
+def call_json(method, url, body=None, headers=None, timeout=120):
+    """One JSON request: (status, decoded body), an error status included."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def stop_mesh(m):

@@ -8,17 +8,10 @@ import urllib.request
 
 import httpx
 
-from conftest import MODEL
+from conftest import MODEL, call_json
 
 
-def call(method, url, body=None, headers=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+call = call_json  # conftest
 
 
 def test_models_load_and_unload(mesh):

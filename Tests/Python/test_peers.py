@@ -10,19 +10,12 @@ import ollama
 import openai
 import pytest
 
-from conftest import MODEL, free_ports, start_mesh, stop_mesh, wait_for
+from conftest import MODEL, call_json, free_ports, start_mesh, stop_mesh, wait_for
 
 PEER_KEY = "sk-peer-key"
 
 
-def call(method, url, body=None, headers=None, timeout=120):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+call = call_json  # conftest
 
 
 
