@@ -165,7 +165,7 @@ class Mesh:
     `bindir` runs another build (an older commit's, for before/after); `bootstrap` first installs what
     is missing (the benchmarks do; the tests run after scripts/test.sh did); `env` is added to the
     services' environment (HF_ENDPOINT, HOME for the tests' own caches)."""
-    def __init__(self, prefix, app, models, bindir=None, bootstrap=True, env=None, netns=None):
+    def __init__(self, prefix, app, models, bindir=None, bootstrap=True, env=None, netns=None, wrap=None):
         if bindir is None:
             if bootstrap:
                 subprocess.run([os.path.join(ROOT, "scripts", "bootstrap.sh"), "release"], check=True, stdout=subprocess.DEVNULL)
@@ -188,7 +188,8 @@ class Mesh:
         # `netns`: run it inside that network namespace (a simulated host); `ip netns exec` execs the
         # launcher in place, so the pid is the launcher's own.
         self.netns = netns
-        wrap = ["ip", "netns", "exec", netns] if netns else []
+        # `wrap`: a command that execs the launcher in place too (a private mount namespace: test_hosts).
+        wrap = (["ip", "netns", "exec", netns] if netns else []) + (wrap or [])
         self.launcher = subprocess.Popen(wrap + [os.path.join(bindir, "launcher"), "up", "--state-dir", self.state, "--config-dir", config],
                                          stdout=subprocess.DEVNULL, stderr=open(self.errors, "w"),
                                          env=dict(os.environ, **(env or {})))

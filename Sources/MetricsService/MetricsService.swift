@@ -1,5 +1,6 @@
 import Glibc
 import Shared
+import Synchronization
 
 /// metrics-service: receives `metrics.record` from the gateway, samples the runners every 2 s (RSS
 /// from runner-manager's list), and answers `metrics.summary`, `metrics.requests` and
@@ -37,9 +38,16 @@ final class MetricsService: Service {
         let launcher = self.launcher
         let sampler = SamplerBox()
         // Other machines' runner-managers the gateway uses (`hosts`): their state, free memory and runners.
-        let hosts = await Self.remoteHosts(services.first { $0.0 == ServiceName.registry.rawValue }?.1, configDir: context.paths.configDir, loop: context.loop)
-        if !hosts.isEmpty {
-            context.periodic.every(2) { await Self.sampleHosts(hosts, into: store) }
+        // The list follows the config (read again every `HostEndpoints.rediscoverSeconds`, which also
+        // looks `discover` names up again), as the gateway's does.
+        let hosts = HostClients(loop: context.loop)
+        let registry = services.first { $0.0 == ServiceName.registry.rawValue }?.1
+        let configDir = context.paths.configDir
+        await hosts.refresh(registry, configDir: configDir)
+        context.periodic.every(HostEndpoints.rediscoverSeconds) { await hosts.refresh(registry, configDir: configDir) }
+        context.periodic.every(2) {
+            let current = hosts.current
+            if !current.isEmpty || hosts.hadAny { await Self.sampleHosts(current, into: store) }
         }
         context.periodic.every(2) {
                 let now = MetricsStore.unixNow()
@@ -111,18 +119,6 @@ final class MetricsService: Service {
         }
     }
 
-    /// A client per `hosts` entry of the app config (read once: a change needs a restart, as for the
-    /// gateway); a host whose secret cannot be read is left out (the gateway shows why).
-    static func remoteHosts(_ registry: RPCClient?, configDir: String, loop: EventLoop) async -> [(String, RPCClient)] {
-        guard let app = try? await registry?.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10) else { return [] }
-        return app.hosts.sorted { $0.key < $1.key }.compactMap { name, h in
-            guard let address = h.socketAddress, let secret = try? RPCSecret.load(file: resolvePath(h.secretFile, configDir: configDir)) else { return nil }
-            let client = RPCClient(address: address, secret: secret, loop: loop, defaultTimeout: 2, maxBackoff: 2)
-            client.start()
-            return (name, client)
-        }
-    }
-
     /// `runners.host` of each remote host, as gauges labelled by host.
     static func sampleHosts(_ hosts: [(String, RPCClient)], into store: MetricsStore) async {
         var up: [MetricsStore.Key: Double] = [:]
@@ -153,6 +149,39 @@ final class MetricsService: Service {
         await runners.close()
         for (_, client) in services { await client.close() }
         await launcher.close()
+    }
+}
+
+/// A client per usable `hosts` endpoint of the app config (`HostEndpoints`); an endpoint that cannot
+/// be used is left out (the gateway shows why). Same host, same client, across refreshes.
+final class HostClients: Sendable {
+    private let loop: EventLoop
+    private let clients = Mutex<(byKey: [String: (name: String, client: RPCClient)], hadAny: Bool)>(([:], false))
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    /// The hosts to sample, by name.
+    var current: [(String, RPCClient)] { clients.withLock { $0.byKey.values.sorted { $0.name < $1.name }.map { ($0.name, $0.client) } } }
+    /// Whether a host was ever configured (its gauges are then kept up to date, emptied once none is left).
+    var hadAny: Bool { clients.withLock { $0.hadAny } }
+
+    func refresh(_ registry: RPCClient?, configDir: String) async {
+        guard let app = try? await registry?.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10) else { return }
+        let usable = await HostEndpoints.resolve(app.hosts, configDir: configDir).filter { $0.problem == nil }
+        let gone = clients.withLock { c -> [RPCClient] in
+            let wanted = Set(usable.map(\.key))
+            let gone = c.byKey.filter { !wanted.contains($0.key) }.map(\.value.client)
+            c.byKey = c.byKey.filter { wanted.contains($0.key) }
+            for e in usable where c.byKey[e.key] == nil {
+                guard let address = e.address, case .success(let secret) = e.secret else { continue }
+                let client = RPCClient(address: address, secret: secret, loop: loop, defaultTimeout: 2, maxBackoff: 2)
+                client.start()
+                c.byKey[e.key] = (e.name, client)
+            }
+            if !c.byKey.isEmpty { c.hadAny = true }
+            return gone
+        }
+        for client in gone { await client.close() }
     }
 }
 

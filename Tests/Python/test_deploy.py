@@ -244,6 +244,12 @@ def test_kubernetes_runner_hosts_and_gateway_are_wired_together():
     assert host_app["runner_host"]["secret_file"] == secret_path and manager["ports"][0]["containerPort"] == host_app["runner_host"]["port"]
     assert gateway_app["hosts"] and all(h["secret_file"] == secret_path and h["address"].endswith(f":{host_app['runner_host']['port']}")
                                         for h in gateway_app["hosts"].values())
+    # The gateway finds the runner hosts by the headless Service's name, which lists the DaemonSet's pods.
+    found = docs[("Service", "llama-runner-hosts")]
+    assert found["spec"]["clusterIP"] == "None" and found["spec"]["selector"].items() <= hosts["spec"]["template"]["metadata"]["labels"].items()
+    assert found["spec"]["ports"][0]["port"] == host_app["runner_host"]["port"] and found["spec"]["ports"][0]["targetPort"] == manager["ports"][0]["name"]
+    assert all(h["discover"] and h["address"].split(":")[0] in (f"llama-runner-hosts.{found['metadata']['namespace']}.svc.cluster.local",
+                                                                 f"llama-runner-hosts.{found['metadata']['namespace']}.svc") for h in gateway_app["hosts"].values())
     assert ports == {"ollama": gateway_app["proxies"]["ollama"]["port"], "lmstudio": gateway_app["proxies"]["lmstudio"]["port"],
                      "dashboard-api": gateway_app["dashboard"]["api_port"], "dashboard": gateway_app["dashboard"]["web_port"]}
     for name, cm in maps.items():

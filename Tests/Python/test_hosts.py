@@ -17,7 +17,7 @@ import openai
 import pytest
 
 import benchlib
-from conftest import MODEL, bin_dir, start_mesh, stop_mesh, wait_for
+from conftest import MODEL, bin_dir, call_json, start_mesh, stop_mesh, wait_for
 from fakedevices import amd_card
 from netns import Fleet  # scripts/netns.py (shared with scripts/bench_hosts.py)
 
@@ -25,6 +25,9 @@ pytestmark = pytest.mark.skipif(not Fleet.available(), reason="network namespace
 
 SECRET = "9c1f4e2a7b3d5e6f8091a2b3c4d5e6f7"
 CONTROL_PORT = 7070
+# A name both hosts' addresses are listed under, as a Kubernetes headless Service's is; only the front's
+# processes see it (their own /etc/hosts in a private mount namespace).
+FLEET_NAME = "fleet.llama-runner.test"
 
 
 def get(url, timeout=10):
@@ -64,7 +67,10 @@ def fleet(tmp_path_factory):
         hosts = {f"h{i}": {"address": f"{net.hosts[i - 1]['address']}:{CONTROL_PORT}", "secret_file": str(secret)} for i in (1, 2)}
         # A host whose secret file is missing: shown down with the reason, never contacted.
         hosts["nosecret"] = {"address": f"{net.hosts[0]['address']}:{CONTROL_PORT}", "secret_file": str(work / "missing")}
-        front = start_mesh({"hosts": hosts}, {"models": {}})
+        etc_hosts = work / "etc-hosts"
+        etc_hosts.write_text(open("/etc/hosts").read() + "".join(f"{h['address']} {FLEET_NAME}\n" for h in net.hosts))
+        private_hosts = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(etc_hosts)]
+        front = start_mesh({"hosts": hosts}, {"models": {}}, wrap=private_hosts)
         meshes.append(front)
         yield {"net": net, "hosts": meshes[:2], "front": front, "work": work, "start_host": start_host}
     finally:
@@ -85,6 +91,25 @@ def chat(front, model, **kw):
     raw = oai.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "Say hi"}],
                                                          max_tokens=4, temperature=0, **kw)
     return raw.headers.get("x-llama-runner-host"), raw.parse()
+
+
+def long_stream(front, model):
+    """A long streamed chat on a thread: its lines so far, an event set when it ended, and the thread."""
+    events, ended = [], threading.Event()
+
+    def stream():
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Tell a very long story."}], "max_tokens": 2000, "stream": True})
+        req = urllib.request.Request(front.url(front.ollama) + "/v1/chat/completions", data=body.encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                for line in r:
+                    events.append(line.decode().strip())
+        finally:
+            ended.set()
+
+    t = threading.Thread(target=stream)
+    t.start()
+    return events, ended, t
 
 
 def test_hosts_are_reported_with_their_models(fleet):
@@ -211,20 +236,7 @@ def test_a_cut_link_fails_over_and_the_host_rejoins(fleet):
     next request for its model is served by host 1; once the link is back, host 2 is used again."""
     front, net = fleet["front"], fleet["net"]
     assert chat(front, "smol")[0] == "h2"
-    events, ended = [], threading.Event()
-
-    def stream():
-        body = json.dumps({"model": "smol", "messages": [{"role": "user", "content": "Tell a very long story."}], "max_tokens": 2000, "stream": True})
-        req = urllib.request.Request(front.url(front.ollama) + "/v1/chat/completions", data=body.encode(), headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                for line in r:
-                    events.append(line.decode().strip())
-        finally:
-            ended.set()
-
-    t = threading.Thread(target=stream)
-    t.start()
+    events, ended, t = long_stream(front, "smol")
     wait_for("the stream to start", lambda: sum(e.startswith("data: ") for e in events) >= 3, timeout=30)
     cut_at = time.time()
     net.cut(2)
@@ -271,3 +283,55 @@ def test_a_host_whose_processes_die_fails_over_and_comes_back(fleet):
     assert down_after < 2.5
     fleet["start_host"](1)
     wait_for("host 1 back", lambda: hosts_of(front)["h1"]["state"] == "up", timeout=30)
+
+
+def test_hosts_follow_config_edits_and_discover_names(fleet):
+    """`hosts` applies without a restart: removing a host ends the requests its runners were answering
+    and drops it; a `discover` entry whose name resolves to both machines becomes a host per address
+    (placed on, sampled by metrics-service); putting the old config back brings the old hosts back."""
+    front, net, work = fleet["front"], fleet["net"], fleet["work"]
+    api = front.url(front.api)
+    wait_for("both hosts up", lambda: all(hosts_of(front).get(n, {}).get("state") == "up" for n in ("h1", "h2")), timeout=30)
+    assert chat(front, "smol")[0] == "h2"
+    status, config = call_json("GET", api + "/api/config")
+    original = json.loads(json.dumps(config["app"]))
+    events, ended, t = long_stream(front, "smol")
+    try:
+        wait_for("the stream to start", lambda: sum(e.startswith("data: ") for e in events) >= 3, timeout=30)
+        edited = json.loads(json.dumps(original))
+        del edited["hosts"]["h2"]
+        edited["hosts"]["fleet"] = {"address": f"{FLEET_NAME}:{CONTROL_PORT}", "secret_file": str(work / "secret"), "discover": True}
+        status, body = call_json("PUT", api + "/api/config", {"revision": config["revision"], "app": edited})
+        assert status == 200, body
+        assert call_json("GET", api + "/api/config")[1]["restart"] == [], "a hosts edit needs no restart"
+        assert ended.wait(15), "the stream on the removed host did not end"
+        errors = [json.loads(e[6:]) for e in events if e.startswith("data: {") and '"error"' in e]
+        assert errors and "removed" in errors[-1]["error"]["message"], events[-3:]
+        a1, a2 = (f"fleet@{h['address']}" for h in net.hosts)
+        hosts = wait_for("the discovered hosts up", lambda: (lambda h: h if "h2" not in h and all(h.get(n, {}).get("state") == "up" for n in (a1, a2)) else None)(hosts_of(front)), timeout=20)
+        assert hosts[a2]["reportedName"] == "machine2" and hosts[a1]["reportedName"] == "machine1" and hosts["h1"]["state"] == "up"
+        assert chat(front, "smol-h2")[0] == a2
+
+        def scraped():
+            with urllib.request.urlopen(api + "/metrics", timeout=10) as r:
+                text = r.read().decode()
+            return text if f'llama_runner_host_up{{host="{a2}"}} 1' in text and 'host="h2"' not in text else None
+        wait_for("metrics-service sampling the discovered hosts", scraped, timeout=30, every=0.5)
+        # Machine 2 leaves the name (a pod gone from the headless Service): at the next look-up it is no longer a host.
+        etc_hosts = work / "etc-hosts"
+        listed = etc_hosts.read_text()
+        with open(etc_hosts, "r+") as f:  # in place: the front's /etc/hosts is this file, bind-mounted
+            f.write(listed.replace(f"{net.hosts[1]['address']} {FLEET_NAME}\n", ""))
+            f.truncate()
+        try:
+            left = wait_for("machine 2 gone from the discovered hosts", lambda: (lambda h: h if a2 not in h else None)(hosts_of(front)), timeout=25)
+            assert left[a1]["state"] == "up"
+        finally:
+            etc_hosts.write_text(listed)
+    finally:
+        t.join(30)
+        status, now = call_json("GET", api + "/api/config")
+        assert call_json("PUT", api + "/api/config", {"revision": now["revision"], "app": original})[0] == 200
+    hosts = wait_for("the configured hosts back", lambda: (lambda h: h if not any(n.startswith("fleet@") for n in h) and h.get("h2", {}).get("state") == "up" else None)(hosts_of(front)), timeout=20)
+    assert set(hosts) == {"local", "h1", "h2", "nosecret"}
+    assert chat(front, "smol-h2")[0] == "h2"

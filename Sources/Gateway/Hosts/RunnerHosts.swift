@@ -6,23 +6,27 @@ import Synchronization
 /// asked `runners.host` every half second; one that does not answer within `heartbeatTimeout` is
 /// down — its connection is dropped (a cut link sends nothing), the requests its runners were
 /// answering are ended with an error, and placement skips it — until it answers again, which it does
-/// by itself once reachable (the client keeps reconnecting).
+/// by itself once reachable (the client keeps reconnecting). The table follows the config: `configure`
+/// adds and removes hosts while the gateway runs (an edit, or a `discover` name that resolves anew).
 final class RunnerHosts: Sendable {
     final class Host: Sendable {
         let name: String
         let client: RPCClient
         let isLocal: Bool
         let address: String
+        /// What makes it the same host after a config change (`HostEndpoint.key`).
+        let key: String
         /// Its `hosts` entry cannot be used (no port, an unreadable secret): never contacted, shown down with why.
         let misconfigured: Bool
         fileprivate let state = Mutex<(state: HostState, info: HostInfo?, error: String?, seenAt: Double?, models: RegistrySnapshot?)>(
             (.unknown, nil, nil, nil, nil))
 
-        init(name: String, client: RPCClient, isLocal: Bool, address: String, misconfigured: String? = nil) {
+        init(name: String, client: RPCClient, isLocal: Bool, address: String, key: String = "", misconfigured: String? = nil) {
             self.name = name
             self.client = client
             self.isLocal = isLocal
             self.address = address
+            self.key = key
             self.misconfigured = misconfigured != nil
             if let misconfigured { state.withLock { $0 = (.down, nil, misconfigured, nil, nil) } }
         }
@@ -32,58 +36,124 @@ final class RunnerHosts: Sendable {
         var lastError: String? { state.withLock { $0.error } }
     }
 
+    /// What happened to a host, as `onChange` is told.
+    enum Change: String, Sendable {
+        /// It answered (again), or its models changed.
+        case up
+        /// It stopped answering.
+        case down
+        /// Its `hosts` entry is gone (or its name no longer resolves to it).
+        case removed
+    }
+
     static let localName = "local"
     /// Seconds between heartbeats, and the longest one may take: a host is marked down at most
     /// `heartbeatInterval + heartbeatTimeout` after it stops answering.
     static let heartbeatInterval = 0.5
     static let heartbeatTimeout = 1.2
 
-    let hosts: [Host]
     let local: Host
+    let loop: EventLoop
+    /// Every host, the local one first, then the configured ones by name.
+    private let table: Mutex<[Host]>
     /// This gateway's requests holding a lease, by host and model: counted at once, where the
     /// heartbeat's figures are up to half a second old (what spreads a burst over hosts).
     private let holding = Mutex<[String: Int]>([:])
     /// Told of each change of a host's state or models (the catalog merges models, the dashboard hears).
-    private let listener = Mutex<(@Sendable (_ host: Host, _ wentDown: Bool) -> Void)?>(nil)
+    private let listener = Mutex<(@Sendable (_ host: Host, _ change: Change) -> Void)?>(nil)
+    /// Called once for each host that joins, before its first heartbeat (notifications are subscribed there).
+    private let joiner = Mutex<(@Sendable (_ host: Host) -> Void)?>(nil)
+    /// The `hosts` entries last configured, and whether any is `discover` (looked up again periodically).
+    private let configured = Mutex<(hosts: [String: AppConfig.RemoteHost], configDir: String, generation: Int)>(([:], "", 0))
 
-    /// `local` is this machine's runner-manager client; `remote` the configured hosts with their
-    /// secrets (a host whose secret cannot be read is kept, down, with the reason).
-    init(local client: RPCClient, remote: [(name: String, address: SocketAddress?, secret: Result<RPCSecret, ConfigError>)], loop: EventLoop) {
-        local = Host(name: Self.localName, client: client, isLocal: true, address: "local")
-        var all = [local]
-        for r in remote.sorted(by: { $0.name < $1.name }) {
-            switch (r.address, r.secret) {
-            case (let address?, .success(let secret)):
-                let c = RPCClient(address: address, secret: secret, loop: loop, defaultTimeout: 10, maxBackoff: 1)
-                all.append(Host(name: r.name, client: c, isLocal: false, address: address.description))
-            case (let address, .failure(let error)):
-                all.append(Host(name: r.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false,
-                                address: address?.description ?? "?", misconfigured: "\(error)"))
-            case (nil, _):
-                all.append(Host(name: r.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false, address: "?",
-                                misconfigured: "app_config.json: hosts.\(r.name).address: expected host:port"))
-            }
-        }
-        hosts = all
+    /// `local` is this machine's runner-manager client; `configure` adds the others.
+    init(local client: RPCClient, loop: EventLoop) {
+        local = Host(name: Self.localName, client: client, isLocal: true, address: "local", key: Self.localName)
+        self.loop = loop
+        table = Mutex([local])
     }
 
+    var hosts: [Host] { table.withLock { $0 } }
     /// Whether any host besides the local one is configured (otherwise everything behaves as on one machine).
-    var isMultiHost: Bool { hosts.count > 1 }
+    var isMultiHost: Bool { table.withLock { $0.count } > 1 }
     var remote: [Host] { hosts.filter { !$0.isLocal } }
 
     func host(named name: String) -> Host? { hosts.first { $0.name == name } }
 
-    func onChange(_ body: @escaping @Sendable (_ host: Host, _ wentDown: Bool) -> Void) { listener.withLock { $0 = body } }
+    func onChange(_ body: @escaping @Sendable (_ host: Host, _ change: Change) -> Void) { listener.withLock { $0 = body } }
+    func onJoin(_ body: @escaping @Sendable (_ host: Host) -> Void) { joiner.withLock { $0 = body } }
 
-    /// Starts the remote clients and the heartbeats.
+    /// Takes `app_config.json` `hosts`: entries that are the same host as before keep their connection
+    /// and state; new ones are connected; hosts no longer configured are closed, and the requests their
+    /// runners were answering end (`removed`). A `discover` entry becomes one host per address.
+    func configure(_ entries: [String: AppConfig.RemoteHost], configDir: String) async {
+        let generation = configured.withLock { c -> Int in
+            c = (entries, configDir, c.generation + 1)
+            return c.generation
+        }
+        let endpoints = await HostEndpoints.resolve(entries, configDir: configDir)
+        let (added, removed) = table.withLock { table -> ([Host], [Host]) in
+            // A newer configure started while this one resolved: it decides.
+            guard configured.withLock({ $0.generation }) == generation else { return ([], []) }
+            let wanted = Set(endpoints.map(\.key))
+            let removed = table.filter { !$0.isLocal && !wanted.contains($0.key) }
+            let kept = Set(table.map(\.key))
+            let added = endpoints.filter { !kept.contains($0.key) }.map(makeHost)
+            table = [local] + (table.filter { !$0.isLocal && wanted.contains($0.key) } + added).sorted { $0.name < $1.name }
+            return (added, removed)
+        }
+        for h in added {
+            joiner.withLock { $0 }?(h)
+            if !h.misconfigured { h.client.start() }
+        }
+        for h in removed {
+            // A discovered host (`<entry>@<address>`) whose entry is still there left its name's addresses.
+            let entry = h.name.splitOnce("@")?.before
+            let why = entry.flatMap { entries[$0] }.map { "removed: \(h.address) is no longer an address of \($0.address)" } ?? "removed from app_config.json hosts"
+            h.state.withLock { $0.state = .down; $0.error = why }
+            listener.withLock { $0 }?(h, .removed)
+            if !h.misconfigured { await h.client.close() }
+        }
+    }
+
+    /// Looks `discover` names up again (a pod that joined or left the headless Service).
+    func rediscover() async {
+        let (entries, dir) = configured.withLock { ($0.hosts, $0.configDir) }
+        guard entries.values.contains(where: \.discover) else { return }
+        await configure(entries, configDir: dir)
+    }
+
+    /// Tells the listener, unless `host` was removed meanwhile (a heartbeat that was under way as its
+    /// entry went: a new host of the same name must not have its requests ended).
+    private func notify(_ host: Host, _ change: Change) {
+        guard table.withLock({ $0.contains { $0 === host } }) else { return }
+        listener.withLock { $0 }?(host, change)
+    }
+
+    private func makeHost(_ e: HostEndpoint) -> Host {
+        let shown = e.address?.description ?? "?"
+        if let problem = e.problem {
+            return Host(name: e.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false, address: shown, key: e.key, misconfigured: problem)
+        }
+        guard let address = e.address, case .success(let secret) = e.secret else {
+            return Host(name: e.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false, address: shown, key: e.key,
+                        misconfigured: "unusable hosts entry")
+        }
+        let c = RPCClient(address: address, secret: secret, loop: loop, defaultTimeout: 10, maxBackoff: 1)
+        return Host(name: e.name, client: c, isLocal: false, address: shown, key: e.key)
+    }
+
+    /// Starts the heartbeats (every host's, once there is more than the local one) and the periodic
+    /// look-ups of `discover` names.
     func start(on periodic: PeriodicWork) {
-        for h in remote where !h.misconfigured { h.client.start() }
-        guard isMultiHost else { return }
         periodic.every(Self.heartbeatInterval) { [self] in
+            let all = hosts
+            guard all.count > 1 else { return }
             await withTaskGroup(of: Void.self) { group in
-                for h in hosts where !h.misconfigured { group.addTask { await self.beat(h) } }
+                for h in all where !h.misconfigured { group.addTask { await self.beat(h) } }
             }
         }
+        periodic.every(HostEndpoints.rediscoverSeconds) { [self] in await rediscover() }
     }
 
     /// One heartbeat: `runners.host`, and the host's model table when its revision moved.
@@ -105,7 +175,7 @@ final class RunnerHosts: Sendable {
                 if let models { s.models = models }
                 return (was != .up || modelsChanged || s.info?.models != info.models, false)
             }
-            if changed { listener.withLock { $0 }?(host, false) }
+            if changed { notify(host, .up) }
         } catch {
             let wentDown = host.state.withLock { s -> Bool in
                 let was = s.state
@@ -116,7 +186,7 @@ final class RunnerHosts: Sendable {
             guard wentDown else { return }
             // A link that was cut leaves the TCP connection open and silent: start over.
             if !host.isLocal { host.client.dropConnection() }
-            listener.withLock { $0 }?(host, true)
+            notify(host, .down)
         }
     }
 
@@ -129,7 +199,7 @@ final class RunnerHosts: Sendable {
         }
         if wentDown {
             host.client.dropConnection()
-            listener.withLock { $0 }?(host, true)
+            notify(host, .down)
         }
     }
 

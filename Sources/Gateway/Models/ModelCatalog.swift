@@ -13,6 +13,7 @@ final class ModelCatalog: Sendable {
     let peers = PeerDirectory()
     /// Models only other hosts (`hosts`) have, from their registries.
     private let hostModels = Mutex<[ResolvedModel]>([])
+    private let appConfigListener = Mutex<(@Sendable (AppConfig) -> Void)?>(nil)
     let registry: RPCClient
     let loop: EventLoop
     /// Told the new revision after each refresh that changed it (the dashboard's event stream).
@@ -23,6 +24,9 @@ final class ModelCatalog: Sendable {
         self.loop = loop
         self.onChange = onChange
     }
+
+    /// Told of the app config each time it is read (every registry change): what else follows it (`hosts`).
+    func onAppConfig(_ body: @escaping @Sendable (AppConfig) -> Void) { appConfigListener.withLock { $0 = body } }
 
     /// Subscribes to changes and loads the first snapshot.
     func start() async {
@@ -36,7 +40,10 @@ final class ModelCatalog: Sendable {
     }
 
     func refresh() async {
-        if let app = try? await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10) { peers.configure(app.peers) }
+        if let app = try? await registry.call(RegistryRPC.AppConfigGet.self, Empty(), timeout: 10) {
+            peers.configure(app.peers)
+            appConfigListener.withLock { $0 }?(app)
+        }
         if let fresh = try? await registry.call(RegistryRPC.Snapshot.self, Empty(), timeout: 10) {
             let others = hostModels.withLock { $0 } + peers.models
             let changed = snapshot.withLock { s -> Bool in

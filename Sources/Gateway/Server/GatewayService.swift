@@ -43,12 +43,8 @@ final class GatewayService: Service {
         let pulls = PullTracker(registry: registry, catalog: catalog) { status in
             if let value = try? JSONCoder.encodeValue(status) { hub.publish("pull", value) }
         }
-        // The runner-managers models are placed on: this machine's, and those of `hosts`.
-        let remote = config.hosts.map { name, h in
-            (name: name, address: h.socketAddress,
-             secret: Result { () throws(ConfigError) in try RPCSecret.load(file: resolvePath(h.secretFile, configDir: paths.configDir)) })
-        }
-        let hosts = RunnerHosts(local: runners, remote: remote, loop: context.loop)
+        // The runner-managers models are placed on: this machine's, and those of `hosts` (which follow the config).
+        let hosts = RunnerHosts(local: runners, loop: context.loop)
         // Each request's record also goes to the dashboard's live Activity, as `request` events.
         let relay = RunnerRelay(runners: runners, metrics: metrics, catalog: catalog, hosts: hosts) { record in
             guard hub.count > 0, let value = try? JSONCoder.encodeValue(TimedRecord(at: Double(unixMillis()) / 1000, record: record)) else { return }
@@ -56,7 +52,7 @@ final class GatewayService: Service {
         }
         let inflight = InFlightTable(capture: config.dashboard.capture ? CaptureRing() : nil)
         let instances = LMStudioInstances()
-        for host in hosts.hosts {
+        @Sendable func listen(to host: RunnerHosts.Host) {
             host.client.onNotification { method, data in
                 guard method == RunnersRPC.StateChanged.name, let state = RPCClient.decode(RunnersRPC.StateChanged.self, from: data) else { return }
                 relay.runnerStateChanged(state)
@@ -67,17 +63,23 @@ final class GatewayService: Service {
             }
             host.client.subscribe()
         }
-        // A host that went down ends the requests its runners were answering; its models come and go.
-        hosts.onChange { host, wentDown in
-            if wentDown {
+        listen(to: hosts.local)
+        hosts.onJoin { listen(to: $0) }
+        // A host that went down (or was removed) ends the requests its runners were answering; its models come and go.
+        hosts.onChange { host, change in
+            switch change {
+            case .down, .removed:
                 let ended = inflight.cancel(host: host.name, reason: host.lastError ?? "no heartbeat")
-                context.logger.warning("host is down", ("host", host.name), ("ended", ended))
-            } else {
+                context.logger.warning(change == .down ? "host is down" : "host was removed", ("host", host.name), ("ended", ended))
+            case .up:
                 context.logger.info("host is up", ("host", host.name))
             }
             catalog.setHostModels(hosts.remoteModels)
-            hub.publish("host", .object(JSONObject([("name", .string(host.name)), ("state", .string(wentDown ? "down" : "up"))])))
+            hub.publish("host", .object(JSONObject([("name", .string(host.name)), ("state", .string(change.rawValue))])))
         }
+        await hosts.configure(config.hosts, configDir: paths.configDir)
+        // An edit of `hosts` applies at once: the catalog reads the app config on every registry change.
+        catalog.onAppConfig { app in Task(executorPreference: context.loop) { await hosts.configure(app.hosts, configDir: paths.configDir) } }
         hosts.start(on: context.periodic)
         context.rpc.register(GatewayRPC.Hosts.self) { _ in hosts.statuses }
         // Runners that were ready before this gateway (adopted, or a reconnect) send no notification

@@ -26,7 +26,7 @@ final class RunnerRelay: Sendable {
     init(runners: RPCClient, metrics: RPCClient, catalog: ModelCatalog, hosts: RunnerHosts? = nil,
          onRecord: @escaping @Sendable (RequestRecord) -> Void = { _ in }) {
         self.runners = runners
-        self.hosts = hosts ?? RunnerHosts(local: runners, remote: [], loop: catalog.loop)
+        self.hosts = hosts ?? RunnerHosts(local: runners, loop: catalog.loop)
         self.metrics = metrics
         self.catalog = catalog
         self.onRecord = onRecord

@@ -97,8 +97,9 @@ enum ConfigShapes {
         .init("hosts", .object([], others: .map(.object([
             .init("address", .nonEmptyString, required: true, "host:port of that machine's runner_host"),
             .init("secret_file", .nonEmptyString, required: true, "file holding the same secret as that host's runner_host.secret_file (relative to the config directory)"),
+            .init("discover", .boolean, "every address the address's name resolves to is a host of its own, <name>@<address>, looked up again every 10 s (a Kubernetes headless Service; default false)"),
         ], others: .warn), keyPattern: .peerName, keyHint: "a host name: letters, digits, '.', '_' or '-'")),
-              "other machines' runner-managers this gateway places models on, besides its own (\"local\"); a restart of the gateway applies a change"),
+              "other machines' runner-managers this gateway places models on, besides its own (\"local\"); a change applies at once"),
         .init("discovery_interval_seconds", .integer(min: 0), "seconds between scans of the models folders (0 = off)"),
         .init("log_levels", .object([], others: .map(logLevel, keyPattern: nil, keyHint: "")), "per service, and \"default\""),
         .init("resident_model", .anyOf([.pattern(.modelID, hint: "a model id"), .null], hint: "a model id or null"), "a model kept loaded: at start, and again once the machine is idle after others displaced it"),

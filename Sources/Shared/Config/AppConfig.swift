@@ -241,7 +241,6 @@ public struct AppConfig: Codable, Sendable, Equatable {
         if allowedHosts != now.allowedHosts { keys.append("allowed_hosts") }
         if limits.requestBodyBytes != now.limits.requestBodyBytes { keys.append("limits.request_body_bytes") }
         if limits.defaultTTLSeconds != now.limits.defaultTTLSeconds { keys.append("limits.default_ttl_seconds") }
-        if hosts != now.hosts { keys.append("hosts") }
         return keys
     }
 

@@ -127,6 +127,33 @@ public enum HostResolver {
     }
 }
 
+extension HostResolver {
+    /// Every numeric address `host` resolves to, each once, IPv4 first, in the resolver's order
+    /// (a Kubernetes headless Service's name: one per pod). A numeric address is itself.
+    public static func resolveAll(_ host: String) async throws -> [String] {
+        if host.allSatisfy({ $0.isNumber || $0 == "." }) || host.contains(":") { return [host] }
+        return try await BlockingPool.shared.run { () throws -> [String] in
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            var result: UnsafeMutablePointer<addrinfo>?
+            guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { throw SocketError.unresolvable(host) }
+            defer { freeaddrinfo(result) }
+            var v4: [String] = []
+            var v6: [String] = []
+            var cursor: UnsafeMutablePointer<addrinfo>? = first
+            while let info = cursor {
+                var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+                if getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                    let text = String(cBuffer: buffer)
+                    if info.pointee.ai_family == AF_INET { if !v4.contains(text) { v4.append(text) } } else if !v6.contains(text) { v6.append(text) }
+                }
+                cursor = info.pointee.ai_next
+            }
+            return v4 + v6
+        }
+    }
+}
+
 /// HTTP and HTTPS to any URL: one keep-alive pool (`HTTPClient`) per origin, names resolved off the
 /// loop, TLS for `https`. Redirects are not followed here: a caller that follows them decides what
 /// each hop may carry (credentials only to the hosts meant to have them).
