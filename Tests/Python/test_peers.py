@@ -92,6 +92,11 @@ def test_ollama_client_through_peer(front):
     assert r.message.role == "assistant" and r.message.content and r.eval_count > 0
     parts = list(client.generate(model="lab/smol-a", prompt="The sky is", stream=True, options={"num_predict": 8}))
     assert parts[-1].done and "".join(p.response for p in parts).strip()
+    # Raw mode (no template) goes to the peer's /v1/completions, translated back to Ollama's shape.
+    raw = client.generate(model="lab/smol-a", prompt="The capital of France is", raw=True, stream=False, options={"num_predict": 6, "temperature": 0})
+    assert raw.done and raw.response.strip() and raw.eval_count > 0
+    raw_parts = list(client.generate(model="lab/smol-a", prompt="One, two, three,", raw=True, stream=True, options={"num_predict": 6}))
+    assert raw_parts[-1].done and "".join(p.response for p in raw_parts).strip()
     embed = client.embed(model="lab/smol-a", input="hello")
     assert len(embed.embeddings) == 1 and len(embed.embeddings[0]) > 10
     # An empty prompt "loads": the peer loads on its first request, so this answers at once.

@@ -213,7 +213,8 @@ struct OllamaAPI: Sendable {
             return Self.json(.object(line))
         }
 
-        // Raw mode (generate only) skips the chat template: llama-server's /completion takes the prompt as is.
+        // Raw mode (generate only) skips the chat template: llama-server's /completion takes the prompt
+        // as is; a peer (any OpenAI-compatible server) gets it on /v1/completions.
         let raw = !chat && (doc["raw"]?.boolValue ?? false)
         if raw && (doc["template"] != nil || doc["system"] != nil || doc["context"] != nil) {
             return shape.response(.badRequest, "raw mode does not support template, system, or context")
@@ -221,7 +222,9 @@ struct OllamaAPI: Sendable {
         var upstream = sampling
         if raw {
             upstream["prompt"] = .string(doc["prompt"]?.stringValue ?? "")
-            if let n = upstream["max_tokens"] {
+            if model.peer != nil {
+                upstream["stream_options"] = .object(JSONObject([("include_usage", .bool(true))]))
+            } else if let n = upstream["max_tokens"] {
                 upstream["max_tokens"] = nil
                 upstream["n_predict"] = n
             }
@@ -252,7 +255,8 @@ struct OllamaAPI: Sendable {
     static func relayChat(_ relay: RunnerRelay, origin: RequestOrigin, model: ResolvedModel, name: String, chat: Bool, raw: Bool, body: [UInt8],
                           stream: Bool, keepAlive: Double?, parameters: JSONValue?, start: UInt64) async throws -> HTTPResponse {
         let shape = ErrorShape.ollama
-        let call = try await relay.call(origin, model: model, path: raw ? "/completion" : "/v1/chat/completions", body: body,
+        let path = !raw ? "/v1/chat/completions" : model.peer != nil ? "/v1/completions" : "/completion"
+        let call = try await relay.call(origin, model: model, path: path, body: body,
                                         keepAlive: keepAlive, parameters: parameters, accept: "text/event-stream")
         let route = chat ? "/api/chat" : "/api/generate"
         if call.upstream.status.code != 200 {

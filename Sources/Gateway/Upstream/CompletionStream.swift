@@ -87,7 +87,8 @@ struct CompletionStream: Sendable {
                 reasoning += r
                 out.append(.reasoning(r))
             }
-            if let text = delta["content"]?.stringValue, !text.isEmpty {
+            // A chat chunk's delta, or a text completion's `text` (/v1/completions: a peer's raw generate).
+            if let text = delta["content"]?.stringValue ?? choice["text"]?.stringValue, !text.isEmpty {
                 content += text
                 contentChunks += 1
                 out.append(.content(text))
