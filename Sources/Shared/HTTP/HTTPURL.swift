@@ -129,14 +129,16 @@ public enum HostResolver {
 
 extension HostResolver {
     /// Every numeric address `host` resolves to, each once, IPv4 first, in the resolver's order
-    /// (a Kubernetes headless Service's name: one per pod). A numeric address is itself.
+    /// (a Kubernetes headless Service's name: one per pod). A numeric address is itself. The lookup
+    /// runs on a thread of its own: a DNS server that does not answer holds it for the resolver's
+    /// timeout (5 s and more), which on the shared `BlockingPool` would stall everyone's file work.
     public static func resolveAll(_ host: String) async throws -> [String] {
         if host.allSatisfy({ $0.isNumber || $0 == "." }) || host.contains(":") { return [host] }
-        return try await BlockingPool.shared.run { () throws -> [String] in
+        return try await onThreadOfItsOwn { () -> Result<[String], SocketError> in
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
             var result: UnsafeMutablePointer<addrinfo>?
-            guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { throw SocketError.unresolvable(host) }
+            guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return .failure(.unresolvable(host)) }
             defer { freeaddrinfo(result) }
             var v4: [String] = []
             var v6: [String] = []
@@ -149,8 +151,8 @@ extension HostResolver {
                 }
                 cursor = info.pointee.ai_next
             }
-            return v4 + v6
-        }
+            return .success(v4 + v6)
+        }.get()
     }
 }
 
