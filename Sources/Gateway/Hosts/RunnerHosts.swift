@@ -63,7 +63,8 @@ final class RunnerHosts: Sendable {
     private let listener = Mutex<(@Sendable (_ host: Host, _ change: Change) -> Void)?>(nil)
     /// Called once for each host that joins, before its first heartbeat (notifications are subscribed there).
     private let joiner = Mutex<(@Sendable (_ host: Host) -> Void)?>(nil)
-    /// The `hosts` entries last configured, and whether any is `discover` (looked up again periodically).
+    /// The `hosts` entries last configured (`rediscover` looks their `discover` names up again), and a
+    /// count of `configure` calls: one that finishes after a newer one started changes nothing.
     private let configured = Mutex<(hosts: [String: AppConfig.RemoteHost], configDir: String, generation: Int)>(([:], "", 0))
 
     /// `local` is this machine's runner-manager client; `configure` adds the others.
@@ -132,12 +133,10 @@ final class RunnerHosts: Sendable {
 
     private func makeHost(_ e: HostEndpoint) -> Host {
         let shown = e.address?.description ?? "?"
-        if let problem = e.problem {
-            return Host(name: e.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false, address: shown, key: e.key, misconfigured: problem)
-        }
-        guard let address = e.address, case .success(let secret) = e.secret else {
+        // An endpoint without a problem has its address and secret (`HostEndpoints.resolve`).
+        guard e.problem == nil, let address = e.address, case .success(let secret) = e.secret else {
             return Host(name: e.name, client: RPCClient(path: "/nonexistent", loop: loop), isLocal: false, address: shown, key: e.key,
-                        misconfigured: "unusable hosts entry")
+                        misconfigured: e.problem ?? "unusable hosts entry")
         }
         let c = RPCClient(address: address, secret: secret, loop: loop, defaultTimeout: 10, maxBackoff: 1)
         return Host(name: e.name, client: c, isLocal: false, address: shown, key: e.key)
